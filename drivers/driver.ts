@@ -1,0 +1,116 @@
+/**
+ * The driver contract: libnetwork's verbs in camelCase. Drivers receive ids, never names,
+ * and options as parsed data. Every method is an idempotent *ensure*: the controller re-runs
+ * it with the same `effectId` after a crash, so "already exists" and "already gone" are
+ * success, not errors.
+ *
+ * A driver method returns the facts it decided (device names, MACs, …) as a plain JSON
+ * object; the controller writes them into the outcome event so replay never asks again.
+ *
+ * @module
+ */
+
+import type { Kernel } from "../src/kernel/types.ts";
+
+/** `{ dataScope, connectivityScope }`, each `local` or `global`. */
+export interface DriverCapabilities {
+  dataScope: "local" | "global";
+  connectivityScope: "local" | "global";
+}
+
+/** Per-address-family IPAM data handed to drivers (libnetwork's IPAMData). */
+export interface IpamData {
+  addressSpace: string;
+  pool: string; // CIDR
+  gateway?: string; // CIDR (address with the pool's prefix length)
+  auxAddresses: Record<string, string>; // name → CIDR
+}
+
+/** What a driver knows about a network. */
+export interface DriverNetwork {
+  id: string;
+  internal: boolean;
+  enableIPv6: boolean;
+  options: Record<string, string>;
+  labels: Record<string, string>;
+  ipv4: IpamData[];
+  ipv6: IpamData[];
+  /** Facts the driver returned from createNetwork (e.g. the bridge name). */
+  facts: Record<string, unknown>;
+}
+
+/** What a driver knows about an endpoint. */
+export interface DriverEndpoint {
+  id: string;
+  networkId: string;
+  options: Record<string, string>;
+  ipv4Address?: string; // CIDR
+  ipv6Address?: string; // CIDR
+  macAddress?: string;
+  /** Facts the driver returned from createEndpoint. */
+  facts: Record<string, unknown>;
+}
+
+/** The sandbox an endpoint joins. */
+export interface DriverSandbox {
+  id: string;
+  /** Namespace path. */
+  key: string;
+  /** Interface name decided by the controller for this endpoint inside the sandbox. */
+  ifname: string;
+  labels: Record<string, string>;
+}
+
+/** Context of one effect run. */
+export interface EffectContext {
+  /** Stable across re-runs of the same decided effect. */
+  effectId: string;
+  /** Kernel access, scoped to the controller's host namespace. */
+  kernel: Kernel;
+  /** Name prefix for kernel objects owned by this controller (ownership mark). */
+  prefix: string;
+}
+
+/** Facts a driver decided, recorded in the outcome event. JSON only. */
+export type DriverFacts = Record<string, unknown>;
+
+/** Result of a join: what the sandbox must program (libnetwork's JoinInfo). */
+export interface JoinResult extends DriverFacts {
+  gateway?: string; // IPv4 address (no prefix)
+  gatewayIPv6?: string;
+  staticRoutes?: { destination: string; routeType: 0 | 1; nextHop?: string }[];
+  disableGatewayService?: boolean;
+}
+
+/** A network driver. */
+export interface Driver {
+  /** The name networks use in `driver`. */
+  readonly name: string;
+  capabilities(): DriverCapabilities;
+  /** Validates options before anything is journaled; throws InvalidArgumentError. */
+  validateNetwork?(network: DriverNetwork): void;
+  createNetwork(network: DriverNetwork, ctx: EffectContext): Promise<DriverFacts | void>;
+  deleteNetwork(network: DriverNetwork, ctx: EffectContext): Promise<void>;
+  createEndpoint(
+    network: DriverNetwork,
+    endpoint: DriverEndpoint,
+    ctx: EffectContext,
+  ): Promise<DriverFacts | void>;
+  deleteEndpoint(
+    network: DriverNetwork,
+    endpoint: DriverEndpoint,
+    ctx: EffectContext,
+  ): Promise<void>;
+  join(
+    network: DriverNetwork,
+    endpoint: DriverEndpoint,
+    sandbox: DriverSandbox,
+    ctx: EffectContext,
+  ): Promise<JoinResult | void>;
+  leave(
+    network: DriverNetwork,
+    endpoint: DriverEndpoint,
+    sandbox: DriverSandbox,
+    ctx: EffectContext,
+  ): Promise<void>;
+}

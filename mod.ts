@@ -1,0 +1,72 @@
+/**
+ * cnm — Docker's Container Network Model as an event-sourced actor system.
+ *
+ * Networks, endpoints and sandboxes are XState actors; every transition is appended to a
+ * NATS JetStream stream before its side effect runs, so a controller rebuilds itself after
+ * a restart and anyone can subscribe to or replay what happened.
+ *
+ * @example
+ * ```ts ignore
+ * import { createController } from "./mod.ts";
+ *
+ * const cnm = await createController({ nats: { servers: "127.0.0.1:4222" }, hostId: "h1" });
+ * const sb = await cnm.createSandbox({ name: "c1" });
+ * const ep = await cnm.createEndpoint("none", { name: "c1-none" });
+ * await cnm.join(ep.id, sb.id);
+ * cnm.events$.subscribe((e) => console.log(e.seq, e.type));
+ * await cnm.close(); // the namespace stays; a new controller picks it up
+ * ```
+ *
+ * @module
+ */
+
+export { createController } from "./src/controller.ts";
+export type { Controller, ControllerOptions, RecoveryReport } from "./src/controller.ts";
+export type {
+  EndpointInfo,
+  EndpointState,
+  IpamConfigInfo,
+  NetworkInfo,
+  NetworkState,
+  SandboxInfo,
+  SandboxState,
+} from "./src/info.ts";
+export type {
+  CreateEndpointOptions,
+  CreateNetworkOptions,
+  CreateSandboxOptions,
+  DeleteEndpointOptions,
+} from "./src/inputs.ts";
+export {
+  CnmError,
+  ConflictError,
+  DriverError,
+  ErrorCode,
+  ForbiddenError,
+  InvalidArgumentError,
+  NotFoundError,
+  UnavailableError,
+} from "./src/errors.ts";
+export type { ErrorCodeValue, ErrorRecord } from "./src/errors.ts";
+export {
+  decodeEvent,
+  EnvelopeSchema,
+  EVENT_VERSION,
+  EventValidationError,
+  Kinds,
+  subjectOf,
+  validateEvent,
+} from "./src/events.ts";
+export type { CnmEvent, Kind, RecordedEvent } from "./src/events.ts";
+export type {
+  Driver,
+  DriverCapabilities,
+  DriverEndpoint,
+  DriverNetwork,
+  DriverSandbox,
+  EffectContext,
+  IpamData,
+  JoinResult,
+} from "./drivers/driver.ts";
+export type { Kernel } from "./src/kernel/types.ts";
+export type { KernelOptions } from "./src/kernel/mod.ts";

@@ -1,0 +1,914 @@
+/**
+ * The controller: owns this host's networks, endpoints and sandboxes as XState actors,
+ * journals every transition to JetStream before acting on it, and rebuilds itself from the
+ * journal on start.
+ *
+ * Write path (DESIGN §3): validate → check the actor can take the intent (pure) → append
+ * the intent (expect.lastSubjectSequence, msgID) → send it to the actor, whose transient
+ * state runs the driver effect → append the outcome → the actor applies it → resolve.
+ *
+ * @module
+ */
+
+import { type AnyActorRef, createActor, fromCallback, type Subscription } from "xstate";
+import { Subject } from "rxjs";
+import type { Observable } from "rxjs";
+import { connect, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node";
+import type { Driver } from "../drivers/driver.ts";
+import { builtinDrivers, SINGLETON_DRIVERS } from "../drivers/mod.ts";
+import type { EndpointContext } from "../actors/endpoint.ts";
+import type { NetworkContext } from "../actors/network.ts";
+import type { SandboxContext } from "../actors/sandbox.ts";
+import type { EffectInput } from "../actors/_common.ts";
+import { type CnmEvent, EVENT_VERSION, type Kind, type RecordedEvent } from "./events.ts";
+import {
+  CnmError,
+  ConflictError,
+  ForbiddenError,
+  fromErrorRecord,
+  InvalidArgumentError,
+  NotFoundError,
+  toErrorRecord,
+  UnavailableError,
+} from "./errors.ts";
+import { errText, type Journal, openJournal } from "./journal.ts";
+import { foldAll, type FoldWarning, MACHINES, stateOf } from "./fold.ts";
+import { type Outcome, runEffect } from "./effects.ts";
+import {
+  CreateEndpointInput,
+  type CreateEndpointOptions,
+  CreateNetworkInput,
+  type CreateNetworkOptions,
+  CreateSandboxInput,
+  type CreateSandboxOptions,
+  DeleteEndpointInput,
+  type DeleteEndpointOptions,
+  parseInput,
+  parseRef,
+} from "./inputs.ts";
+import {
+  type EndpointInfo,
+  endpointInfo,
+  type NetworkInfo,
+  networkInfo,
+  type SandboxInfo,
+  sandboxInfo,
+  TRANSIENT_STATES,
+} from "./info.ts";
+import { newEventId, newObjectId, shortId } from "./ids.ts";
+import { KeyedMutex } from "./locks.ts";
+import type { Kernel } from "./kernel/types.ts";
+import { createKernel, type KernelOptions } from "./kernel/mod.ts";
+
+/** Options of {@link createController}. */
+export interface ControllerOptions {
+  /** NATS connect options (servers, user/pass, token, tls, … pass through). */
+  nats: ConnectionOptions;
+  /** JetStream stream name. Default `CNM`. */
+  stream?: string;
+  /** Subject prefix. Default `cnm`. */
+  prefix?: string;
+  /** This controller's host id. Default: the machine's hostname. */
+  hostId?: string;
+  /** Extra drivers (by name), added to the built-ins. */
+  drivers?: Driver[];
+  /** Kernel access: an implementation, or options for the built-in one. */
+  kernel?: Kernel | KernelOptions;
+  /** Prefix of kernel object names this controller owns (namespaces, …). Default `cnm-`. */
+  namePrefix?: string;
+  /** Create the predefined networks (`none`, `host`) on first start. Default true. */
+  predefined?: boolean;
+  /** Milliseconds a command waits for its outcome to become durable. Default 30000. */
+  commandTimeoutMs?: number;
+  /** Milliseconds to wait for one PubAck. Default 4000. */
+  publishTimeoutMs?: number;
+}
+
+/** Result of the start-up recovery. */
+export interface RecoveryReport {
+  /** Events read from the journal. */
+  events: number;
+  /** Objects rebuilt (not deleted). */
+  objects: number;
+  /** Objects whose interrupted effect was run again. */
+  resumed: string[];
+  /** Events that could not be applied. */
+  warnings: FoldWarning[];
+  /** Milliseconds from connect to ready. */
+  ms: number;
+}
+
+/** A running controller. See mod.ts for the API contract. */
+export interface Controller {
+  readonly hostId: string;
+  readonly stream: string;
+  readonly prefix: string;
+  /** What the start-up recovery found and did. */
+  readonly recovery: RecoveryReport;
+  createNetwork(options: CreateNetworkOptions): Promise<NetworkInfo>;
+  deleteNetwork(idOrName: string): Promise<void>;
+  createSandbox(options: CreateSandboxOptions): Promise<SandboxInfo>;
+  deleteSandbox(idOrName: string): Promise<void>;
+  createEndpoint(network: string, options: CreateEndpointOptions): Promise<EndpointInfo>;
+  deleteEndpoint(endpointId: string, options?: DeleteEndpointOptions): Promise<void>;
+  join(endpointId: string, sandbox: string): Promise<EndpointInfo>;
+  leave(endpointId: string, sandbox: string): Promise<void>;
+  network(idOrName: string): NetworkInfo | undefined;
+  networks(): NetworkInfo[];
+  endpoint(id: string): EndpointInfo | undefined;
+  endpoints(filter?: { network?: string }): EndpointInfo[];
+  sandbox(idOrName: string): SandboxInfo | undefined;
+  sandboxes(): SandboxInfo[];
+  /** Every event this controller appends, after it is durable. */
+  readonly events$: Observable<RecordedEvent>;
+  /** Stops the actors and the connection; leaves the kernel as it is. */
+  close(): Promise<void>;
+}
+
+interface Rec {
+  kind: Kind;
+  id: string;
+  actor: AnyActorRef;
+  lastSeq: number;
+  sub?: Subscription;
+}
+
+interface Waiter {
+  resolve(outcome: CnmEvent): void;
+  reject(err: Error): void;
+}
+
+const isKernel = (k: unknown): k is Kernel =>
+  typeof (k as Kernel | undefined)?.ensureNetns === "function";
+
+/**
+ * Connects to NATS, opens the journal, rebuilds every actor from it and returns a ready
+ * controller.
+ *
+ * @throws {UnavailableError} when NATS is unreachable or JetStream is not enabled.
+ */
+export async function createController(options: ControllerOptions): Promise<Controller> {
+  if (!options || typeof options !== "object" || !options.nats) {
+    throw new InvalidArgumentError("invalid controller options: nats: required");
+  }
+  const started = performance.now();
+  let nc: NatsConnection;
+  try {
+    nc = await connect({
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+      timeout: 5000,
+      ...options.nats,
+    });
+  } catch (err) {
+    throw new UnavailableError(
+      `cannot connect to NATS at ${String(options.nats.servers ?? "127.0.0.1:4222")}: ${
+        errText(err)
+      }`,
+      { cause: err },
+    );
+  }
+  try {
+    const journal = await openJournal(nc, {
+      stream: options.stream,
+      prefix: options.prefix,
+      publishTimeoutMs: options.publishTimeoutMs,
+    });
+    const kernel = isKernel(options.kernel)
+      ? options.kernel
+      : await createKernel(options.kernel as KernelOptions | undefined);
+    const ctl = new ControllerImpl(nc, journal, kernel, options, !isKernel(options.kernel));
+    await ctl.start(started);
+    return ctl;
+  } catch (err) {
+    await nc.close().catch(() => {});
+    throw err;
+  }
+}
+
+class ControllerImpl implements Controller {
+  readonly hostId: string;
+  readonly stream: string;
+  readonly prefix: string;
+  recovery!: RecoveryReport;
+  readonly #events = new Subject<RecordedEvent>();
+  readonly events$: Observable<RecordedEvent> = this.#events.asObservable();
+  readonly #nc: NatsConnection;
+  readonly #journal: Journal;
+  readonly #kernel: Kernel;
+  readonly #ownsKernel: boolean;
+  readonly #drivers: Map<string, Driver>;
+  readonly #namePrefix: string;
+  readonly #timeout: number;
+  readonly #predefined: boolean;
+  readonly #locks = new KeyedMutex();
+  readonly #objects = { network: new Map<string, Rec>(), endpoint: new Map(), sandbox: new Map() };
+  readonly #waiters = new Map<string, Waiter>();
+  #connected = true;
+  #closed = false;
+
+  constructor(
+    nc: NatsConnection,
+    journal: Journal,
+    kernel: Kernel,
+    options: ControllerOptions,
+    ownsKernel: boolean,
+  ) {
+    this.#nc = nc;
+    this.#journal = journal;
+    this.#kernel = kernel;
+    this.#ownsKernel = ownsKernel;
+    this.hostId = options.hostId ?? Deno.hostname();
+    this.stream = journal.stream;
+    this.prefix = journal.prefix;
+    this.#namePrefix = options.namePrefix ?? "cnm-";
+    this.#timeout = options.commandTimeoutMs ?? 30_000;
+    this.#predefined = options.predefined ?? true;
+    this.#drivers = builtinDrivers();
+    for (const d of options.drivers ?? []) this.#drivers.set(d.name, d);
+    this.#watchConnection();
+  }
+
+  // ---------------------------------------------------------------- start-up
+
+  async start(started: number): Promise<void> {
+    const fold = await foldAll(this.#journal.read(), undefined);
+    const resumed: { rec: Rec; intent?: RecordedEvent }[] = [];
+    let objects = 0;
+    for (const obj of fold.objects.values()) {
+      if (obj.host !== this.hostId) continue; // another host's objects are not ours to run
+      const state = stateOf(obj.snapshot);
+      if (state === "deleted") continue;
+      objects++;
+      const machine = this.#provided(obj.kind);
+      let actor: AnyActorRef;
+      if (state === "creating") {
+        actor = createActor(machine, { input: { event: obj.createIntent } });
+        resumed.push({ rec: this.#register(obj.kind, obj.id, actor, obj.lastSeq) });
+      } else if (obj.intent && obj.before) {
+        actor = createActor(machine, { snapshot: MACHINES[obj.kind].getPersistedSnapshot(obj.before) });
+        resumed.push({ rec: this.#register(obj.kind, obj.id, actor, obj.lastSeq), intent: obj.intent });
+      } else {
+        actor = createActor(machine, { snapshot: MACHINES[obj.kind].getPersistedSnapshot(obj.snapshot) });
+        this.#register(obj.kind, obj.id, actor, obj.lastSeq);
+      }
+    }
+    // Stable actors first; then interrupted effects, sandboxes and networks before endpoints
+    // (a join needs its namespace), endpoint deletes before network deletes.
+    for (const rec of this.#allRecs()) {
+      if (!resumed.some((r) => r.rec === rec)) rec.actor.start();
+    }
+    const order = (r: { rec: Rec; intent?: RecordedEvent }) => {
+      const s = stateOf(r.rec.actor.getSnapshot?.() ?? { value: "creating" });
+      if (r.rec.kind === "endpoint") return 2;
+      if (r.intent && s !== "creating") return r.rec.kind === "sandbox" ? 3 : 4;
+      return r.rec.kind === "sandbox" ? 0 : 1;
+    };
+    resumed.sort((a, b) => order(a) - order(b));
+    for (const r of resumed) {
+      await this.#locks.with([r.rec.id], async () => {
+        const done = this.#waitOutcome(r.intent?.eventId ?? this.#pendingEventId(r.rec));
+        r.rec.actor.start();
+        if (r.intent) r.rec.actor.send(r.intent);
+        await done.catch(() => {}); // failures are recorded as events; keep going
+      });
+    }
+    this.recovery = {
+      events: fold.lastSeq,
+      objects,
+      resumed: resumed.map((r) => `${r.rec.kind} ${r.rec.id}`),
+      warnings: fold.warnings,
+      ms: performance.now() - started,
+    };
+    if (this.#predefined) await this.#ensurePredefined();
+  }
+
+  #pendingEventId(rec: Rec): string {
+    // A fresh actor in `creating` carries its create intent as `pending`.
+    return (rec.actor.getSnapshot().context as { pending?: { eventId: string } }).pending
+      ?.eventId ?? "";
+  }
+
+  async #ensurePredefined(): Promise<void> {
+    for (const [name, driver] of [["none", "null"], ["host", "host"]]) {
+      const exists = [...this.#objects.network.values()].some((r) => {
+        const c = this.#ctx<NetworkContext>(r);
+        return c.driver === driver;
+      });
+      if (!exists) await this.#createNetwork({ name, driver }, true);
+    }
+  }
+
+  #watchConnection(): void {
+    (async () => {
+      for await (const s of this.#nc.status()) {
+        if (s.type === "disconnect") this.#connected = false;
+        if (s.type === "reconnect") this.#connected = true;
+      }
+    })().catch(() => {});
+  }
+
+  // ---------------------------------------------------------------- actors
+
+  #provided(kind: Kind) {
+    const effect = fromCallback<CnmEvent, EffectInput<unknown>>(({ input, sendBack }) => {
+      let cancelled = false;
+      this.#runEffect(kind, input, () => cancelled).then((outcome) => {
+        if (outcome && !cancelled) sendBack(outcome);
+      });
+      return () => (cancelled = true);
+    });
+    return MACHINES[kind].provide({ actors: { effect } });
+  }
+
+  #register(kind: Kind, id: string, actor: AnyActorRef, lastSeq: number): Rec {
+    const rec: Rec = { kind, id, actor, lastSeq };
+    this.#objects[kind].set(id, rec);
+    rec.sub = actor.subscribe((snap: { value: unknown }) => {
+      if (stateOf(snap) === "deleted") {
+        this.#objects[kind].delete(id);
+        rec.sub?.unsubscribe();
+      }
+    });
+    return rec;
+  }
+
+  *#allRecs(): Generator<Rec> {
+    yield* this.#objects.sandbox.values();
+    yield* this.#objects.network.values();
+    yield* this.#objects.endpoint.values();
+  }
+
+  #ctx<C>(rec: Rec): C {
+    return rec.actor.getSnapshot().context as C;
+  }
+
+  #state(rec: Rec): string {
+    return stateOf(rec.actor.getSnapshot());
+  }
+
+  /** Runs a transient state's driver effect and journals its outcome; returns the outcome. */
+  async #runEffect(
+    kind: Kind,
+    input: EffectInput<unknown>,
+    cancelled: () => boolean,
+  ): Promise<CnmEvent | undefined> {
+    const ctx = input.context as { id: string; pending?: { eventId: string; effectId: string } };
+    const pending = ctx.pending!;
+    const started = performance.now();
+    let outcome: Outcome;
+    try {
+      outcome = await runEffect(this.#effectEnv(), kind, input.state, input.context, pending.effectId);
+    } catch (err) {
+      outcome = {
+        type: `${kind}.${verbOf(input.state)}.failed`,
+        data: { error: toErrorRecord(err) },
+      };
+    }
+    outcome.data.elapsedMs = Math.round((performance.now() - started) * 1000) / 1000;
+    const event = this.#event(kind, ctx.id, outcome.type, input.state, targetOf(kind, outcome.type, input), outcome.data, {
+      effectId: pending.effectId,
+      cause: pending.eventId,
+    });
+    const rec = this.#objects[kind].get(ctx.id);
+    if (!rec) return undefined;
+    // The outcome must be durable before the actor applies it: retry until it is.
+    for (let attempt = 0; !this.#closed && !cancelled(); attempt++) {
+      try {
+        const { seq } = await this.#journal.append(event, rec.lastSeq);
+        rec.lastSeq = seq;
+        this.#emit(event, seq);
+        this.#settle(pending.eventId, event);
+        return event;
+      } catch (err) {
+        if (err instanceof ConflictError) {
+          this.#fail(pending.eventId, err);
+          return undefined;
+        }
+        await sleep(Math.min(2000, 100 * 2 ** Math.min(attempt, 5)));
+      }
+    }
+    this.#fail(pending.eventId, new UnavailableError("controller closed before the outcome was journaled"));
+    return undefined;
+  }
+
+  #effectEnv() {
+    return {
+      kernel: this.#kernel,
+      prefix: this.#namePrefix,
+      driver: (name: string) => this.#drivers.get(name),
+      networkContext: (id: string) => {
+        const r = this.#objects.network.get(id);
+        return r ? this.#ctx<NetworkContext>(r) : undefined;
+      },
+      sandboxContext: (id: string) => {
+        const r = this.#objects.sandbox.get(id);
+        return r ? this.#ctx<SandboxContext>(r) : undefined;
+      },
+    };
+  }
+
+  #event(
+    kind: Kind,
+    objectId: string,
+    type: string,
+    from: string | null,
+    to: string,
+    data: Record<string, unknown>,
+    extra: { effectId?: string; cause?: string } = {},
+  ): CnmEvent {
+    return {
+      v: EVENT_VERSION,
+      eventId: newEventId(),
+      kind,
+      objectId,
+      type,
+      from,
+      to,
+      at: new Date().toISOString(),
+      host: this.hostId,
+      data,
+      ...(extra.effectId ? { effectId: extra.effectId } : {}),
+      ...(extra.cause ? { cause: extra.cause } : {}),
+    };
+  }
+
+  #emit(event: CnmEvent, seq: number): void {
+    this.#events.next({ ...event, seq });
+  }
+
+  #waitOutcome(eventId: string): Promise<CnmEvent> {
+    return new Promise<CnmEvent>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiters.delete(eventId);
+        reject(
+          new UnavailableError(
+            `timed out after ${this.#timeout} ms waiting for the outcome of ${eventId}; ` +
+              "it completes when the journal and the driver answer",
+          ),
+        );
+      }, this.#timeout);
+      this.#waiters.set(eventId, {
+        resolve: (e) => {
+          clearTimeout(timer);
+          resolve(e);
+        },
+        reject: (err) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      });
+    });
+  }
+
+  #settle(eventId: string, outcome: CnmEvent): void {
+    const w = this.#waiters.get(eventId);
+    this.#waiters.delete(eventId);
+    w?.resolve(outcome);
+  }
+
+  #fail(eventId: string, err: Error): void {
+    const w = this.#waiters.get(eventId);
+    this.#waiters.delete(eventId);
+    w?.reject(err);
+  }
+
+  /**
+   * Appends an intent for `rec` (or a new object) and hands it to the actor; resolves with
+   * the outcome event once it is durable. Throws the recorded error for `*.failed` outcomes.
+   */
+  async #decide(
+    kind: Kind,
+    rec: Rec | undefined,
+    intent: CnmEvent,
+    register?: () => AnyActorRef,
+  ): Promise<CnmEvent> {
+    this.#assertOpen();
+    if (!this.#connected) {
+      throw new UnavailableError("journal unavailable: the NATS connection is down (reconnecting)");
+    }
+    if (rec && !rec.actor.getSnapshot().can(intent)) {
+      throw new ConflictError(
+        `${kind} ${intent.objectId} cannot take ${intent.type} in state ${this.#state(rec)}`,
+      );
+    }
+    const { seq } = await this.#journal.append(intent, rec?.lastSeq ?? 0);
+    this.#emit(intent, seq);
+    const done = this.#waitOutcome(intent.eventId);
+    if (rec) {
+      rec.lastSeq = seq;
+      rec.actor.send(intent);
+    } else {
+      const actor = register!();
+      this.#register(kind, intent.objectId, actor, seq);
+      actor.start();
+    }
+    const outcome = await done;
+    if (outcome.type.endsWith(".failed")) {
+      throw fromErrorRecord((outcome.data as { error: ReturnType<typeof toErrorRecord> }).error);
+    }
+    return outcome;
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new UnavailableError("controller is closed");
+  }
+
+  // ---------------------------------------------------------------- lookups
+
+  #findNetwork(ref: string): Rec | undefined {
+    const m = this.#objects.network;
+    const byId = m.get(ref);
+    if (byId) return byId;
+    const live = [...m.values()];
+    return live.find((r) => this.#ctx<NetworkContext>(r).name === ref) ??
+      unique(live.filter((r) => r.id.startsWith(ref)));
+  }
+
+  #findSandbox(ref: string): Rec | undefined {
+    const m = this.#objects.sandbox;
+    const byId = m.get(ref);
+    if (byId) return byId;
+    const live = [...m.values()];
+    return live.find((r) => this.#ctx<SandboxContext>(r).name === ref) ??
+      unique(live.filter((r) => r.id.startsWith(ref)));
+  }
+
+  #findEndpoint(ref: string): Rec | undefined {
+    const m = this.#objects.endpoint;
+    return m.get(ref) ?? unique([...m.values()].filter((r) => r.id.startsWith(ref)));
+  }
+
+  #endpointsOf(filter: (c: EndpointContext) => boolean): Rec[] {
+    return [...this.#objects.endpoint.values()].filter((r) => filter(this.#ctx<EndpointContext>(r)));
+  }
+
+  // ---------------------------------------------------------------- networks
+
+  createNetwork(options: CreateNetworkOptions): Promise<NetworkInfo> {
+    return this.#createNetwork(options, false);
+  }
+
+  async #createNetwork(options: CreateNetworkOptions, predefined: boolean): Promise<NetworkInfo> {
+    this.#assertOpen();
+    const input = parseInput(CreateNetworkInput, options, "network options");
+    if (input.name === "") throw new InvalidArgumentError("invalid name: name is empty");
+    const driver = this.#drivers.get(input.driver);
+    if (!driver) throw new NotFoundError(`unknown driver "${input.driver}"`);
+    const id = newObjectId();
+    return await this.#locks.with(["network-names", id], async () => {
+      const live = [...this.#objects.network.values()];
+      if (live.some((r) => this.#ctx<NetworkContext>(r).name === input.name)) {
+        throw new ConflictError(`network with name ${input.name} already exists`);
+      }
+      if (SINGLETON_DRIVERS.has(driver.name)) {
+        if (live.some((r) => this.#ctx<NetworkContext>(r).driver === driver.name)) {
+          throw new ForbiddenError(`only one instance of "${driver.name}" network is allowed`);
+        }
+      }
+      const caps = driver.capabilities();
+      const data = {
+        name: input.name,
+        driver: driver.name,
+        scope: caps.dataScope,
+        internal: input.internal,
+        enableIPv6: input.enableIPv6,
+        labels: input.labels,
+        options: input.options,
+        ...(predefined ? { predefined: true } : {}),
+      };
+      const intent = this.#event("network", id, "network.create.requested", null, "creating", data, {
+        effectId: newEventId(),
+      });
+      driver.validateNetwork?.({
+        id,
+        internal: data.internal,
+        enableIPv6: data.enableIPv6,
+        options: data.options,
+        labels: data.labels,
+        ipv4: [],
+        ipv6: [],
+        facts: {},
+      });
+      await this.#decide("network", undefined, intent, () =>
+        createActor(this.#provided("network"), { input: { event: intent } }));
+      return this.network(id)!;
+    });
+  }
+
+  async deleteNetwork(idOrName: string): Promise<void> {
+    this.#assertOpen();
+    const ref = parseRef(idOrName, "network");
+    const found = this.#findNetwork(ref);
+    if (!found) throw new NotFoundError(`network ${ref} not found`);
+    await this.#locks.with([found.id], async () => {
+      const rec = this.#objects.network.get(found.id);
+      if (!rec) throw new NotFoundError(`network ${ref} not found`);
+      const c = this.#ctx<NetworkContext>(rec);
+      if (SINGLETON_DRIVERS.has(c.driver)) {
+        throw new ForbiddenError(`network of type "${c.driver}" cannot be deleted`);
+      }
+      const eps = this.#endpointsOf((e) => e.networkId === rec.id);
+      if (eps.length) {
+        const list = eps.map((r) => {
+          const e = this.#ctx<EndpointContext>(r);
+          return `name:${JSON.stringify(e.name)} id:${JSON.stringify(shortId(e.id))}`;
+        }).join(", ");
+        throw new ForbiddenError(`network ${c.name} has active endpoints (${list})`);
+      }
+      const intent = this.#event("network", rec.id, "network.delete.requested", this.#state(rec), "deleting", {}, {
+        effectId: newEventId(),
+      });
+      await this.#decide("network", rec, intent);
+    });
+  }
+
+  network(idOrName: string): NetworkInfo | undefined {
+    const rec = typeof idOrName === "string" ? this.#findNetwork(idOrName) : undefined;
+    return rec ? networkInfo(this.#state(rec), this.#ctx(rec)) : undefined;
+  }
+
+  networks(): NetworkInfo[] {
+    return [...this.#objects.network.values()].map((r) => networkInfo(this.#state(r), this.#ctx(r)));
+  }
+
+  // ---------------------------------------------------------------- sandboxes
+
+  async createSandbox(options: CreateSandboxOptions): Promise<SandboxInfo> {
+    this.#assertOpen();
+    const input = parseInput(CreateSandboxInput, options, "sandbox options");
+    if (input.name === "") throw new InvalidArgumentError("invalid name: name is empty");
+    const id = newObjectId();
+    return await this.#locks.with(["sandbox-names", id], async () => {
+      const other = [...this.#objects.sandbox.values()].find((r) =>
+        this.#ctx<SandboxContext>(r).name === input.name
+      );
+      if (other) {
+        throw new ForbiddenError(`container ${input.name} is already present in sandbox ${other.id}`);
+      }
+      const owned = input.key === undefined;
+      const key = input.key ?? `/var/run/netns/${this.#namePrefix}${shortId(id)}`;
+      const data = { name: input.name, key, owned, labels: input.labels };
+      const intent = this.#event("sandbox", id, "sandbox.create.requested", null, "creating", data, {
+        effectId: newEventId(),
+      });
+      await this.#decide("sandbox", undefined, intent, () =>
+        createActor(this.#provided("sandbox"), { input: { event: intent } }));
+      return this.sandbox(id)!;
+    });
+  }
+
+  async deleteSandbox(idOrName: string): Promise<void> {
+    this.#assertOpen();
+    const ref = parseRef(idOrName, "sandbox");
+    const found = this.#findSandbox(ref);
+    if (!found) throw new NotFoundError(`sandbox ${ref} not found`);
+    // libnetwork: deleting a sandbox leaves and deletes each of its endpoints.
+    for (let round = 0; round < 3; round++) {
+      const eps = this.#endpointsOf((e) => e.sandboxId === found.id);
+      if (!eps.length) break;
+      for (const ep of eps) {
+        if (this.#state(ep) === "joined") await this.leave(ep.id, found.id);
+        if (this.#objects.endpoint.has(ep.id)) await this.deleteEndpoint(ep.id, { force: true });
+      }
+    }
+    await this.#locks.with([found.id], async () => {
+      const rec = this.#objects.sandbox.get(found.id);
+      if (!rec) throw new NotFoundError(`sandbox ${ref} not found`);
+      if (this.#endpointsOf((e) => e.sandboxId === rec.id).length) {
+        throw new ConflictError(`sandbox ${ref} gained endpoints while being deleted`);
+      }
+      const intent = this.#event("sandbox", rec.id, "sandbox.delete.requested", this.#state(rec), "deleting", {}, {
+        effectId: newEventId(),
+      });
+      await this.#decide("sandbox", rec, intent);
+    });
+  }
+
+  sandbox(idOrName: string): SandboxInfo | undefined {
+    const rec = typeof idOrName === "string" ? this.#findSandbox(idOrName) : undefined;
+    return rec ? this.#sandboxInfo(rec) : undefined;
+  }
+
+  sandboxes(): SandboxInfo[] {
+    return [...this.#objects.sandbox.values()].map((r) => this.#sandboxInfo(r));
+  }
+
+  #sandboxInfo(rec: Rec): SandboxInfo {
+    const eps = this.#endpointsOf((e) => e.sandboxId === rec.id).map((r) => r.id);
+    return sandboxInfo(this.#state(rec), this.#ctx(rec), eps);
+  }
+
+  // ---------------------------------------------------------------- endpoints
+
+  async createEndpoint(network: string, options: CreateEndpointOptions): Promise<EndpointInfo> {
+    this.#assertOpen();
+    const ref = parseRef(network, "network");
+    const input = parseInput(CreateEndpointInput, options, "endpoint options");
+    if (input.name === "") throw new InvalidArgumentError("invalid name: name is empty");
+    const found = this.#findNetwork(ref);
+    if (!found) throw new NotFoundError(`network ${ref} not found`);
+    const id = newObjectId();
+    let intent!: CnmEvent;
+    // Hold the network while deciding, so a concurrent delete sees this endpoint.
+    const release = await this.#locks.lock(found.id, id);
+    try {
+      const net = this.#objects.network.get(found.id);
+      if (!net) throw new NotFoundError(`network ${ref} not found`);
+      const nc = this.#ctx<NetworkContext>(net);
+      if (this.#state(net) !== "active") {
+        throw new ForbiddenError(`network ${nc.name} is not active (state ${this.#state(net)})`);
+      }
+      if (this.#endpointsOf((e) => e.networkId === net.id && e.name === input.name).length) {
+        throw new ForbiddenError(`endpoint with name ${input.name} already exists in network ${nc.name}`);
+      }
+      const data = {
+        networkId: net.id,
+        name: input.name,
+        labels: input.labels,
+        options: input.options,
+        ...(input.ipv4Address ? { ipv4Address: input.ipv4Address } : {}),
+        ...(input.ipv6Address ? { ipv6Address: input.ipv6Address } : {}),
+        ...(input.macAddress ? { macAddress: input.macAddress.toLowerCase() } : {}),
+      };
+      intent = this.#event("endpoint", id, "endpoint.create.requested", null, "creating", data, {
+        effectId: newEventId(),
+      });
+      await this.#decide("endpoint", undefined, intent, () =>
+        createActor(this.#provided("endpoint"), { input: { event: intent } }));
+    } finally {
+      release();
+    }
+    return this.endpoint(id)!;
+  }
+
+  async deleteEndpoint(endpointId: string, options: DeleteEndpointOptions = {}): Promise<void> {
+    this.#assertOpen();
+    const ref = parseRef(endpointId, "endpoint");
+    const { force } = parseInput(DeleteEndpointInput, options ?? {}, "delete options");
+    const found = this.#findEndpoint(ref);
+    if (!found) throw new NotFoundError(`endpoint ${ref} not found`);
+    await this.#locks.with([found.id], async () => {
+      const rec = this.#objects.endpoint.get(found.id);
+      if (!rec) throw new NotFoundError(`endpoint ${ref} not found`);
+      const c = this.#ctx<EndpointContext>(rec);
+      const state = this.#state(rec);
+      if (state === "joined" && !force) {
+        throw new ForbiddenError(`endpoint with name ${c.name} id ${c.id} has active containers`);
+      }
+      this.#assertNotBusy(rec, state);
+      const intent = this.#event("endpoint", rec.id, "endpoint.delete.requested", state, "deleting", {
+        force,
+      }, { effectId: newEventId() });
+      await this.#decide("endpoint", rec, intent);
+    });
+  }
+
+  async join(endpointId: string, sandbox: string): Promise<EndpointInfo> {
+    this.#assertOpen();
+    const ref = parseRef(endpointId, "endpoint");
+    const sbRef = parseRef(sandbox, "sandbox");
+    const ep = this.#findEndpoint(ref);
+    if (!ep) throw new NotFoundError(`endpoint ${ref} not found`);
+    const sb = this.#findSandbox(sbRef);
+    if (!sb) throw new NotFoundError(`sandbox ${sbRef} not found`);
+    await this.#locks.with([ep.id, sb.id], async () => {
+      const rec = this.#objects.endpoint.get(ep.id);
+      if (!rec) throw new NotFoundError(`endpoint ${ref} not found`);
+      const sbRec = this.#objects.sandbox.get(sb.id);
+      if (!sbRec) throw new NotFoundError(`sandbox ${sbRef} not found`);
+      const c = this.#ctx<EndpointContext>(rec);
+      const state = this.#state(rec);
+      if (c.sandboxId) {
+        throw new ForbiddenError("another container is attached to the same network endpoint");
+      }
+      this.#assertNotBusy(rec, state);
+      if (this.#state(sbRec) !== "ready") {
+        throw new ForbiddenError(`sandbox ${sbRef} is not ready (state ${this.#state(sbRec)})`);
+      }
+      const intent = this.#event("endpoint", rec.id, "endpoint.join.requested", state, "joining", {
+        sandboxId: sbRec.id,
+        ifname: this.#nextIfname(sbRec.id, rec.id),
+      }, { effectId: newEventId() });
+      await this.#decide("endpoint", rec, intent);
+    });
+    return this.endpoint(ep.id)!;
+  }
+
+  /** Lowest free `<prefix><n>` among the sandbox's interfaces (libnetwork: `eth0`, `eth1`, …). */
+  #nextIfname(sandboxId: string, endpointId: string): string {
+    const ep = this.#ctx<EndpointContext>(this.#objects.endpoint.get(endpointId)!);
+    const net = this.#objects.network.get(ep.networkId);
+    const prefix = (net && this.#ctx<NetworkContext>(net).options["com.docker.network.container_iface_prefix"]) ||
+      "eth";
+    const used = new Set(
+      this.#endpointsOf((e) => e.sandboxId === sandboxId).map((r) => this.#ctx<EndpointContext>(r).ifname),
+    );
+    for (let i = 0;; i++) if (!used.has(`${prefix}${i}`)) return `${prefix}${i}`;
+  }
+
+  async leave(endpointId: string, sandbox: string): Promise<void> {
+    this.#assertOpen();
+    const ref = parseRef(endpointId, "endpoint");
+    const sbRef = parseRef(sandbox, "sandbox");
+    const ep = this.#findEndpoint(ref);
+    if (!ep) throw new NotFoundError(`endpoint ${ref} not found`);
+    const sb = this.#findSandbox(sbRef);
+    if (!sb) throw new NotFoundError(`sandbox ${sbRef} not found`);
+    await this.#locks.with([ep.id, sb.id], async () => {
+      const rec = this.#objects.endpoint.get(ep.id);
+      if (!rec) throw new NotFoundError(`endpoint ${ref} not found`);
+      const c = this.#ctx<EndpointContext>(rec);
+      const state = this.#state(rec);
+      if (!c.sandboxId) throw new ForbiddenError("cannot leave endpoint with no attached sandbox");
+      if (c.sandboxId !== sb.id) {
+        throw new ForbiddenError(
+          `unexpected sandbox ID in leave request. Expected ${c.sandboxId}. Got ${sb.id}`,
+        );
+      }
+      this.#assertNotBusy(rec, state);
+      const intent = this.#event("endpoint", rec.id, "endpoint.leave.requested", state, "leaving", {
+        sandboxId: sb.id,
+      }, { effectId: newEventId() });
+      await this.#decide("endpoint", rec, intent);
+    });
+  }
+
+  #assertNotBusy(rec: Rec, state: string): void {
+    if (TRANSIENT_STATES.has(state)) {
+      throw new ConflictError(
+        `${rec.kind} ${rec.id} is busy (state ${state}); its pending operation completes first`,
+      );
+    }
+  }
+
+  endpoint(id: string): EndpointInfo | undefined {
+    const rec = typeof id === "string" ? this.#findEndpoint(id) : undefined;
+    return rec ? endpointInfo(this.#state(rec), this.#ctx(rec)) : undefined;
+  }
+
+  endpoints(filter: { network?: string } = {}): EndpointInfo[] {
+    let recs = [...this.#objects.endpoint.values()];
+    if (filter.network !== undefined) {
+      const net = this.#findNetwork(filter.network);
+      if (!net) return [];
+      recs = recs.filter((r) => this.#ctx<EndpointContext>(r).networkId === net.id);
+    }
+    return recs.map((r) => endpointInfo(this.#state(r), this.#ctx(r)));
+  }
+
+  // ---------------------------------------------------------------- close
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const rec of this.#allRecs()) {
+      rec.sub?.unsubscribe();
+      rec.actor.stop();
+    }
+    for (const [id, w] of this.#waiters) {
+      this.#waiters.delete(id);
+      w.reject(new UnavailableError("controller closed"));
+    }
+    this.#events.complete();
+    const errors: unknown[] = [];
+    if (this.#ownsKernel) await this.#kernel.close().catch((e) => errors.push(e));
+    await this.#nc.close().catch((e) => errors.push(e));
+    if (errors.length) throw new AggregateError(errors, "errors while closing the controller");
+  }
+}
+
+function unique(recs: Rec[]): Rec | undefined {
+  return recs.length === 1 ? recs[0] : undefined;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** `creating` → `create`, `joining` → `join`, … (for `<kind>.<verb>.failed`). */
+function verbOf(state: string): string {
+  return { creating: "create", joining: "join", leaving: "leave", deleting: "delete" }[state] ??
+    state;
+}
+
+/** The state an outcome leads to (for the event's `to`). */
+function targetOf(kind: Kind, type: string, input: EffectInput<unknown>): string {
+  const resume = (input.context as { resume?: string }).resume ?? "failed";
+  if (type.endsWith(".failed")) return input.state === "creating" ? "failed" : resume;
+  switch (type) {
+    case "network.created":
+      return "active";
+    case "sandbox.created":
+      return "ready";
+    case "endpoint.created":
+    case "endpoint.left":
+      return "created";
+    case "endpoint.joined":
+      return "joined";
+    default:
+      return kind && "deleted";
+  }
+}
+
+export { CnmError };

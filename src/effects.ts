@@ -1,0 +1,171 @@
+/**
+ * What each transient state does: the driver calls (and sandbox namespace work) behind
+ * `creating`, `joining`, `leaving` and `deleting`. Every step is an idempotent ensure, so
+ * recovery can run it again with the same effectId.
+ *
+ * @module
+ */
+
+import type { EndpointContext } from "../actors/endpoint.ts";
+import type { NetworkContext } from "../actors/network.ts";
+import type { SandboxContext } from "../actors/sandbox.ts";
+import type {
+  Driver,
+  DriverEndpoint,
+  DriverNetwork,
+  DriverSandbox,
+  EffectContext,
+  IpamData,
+} from "../drivers/driver.ts";
+import type { Kind } from "./events.ts";
+import { DriverError, NotFoundError } from "./errors.ts";
+import type { Kernel } from "./kernel/types.ts";
+
+/** What an effect produced: the outcome event's type and data. */
+export interface Outcome {
+  type: string;
+  data: Record<string, unknown>;
+}
+
+/** What effects need from the controller. */
+export interface EffectEnv {
+  kernel: Kernel;
+  prefix: string;
+  driver(name: string): Driver | undefined;
+  networkContext(id: string): NetworkContext | undefined;
+  sandboxContext(id: string): SandboxContext | undefined;
+  /** Called after an endpoint joined or left a sandbox (sandbox-level programming). */
+  sandboxChanged?(sandboxId: string): Promise<void>;
+}
+
+/** The namespace name cnm uses for a sandbox it owns. */
+export function netnsNameOf(key: string): string {
+  return key.slice(key.lastIndexOf("/") + 1);
+}
+
+/** Maps a network context to what drivers see. */
+export function driverNetwork(c: NetworkContext): DriverNetwork {
+  const data = (e: { pool: string; gateway?: string; auxAddresses: Record<string, string> }) =>
+    ({
+      addressSpace: "",
+      pool: e.pool,
+      ...(e.gateway ? { gateway: e.gateway } : {}),
+      auxAddresses: e.auxAddresses,
+    }) satisfies IpamData;
+  return {
+    id: c.id,
+    internal: c.internal,
+    enableIPv6: c.enableIPv6,
+    options: c.options,
+    labels: c.labels,
+    ipv4: (c.ipam?.ipv4 ?? []).map(data),
+    ipv6: (c.ipam?.ipv6 ?? []).map(data),
+    facts: c.facts,
+  };
+}
+
+/** Maps an endpoint context to what drivers see. */
+export function driverEndpoint(c: EndpointContext): DriverEndpoint {
+  return {
+    id: c.id,
+    networkId: c.networkId,
+    options: c.options,
+    ...(c.ipv4Address ? { ipv4Address: c.ipv4Address } : {}),
+    ...(c.ipv6Address ? { ipv6Address: c.ipv6Address } : {}),
+    ...(c.macAddress ? { macAddress: c.macAddress } : {}),
+    facts: c.facts,
+  };
+}
+
+/** Runs the effect of `kind` in transient `state`; throws on failure. */
+export async function runEffect(
+  env: EffectEnv,
+  kind: Kind,
+  state: string,
+  context: unknown,
+  effectId: string,
+): Promise<Outcome> {
+  const ectx: EffectContext = { effectId, kernel: env.kernel, prefix: env.prefix };
+  switch (kind) {
+    case "network":
+      return await networkEffect(env, state, context as NetworkContext, ectx);
+    case "endpoint":
+      return await endpointEffect(env, state, context as EndpointContext, ectx);
+    case "sandbox":
+      return await sandboxEffect(env, state, context as SandboxContext);
+  }
+}
+
+function driverOf(env: EffectEnv, name: string): Driver {
+  const d = env.driver(name);
+  if (!d) throw new NotFoundError(`unknown driver "${name}"`);
+  return d;
+}
+
+async function networkEffect(
+  env: EffectEnv,
+  state: string,
+  c: NetworkContext,
+  ectx: EffectContext,
+): Promise<Outcome> {
+  const driver = driverOf(env, c.driver);
+  if (state === "creating") {
+    const facts = await driver.createNetwork(driverNetwork(c), ectx);
+    return { type: "network.created", data: { facts: facts ?? {} } };
+  }
+  await driver.deleteNetwork(driverNetwork(c), ectx);
+  return { type: "network.deleted", data: {} };
+}
+
+async function endpointEffect(
+  env: EffectEnv,
+  state: string,
+  c: EndpointContext,
+  ectx: EffectContext,
+): Promise<Outcome> {
+  const net = env.networkContext(c.networkId);
+  if (!net) throw new NotFoundError(`network ${c.networkId} not found`);
+  const driver = driverOf(env, net.driver);
+  const sandbox = (): DriverSandbox => {
+    const sb = c.sandboxId ? env.sandboxContext(c.sandboxId) : undefined;
+    if (!sb) throw new NotFoundError(`sandbox ${c.sandboxId} not found`);
+    return { id: sb.id, key: sb.key, ifname: c.ifname ?? "", labels: sb.labels };
+  };
+  switch (state) {
+    case "creating": {
+      const facts = await driver.createEndpoint(driverNetwork(net), driverEndpoint(c), ectx);
+      return { type: "endpoint.created", data: { facts: facts ?? {} } };
+    }
+    case "joining": {
+      const sb = sandbox();
+      const facts = await driver.join(driverNetwork(net), driverEndpoint(c), sb, ectx);
+      return { type: "endpoint.joined", data: { facts: facts ?? {} } };
+    }
+    case "leaving": {
+      await driver.leave(driverNetwork(net), driverEndpoint(c), sandbox(), ectx);
+      return { type: "endpoint.left", data: {} };
+    }
+    default: {
+      // A forced delete of a joined endpoint leaves first.
+      if (c.sandboxId) await driver.leave(driverNetwork(net), driverEndpoint(c), sandbox(), ectx);
+      await driver.deleteEndpoint(driverNetwork(net), driverEndpoint(c), ectx);
+      return { type: "endpoint.deleted", data: {} };
+    }
+  }
+}
+
+async function sandboxEffect(env: EffectEnv, state: string, c: SandboxContext): Promise<Outcome> {
+  if (state === "creating") {
+    if (c.owned) {
+      await env.kernel.ensureNetns(netnsNameOf(c.key));
+    } else {
+      if (!(await env.kernel.netnsExists(c.key))) {
+        throw new DriverError(`sandbox key ${c.key} is not a network namespace`);
+      }
+      await env.kernel.ensureLoopbackUp(c.key);
+    }
+    return { type: "sandbox.created", data: { facts: {} } };
+  }
+  if (c.owned) await env.kernel.deleteNetns(netnsNameOf(c.key));
+  return { type: "sandbox.deleted", data: {} };
+}

@@ -1,0 +1,124 @@
+/**
+ * Folding events into actor snapshots, purely: no actor is started, no driver is called.
+ * The controller uses it to rebuild itself; `replay()` uses it to show the past.
+ *
+ * @module
+ */
+
+import { type AnyStateMachine, initialTransition, transition } from "xstate";
+import { endpointMachine } from "../actors/endpoint.ts";
+import { networkMachine } from "../actors/network.ts";
+import { sandboxMachine } from "../actors/sandbox.ts";
+import type { Kind, RecordedEvent } from "./events.ts";
+import { TRANSIENT_STATES } from "./info.ts";
+
+/** The machine of each object kind. */
+export const MACHINES: Record<Kind, AnyStateMachine> = {
+  network: networkMachine,
+  endpoint: endpointMachine,
+  sandbox: sandboxMachine,
+};
+
+// deno-lint-ignore no-explicit-any
+type Snapshot = any;
+
+/** One object's folded history. */
+export interface FoldedObject {
+  kind: Kind;
+  id: string;
+  /** The host that created it. */
+  host: string;
+  snapshot: Snapshot;
+  /** Stream sequence of its last event. */
+  lastSeq: number;
+  /** Its first event. */
+  createIntent: RecordedEvent;
+  /** When in a transient state: the intent that put it there … */
+  intent?: RecordedEvent;
+  /** … and the snapshot before that intent. */
+  before?: Snapshot;
+  /** Number of events folded. */
+  events: number;
+}
+
+/** An event that could not be applied, with the reason. */
+export interface FoldWarning {
+  seq: number;
+  objectId: string;
+  type: string;
+  reason: string;
+}
+
+/** Pure fold state: objects by id, in order of creation. */
+export interface FoldState {
+  objects: Map<string, FoldedObject>;
+  warnings: FoldWarning[];
+  /** Highest sequence folded. */
+  lastSeq: number;
+}
+
+/** An empty fold. */
+export function emptyFold(): FoldState {
+  return { objects: new Map(), warnings: [], lastSeq: 0 };
+}
+
+/** The top-level state name of a snapshot. */
+export function stateOf(snapshot: Snapshot): string {
+  const v = snapshot.value;
+  return typeof v === "string" ? v : Object.keys(v)[0];
+}
+
+/** Applies one event to the fold (mutates `fold`). Unknown kinds are ignored. */
+export function foldEvent(fold: FoldState, event: RecordedEvent): void {
+  fold.lastSeq = Math.max(fold.lastSeq, event.seq);
+  const machine = MACHINES[event.kind as Kind];
+  if (!machine) return;
+  const warn = (reason: string): void => {
+    fold.warnings.push({ seq: event.seq, objectId: event.objectId, type: event.type, reason });
+  };
+  const obj = fold.objects.get(event.objectId);
+  if (!obj) {
+    if (event.type !== `${event.kind}.create.requested`) {
+      return warn(`first event of ${event.kind} ${event.objectId} is not a create request`);
+    }
+    const [snapshot] = initialTransition(machine, { event });
+    fold.objects.set(event.objectId, {
+      kind: event.kind as Kind,
+      id: event.objectId,
+      host: event.host,
+      snapshot,
+      lastSeq: event.seq,
+      createIntent: event,
+      intent: event,
+      events: 1,
+    });
+    return;
+  }
+  obj.lastSeq = event.seq;
+  obj.events++;
+  if (!obj.snapshot.can(event)) {
+    return warn(`${event.type} does not apply in state ${stateOf(obj.snapshot)}`);
+  }
+  const before = obj.snapshot;
+  const [next] = transition(machine, before, event);
+  obj.snapshot = next;
+  if (TRANSIENT_STATES.has(stateOf(next))) {
+    obj.intent = event;
+    obj.before = before;
+  } else {
+    obj.intent = undefined;
+    obj.before = undefined;
+  }
+}
+
+/** Folds a whole sequence of events. */
+export async function foldAll(
+  events: AsyncIterable<RecordedEvent> | Iterable<RecordedEvent>,
+  filter?: (e: RecordedEvent) => boolean,
+): Promise<FoldState> {
+  const fold = emptyFold();
+  for await (const e of events) {
+    if (!filter || filter(e)) foldEvent(fold, e);
+  }
+  return fold;
+}

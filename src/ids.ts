@@ -1,0 +1,22 @@
+/**
+ * Identifiers. Object ids are 64 hex characters like Docker's; event and effect ids are
+ * UUIDs. Ids are decided once, written into the first event, and never decided again.
+ *
+ * @module
+ */
+
+/** A new 64-hex-character object id. */
+export function newObjectId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(32));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** A new event or effect id. */
+export function newEventId(): string {
+  return crypto.randomUUID();
+}
+
+/** The 12-character short form of an object id. */
+export function shortId(id: string): string {
+  return id.slice(0, 12);
+}

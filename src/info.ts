@@ -1,0 +1,152 @@
+/**
+ * The read model handed to callers: plain, JSON-able snapshots of networks, endpoints and
+ * sandboxes, derived from actor contexts.
+ *
+ * @module
+ */
+
+import type { EndpointContext } from "../actors/endpoint.ts";
+import type { NetworkContext } from "../actors/network.ts";
+import type { SandboxContext } from "../actors/sandbox.ts";
+import type { ErrorRecord } from "./errors.ts";
+
+/** Network states (public contract). */
+export type NetworkState = "creating" | "active" | "deleting" | "deleted" | "failed";
+/** Endpoint states (public contract). */
+export type EndpointState =
+  | "creating"
+  | "created"
+  | "joining"
+  | "joined"
+  | "leaving"
+  | "deleting"
+  | "deleted"
+  | "failed";
+/** Sandbox states (public contract). */
+export type SandboxState = "creating" | "ready" | "deleting" | "deleted" | "failed";
+
+/** States in which a driver effect is running. */
+export const TRANSIENT_STATES: ReadonlySet<string> = new Set([
+  "creating",
+  "joining",
+  "leaving",
+  "deleting",
+]);
+
+/** One subnet of a network as callers see it. */
+export interface IpamConfigInfo {
+  subnet: string;
+  ipRange?: string;
+  gateway?: string;
+  auxAddresses?: Record<string, string>;
+}
+
+/** A network. */
+export interface NetworkInfo {
+  id: string;
+  name: string;
+  driver: string;
+  scope: "local" | "global";
+  state: NetworkState;
+  internal: boolean;
+  enableIPv6: boolean;
+  labels: Record<string, string>;
+  options: Record<string, string>;
+  ipam: { driver: string; config: IpamConfigInfo[] };
+  /** Facts the driver decided (e.g. `bridge`). */
+  driverInfo: Record<string, unknown>;
+  created: string;
+  error?: ErrorRecord;
+}
+
+/** An endpoint. */
+export interface EndpointInfo {
+  id: string;
+  name: string;
+  networkId: string;
+  sandboxId: string | null;
+  state: EndpointState;
+  labels: Record<string, string>;
+  ipv4Address?: string;
+  ipv6Address?: string;
+  macAddress?: string;
+  gateway?: string;
+  gatewayIPv6?: string;
+  /** Interface name inside the sandbox while joined. */
+  ifname?: string;
+  created: string;
+  error?: ErrorRecord;
+}
+
+/** A sandbox. */
+export interface SandboxInfo {
+  id: string;
+  name: string;
+  /** Network namespace path. */
+  key: string;
+  state: SandboxState;
+  endpointIds: string[];
+  labels: Record<string, string>;
+  created: string;
+  error?: ErrorRecord;
+}
+
+/** Builds a {@link NetworkInfo}. */
+export function networkInfo(state: string, c: NetworkContext): NetworkInfo {
+  const config: IpamConfigInfo[] = [...(c.ipam?.ipv4 ?? []), ...(c.ipam?.ipv6 ?? [])].map((e) => ({
+    subnet: e.pool,
+    ...(e.subPool ? { ipRange: e.subPool } : {}),
+    ...(e.gateway ? { gateway: e.gateway.split("/")[0] } : {}),
+    ...(Object.keys(e.auxAddresses).length ? { auxAddresses: e.auxAddresses } : {}),
+  }));
+  return {
+    id: c.id,
+    name: c.name,
+    driver: c.driver,
+    scope: c.scope,
+    state: state as NetworkState,
+    internal: c.internal,
+    enableIPv6: c.enableIPv6,
+    labels: { ...c.labels },
+    options: { ...c.options },
+    ipam: { driver: c.ipam?.driver ?? "default", config },
+    driverInfo: { ...c.facts },
+    created: c.createdAt,
+    ...(c.error ? { error: c.error } : {}),
+  };
+}
+
+/** Builds an {@link EndpointInfo}. */
+export function endpointInfo(state: string, c: EndpointContext): EndpointInfo {
+  const j = c.joinFacts as { gateway?: string; gatewayIPv6?: string };
+  return {
+    id: c.id,
+    name: c.name,
+    networkId: c.networkId,
+    sandboxId: c.sandboxId,
+    state: state as EndpointState,
+    labels: { ...c.labels },
+    ...(c.ipv4Address ? { ipv4Address: c.ipv4Address } : {}),
+    ...(c.ipv6Address ? { ipv6Address: c.ipv6Address } : {}),
+    ...(c.macAddress ? { macAddress: c.macAddress } : {}),
+    ...(j.gateway ? { gateway: j.gateway } : {}),
+    ...(j.gatewayIPv6 ? { gatewayIPv6: j.gatewayIPv6 } : {}),
+    ...(c.ifname && c.sandboxId ? { ifname: c.ifname } : {}),
+    created: c.createdAt,
+    ...(c.error ? { error: c.error } : {}),
+  };
+}
+
+/** Builds a {@link SandboxInfo}. */
+export function sandboxInfo(state: string, c: SandboxContext, endpointIds: string[]): SandboxInfo {
+  return {
+    id: c.id,
+    name: c.name,
+    key: c.key,
+    state: state as SandboxState,
+    endpointIds,
+    labels: { ...c.labels },
+    created: c.createdAt,
+    ...(c.error ? { error: c.error } : {}),
+  };
+}

@@ -1,0 +1,94 @@
+/**
+ * Command inputs, parsed once at the API edge with zod. Unknown fields, empty names and
+ * wrong types are refused with an error naming the field; nothing is journaled.
+ *
+ * @module
+ */
+
+import { z } from "zod";
+import { formatIssues } from "./events.ts";
+import { InvalidArgumentError } from "./errors.ts";
+
+const StringMap = z.record(z.string(), z.string());
+const Name = z.string({ error: "must be a string" });
+
+/** One IPAM config entry: `{ subnet, ipRange?, gateway?, auxAddresses? }`. */
+export const IpamConfigInput = z.strictObject({
+  subnet: z.string().min(1),
+  ipRange: z.string().min(1).optional(),
+  gateway: z.string().min(1).optional(),
+  auxAddresses: StringMap.optional(),
+});
+
+/** Input of `createNetwork`. */
+export const CreateNetworkInput = z.strictObject({
+  name: Name,
+  driver: z.string().min(1).default("bridge"),
+  options: StringMap.default({}),
+  labels: StringMap.default({}),
+  internal: z.boolean().default(false),
+  enableIPv6: z.boolean().default(false),
+  ipam: z.strictObject({
+    driver: z.string().min(1).default("default"),
+    config: z.array(IpamConfigInput).default([]),
+    options: StringMap.default({}),
+  }).optional(),
+});
+/** Parsed {@link CreateNetworkInput}. */
+export type CreateNetworkOptions = z.input<typeof CreateNetworkInput>;
+
+/** Input of `createEndpoint`. */
+export const CreateEndpointInput = z.strictObject({
+  name: Name,
+  labels: StringMap.default({}),
+  options: StringMap.default({}),
+  ipv4Address: z.string().min(1).optional(),
+  ipv6Address: z.string().min(1).optional(),
+  macAddress: z.string().regex(/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/, {
+    error: "must be a MAC address like 02:42:ac:11:00:02",
+  }).optional(),
+});
+/** Parsed {@link CreateEndpointInput}. */
+export type CreateEndpointOptions = z.input<typeof CreateEndpointInput>;
+
+/** Input of `createSandbox`. */
+export const CreateSandboxInput = z.strictObject({
+  name: Name,
+  key: z.string().min(1).optional(),
+  labels: StringMap.default({}),
+  hostname: z.string().min(1).optional(),
+  dns: z.array(z.string().min(1)).optional(),
+  dnsSearch: z.array(z.string().min(1)).optional(),
+  extraHosts: z.array(z.string().min(1)).optional(),
+});
+/** Parsed {@link CreateSandboxInput}. */
+export type CreateSandboxOptions = z.input<typeof CreateSandboxInput>;
+
+/** Options of `deleteEndpoint`. */
+export const DeleteEndpointInput = z.strictObject({ force: z.boolean().default(false) });
+/** Parsed {@link DeleteEndpointInput}. */
+export type DeleteEndpointOptions = z.input<typeof DeleteEndpointInput>;
+
+/** An id or name argument. */
+export const Ref = z.string({ error: "must be a string" }).min(1, { error: "must not be empty" });
+
+/**
+ * Parses `value` with `schema`, turning zod's issues into an {@link InvalidArgumentError}
+ * whose message names every offending field.
+ */
+export function parseInput<T extends z.ZodType>(
+  schema: T,
+  value: unknown,
+  what: string,
+): z.output<T> {
+  const r = schema.safeParse(value);
+  if (!r.success) throw new InvalidArgumentError(`invalid ${what}: ${formatIssues(r.error)}`);
+  return r.data;
+}
+
+/** Parses an id-or-name argument. */
+export function parseRef(value: unknown, what: string): string {
+  const r = Ref.safeParse(value);
+  if (!r.success) throw new InvalidArgumentError(`invalid ${what}: ${formatIssues(r.error)}`);
+  return r.data;
+}
