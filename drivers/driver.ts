@@ -114,3 +114,38 @@ export interface Driver {
     ctx: EffectContext,
   ): Promise<void>;
 }
+
+/** A pool request to an IPAM driver (libnetwork's RequestPool). */
+export interface IpamPoolRequest {
+  addressSpace: string;
+  pool?: string; // CIDR, empty = driver picks
+  subPool?: string; // CIDR (ip range) inside `pool`
+  options: Record<string, string>;
+  v6: boolean;
+}
+
+/** A pool an IPAM driver handed out. */
+export interface IpamPool {
+  poolId: string;
+  pool: string; // CIDR
+  meta: Record<string, string>;
+}
+
+/** An address request (libnetwork's RequestAddress). */
+export interface IpamAddressRequest {
+  address?: string; // a specific IP (no prefix)
+  /** libnetwork options, e.g. `RequestAddressType: com.docker.network.gateway`. */
+  options: Record<string, string>;
+}
+
+/** An IPAM driver: the built-in `default`, or a remote plugin. Async for remote calls. */
+export interface IpamDriver {
+  readonly name: string;
+  capabilities?(): Promise<{ requiresMACAddress: boolean; requiresRequestReplay: boolean }>;
+  getDefaultAddressSpaces(): Promise<{ local: string; global: string }>;
+  requestPool(request: IpamPoolRequest): Promise<IpamPool>;
+  releasePool(poolId: string): Promise<void>;
+  /** Returns a CIDR ("a.b.c.d/nn"). */
+  requestAddress(poolId: string, request: IpamAddressRequest): Promise<string>;
+  releaseAddress(poolId: string, address: string): Promise<void>;
+}
