@@ -246,10 +246,17 @@ class ControllerImpl implements Controller {
         actor = createActor(machine, { input: { event: obj.createIntent } });
         resumed.push({ rec: this.#register(obj.kind, obj.id, actor, obj.lastSeq) });
       } else if (obj.intent && obj.before) {
-        actor = createActor(machine, { snapshot: MACHINES[obj.kind].getPersistedSnapshot(obj.before) });
-        resumed.push({ rec: this.#register(obj.kind, obj.id, actor, obj.lastSeq), intent: obj.intent });
+        actor = createActor(machine, {
+          snapshot: MACHINES[obj.kind].getPersistedSnapshot(obj.before),
+        });
+        resumed.push({
+          rec: this.#register(obj.kind, obj.id, actor, obj.lastSeq),
+          intent: obj.intent,
+        });
       } else {
-        actor = createActor(machine, { snapshot: MACHINES[obj.kind].getPersistedSnapshot(obj.snapshot) });
+        actor = createActor(machine, {
+          snapshot: MACHINES[obj.kind].getPersistedSnapshot(obj.snapshot),
+        });
         this.#register(obj.kind, obj.id, actor, obj.lastSeq);
       }
     }
@@ -358,7 +365,13 @@ class ControllerImpl implements Controller {
     const started = performance.now();
     let outcome: Outcome;
     try {
-      outcome = await runEffect(this.#effectEnv(), kind, input.state, input.context, pending.effectId);
+      outcome = await runEffect(
+        this.#effectEnv(),
+        kind,
+        input.state,
+        input.context,
+        pending.effectId,
+      );
     } catch (err) {
       outcome = {
         type: `${kind}.${verbOf(input.state)}.failed`,
@@ -366,10 +379,18 @@ class ControllerImpl implements Controller {
       };
     }
     outcome.data.elapsedMs = Math.round((performance.now() - started) * 1000) / 1000;
-    const event = this.#event(kind, ctx.id, outcome.type, input.state, targetOf(kind, outcome.type, input), outcome.data, {
-      effectId: pending.effectId,
-      cause: pending.eventId,
-    });
+    const event = this.#event(
+      kind,
+      ctx.id,
+      outcome.type,
+      input.state,
+      targetOf(kind, outcome.type, input),
+      outcome.data,
+      {
+        effectId: pending.effectId,
+        cause: pending.eventId,
+      },
+    );
     const rec = this.#objects[kind].get(ctx.id);
     if (!rec) return undefined;
     // The outcome must be durable before the actor applies it: retry until it is.
@@ -388,7 +409,10 @@ class ControllerImpl implements Controller {
         await sleep(Math.min(2000, 100 * 2 ** Math.min(attempt, 5)));
       }
     }
-    this.#fail(pending.eventId, new UnavailableError("controller closed before the outcome was journaled"));
+    this.#fail(
+      pending.eventId,
+      new UnavailableError("controller closed before the outcome was journaled"),
+    );
     return undefined;
   }
 
@@ -474,15 +498,17 @@ class ControllerImpl implements Controller {
   }
 
   /**
-   * Appends an intent for `rec` (or a new object) and hands it to the actor; resolves with
-   * the outcome event once it is durable. Throws the recorded error for `*.failed` outcomes.
+   * Appends an intent for `rec` (or a new object) and hands it to the actor. Returns a
+   * promise of the outcome: it resolves once the outcome is durable and rejects with the
+   * recorded error for `*.failed` outcomes. Locks that only guard the decision may be
+   * released as soon as this returns; the effect runs on.
    */
-  async #decide(
+  async #begin(
     kind: Kind,
     rec: Rec | undefined,
     intent: CnmEvent,
     register?: () => AnyActorRef,
-  ): Promise<CnmEvent> {
+  ): Promise<{ done: Promise<CnmEvent> }> {
     this.#assertOpen();
     if (!this.#connected) {
       throw new UnavailableError("journal unavailable: the NATS connection is down (reconnecting)");
@@ -503,11 +529,24 @@ class ControllerImpl implements Controller {
       this.#register(kind, intent.objectId, actor, seq);
       actor.start();
     }
-    const outcome = await done;
-    if (outcome.type.endsWith(".failed")) {
-      throw fromErrorRecord((outcome.data as { error: ReturnType<typeof toErrorRecord> }).error);
-    }
-    return outcome;
+    const checked = done.then((outcome) => {
+      if (outcome.type.endsWith(".failed")) {
+        throw fromErrorRecord((outcome.data as { error: ReturnType<typeof toErrorRecord> }).error);
+      }
+      return outcome;
+    });
+    checked.catch(() => {}); // awaited by the caller; never an unhandled rejection
+    return { done: checked };
+  }
+
+  /** {@link #begin}, then waits for the outcome. */
+  async #decide(
+    kind: Kind,
+    rec: Rec | undefined,
+    intent: CnmEvent,
+    register?: () => AnyActorRef,
+  ): Promise<CnmEvent> {
+    return await (await this.#begin(kind, rec, intent, register)).done;
   }
 
   #assertOpen(): void {
@@ -540,7 +579,9 @@ class ControllerImpl implements Controller {
   }
 
   #endpointsOf(filter: (c: EndpointContext) => boolean): Rec[] {
-    return [...this.#objects.endpoint.values()].filter((r) => filter(this.#ctx<EndpointContext>(r)));
+    return [...this.#objects.endpoint.values()].filter((r) =>
+      filter(this.#ctx<EndpointContext>(r))
+    );
   }
 
   // ---------------------------------------------------------------- networks
@@ -577,9 +618,17 @@ class ControllerImpl implements Controller {
         options: input.options,
         ...(predefined ? { predefined: true } : {}),
       };
-      const intent = this.#event("network", id, "network.create.requested", null, "creating", data, {
-        effectId: newEventId(),
-      });
+      const intent = this.#event(
+        "network",
+        id,
+        "network.create.requested",
+        null,
+        "creating",
+        data,
+        {
+          effectId: newEventId(),
+        },
+      );
       driver.validateNetwork?.({
         id,
         internal: data.internal,
@@ -590,8 +639,12 @@ class ControllerImpl implements Controller {
         ipv6: [],
         facts: {},
       });
-      await this.#decide("network", undefined, intent, () =>
-        createActor(this.#provided("network"), { input: { event: intent } }));
+      await this.#decide(
+        "network",
+        undefined,
+        intent,
+        () => createActor(this.#provided("network"), { input: { event: intent } }),
+      );
       return this.network(id)!;
     });
   }
@@ -616,9 +669,17 @@ class ControllerImpl implements Controller {
         }).join(", ");
         throw new ForbiddenError(`network ${c.name} has active endpoints (${list})`);
       }
-      const intent = this.#event("network", rec.id, "network.delete.requested", this.#state(rec), "deleting", {}, {
-        effectId: newEventId(),
-      });
+      const intent = this.#event(
+        "network",
+        rec.id,
+        "network.delete.requested",
+        this.#state(rec),
+        "deleting",
+        {},
+        {
+          effectId: newEventId(),
+        },
+      );
       await this.#decide("network", rec, intent);
     });
   }
@@ -629,7 +690,9 @@ class ControllerImpl implements Controller {
   }
 
   networks(): NetworkInfo[] {
-    return [...this.#objects.network.values()].map((r) => networkInfo(this.#state(r), this.#ctx(r)));
+    return [...this.#objects.network.values()].map((r) =>
+      networkInfo(this.#state(r), this.#ctx(r))
+    );
   }
 
   // ---------------------------------------------------------------- sandboxes
@@ -644,16 +707,30 @@ class ControllerImpl implements Controller {
         this.#ctx<SandboxContext>(r).name === input.name
       );
       if (other) {
-        throw new ForbiddenError(`container ${input.name} is already present in sandbox ${other.id}`);
+        throw new ForbiddenError(
+          `container ${input.name} is already present in sandbox ${other.id}`,
+        );
       }
       const owned = input.key === undefined;
       const key = input.key ?? `/var/run/netns/${this.#namePrefix}${shortId(id)}`;
       const data = { name: input.name, key, owned, labels: input.labels };
-      const intent = this.#event("sandbox", id, "sandbox.create.requested", null, "creating", data, {
-        effectId: newEventId(),
-      });
-      await this.#decide("sandbox", undefined, intent, () =>
-        createActor(this.#provided("sandbox"), { input: { event: intent } }));
+      const intent = this.#event(
+        "sandbox",
+        id,
+        "sandbox.create.requested",
+        null,
+        "creating",
+        data,
+        {
+          effectId: newEventId(),
+        },
+      );
+      await this.#decide(
+        "sandbox",
+        undefined,
+        intent,
+        () => createActor(this.#provided("sandbox"), { input: { event: intent } }),
+      );
       return this.sandbox(id)!;
     });
   }
@@ -678,9 +755,17 @@ class ControllerImpl implements Controller {
       if (this.#endpointsOf((e) => e.sandboxId === rec.id).length) {
         throw new ConflictError(`sandbox ${ref} gained endpoints while being deleted`);
       }
-      const intent = this.#event("sandbox", rec.id, "sandbox.delete.requested", this.#state(rec), "deleting", {}, {
-        effectId: newEventId(),
-      });
+      const intent = this.#event(
+        "sandbox",
+        rec.id,
+        "sandbox.delete.requested",
+        this.#state(rec),
+        "deleting",
+        {},
+        {
+          effectId: newEventId(),
+        },
+      );
       await this.#decide("sandbox", rec, intent);
     });
   }
@@ -710,34 +795,47 @@ class ControllerImpl implements Controller {
     if (!found) throw new NotFoundError(`network ${ref} not found`);
     const id = newObjectId();
     let intent!: CnmEvent;
-    // Hold the network while deciding, so a concurrent delete sees this endpoint.
-    const release = await this.#locks.lock(found.id, id);
+    const releaseEndpoint = await this.#locks.lock(id);
     try {
-      const net = this.#objects.network.get(found.id);
-      if (!net) throw new NotFoundError(`network ${ref} not found`);
-      const nc = this.#ctx<NetworkContext>(net);
-      if (this.#state(net) !== "active") {
-        throw new ForbiddenError(`network ${nc.name} is not active (state ${this.#state(net)})`);
+      // Hold the network only while deciding, so a concurrent delete sees this endpoint.
+      const releaseNetwork = await this.#locks.lock(found.id);
+      let done: Promise<CnmEvent>;
+      try {
+        const net = this.#objects.network.get(found.id);
+        if (!net) throw new NotFoundError(`network ${ref} not found`);
+        const nc = this.#ctx<NetworkContext>(net);
+        if (this.#state(net) !== "active") {
+          throw new ForbiddenError(`network ${nc.name} is not active (state ${this.#state(net)})`);
+        }
+        if (this.#endpointsOf((e) => e.networkId === net.id && e.name === input.name).length) {
+          throw new ForbiddenError(
+            `endpoint with name ${input.name} already exists in network ${nc.name}`,
+          );
+        }
+        const data = {
+          networkId: net.id,
+          name: input.name,
+          labels: input.labels,
+          options: input.options,
+          ...(input.ipv4Address ? { ipv4Address: input.ipv4Address } : {}),
+          ...(input.ipv6Address ? { ipv6Address: input.ipv6Address } : {}),
+          ...(input.macAddress ? { macAddress: input.macAddress.toLowerCase() } : {}),
+        };
+        intent = this.#event("endpoint", id, "endpoint.create.requested", null, "creating", data, {
+          effectId: newEventId(),
+        });
+        ({ done } = await this.#begin(
+          "endpoint",
+          undefined,
+          intent,
+          () => createActor(this.#provided("endpoint"), { input: { event: intent } }),
+        ));
+      } finally {
+        releaseNetwork();
       }
-      if (this.#endpointsOf((e) => e.networkId === net.id && e.name === input.name).length) {
-        throw new ForbiddenError(`endpoint with name ${input.name} already exists in network ${nc.name}`);
-      }
-      const data = {
-        networkId: net.id,
-        name: input.name,
-        labels: input.labels,
-        options: input.options,
-        ...(input.ipv4Address ? { ipv4Address: input.ipv4Address } : {}),
-        ...(input.ipv6Address ? { ipv6Address: input.ipv6Address } : {}),
-        ...(input.macAddress ? { macAddress: input.macAddress.toLowerCase() } : {}),
-      };
-      intent = this.#event("endpoint", id, "endpoint.create.requested", null, "creating", data, {
-        effectId: newEventId(),
-      });
-      await this.#decide("endpoint", undefined, intent, () =>
-        createActor(this.#provided("endpoint"), { input: { event: intent } }));
+      await done;
     } finally {
-      release();
+      releaseEndpoint();
     }
     return this.endpoint(id)!;
   }
@@ -757,9 +855,17 @@ class ControllerImpl implements Controller {
         throw new ForbiddenError(`endpoint with name ${c.name} id ${c.id} has active containers`);
       }
       this.#assertNotBusy(rec, state);
-      const intent = this.#event("endpoint", rec.id, "endpoint.delete.requested", state, "deleting", {
-        force,
-      }, { effectId: newEventId() });
+      const intent = this.#event(
+        "endpoint",
+        rec.id,
+        "endpoint.delete.requested",
+        state,
+        "deleting",
+        {
+          force,
+        },
+        { effectId: newEventId() },
+      );
       await this.#decide("endpoint", rec, intent);
     });
   }
@@ -772,26 +878,45 @@ class ControllerImpl implements Controller {
     if (!ep) throw new NotFoundError(`endpoint ${ref} not found`);
     const sb = this.#findSandbox(sbRef);
     if (!sb) throw new NotFoundError(`sandbox ${sbRef} not found`);
-    await this.#locks.with([ep.id, sb.id], async () => {
-      const rec = this.#objects.endpoint.get(ep.id);
-      if (!rec) throw new NotFoundError(`endpoint ${ref} not found`);
-      const sbRec = this.#objects.sandbox.get(sb.id);
-      if (!sbRec) throw new NotFoundError(`sandbox ${sbRef} not found`);
-      const c = this.#ctx<EndpointContext>(rec);
-      const state = this.#state(rec);
-      if (c.sandboxId) {
-        throw new ForbiddenError("another container is attached to the same network endpoint");
+    const releaseEndpoint = await this.#locks.lock(ep.id);
+    try {
+      // The sandbox is held only while deciding (the interface name is decided here).
+      const releaseSandbox = await this.#locks.lock(sb.id);
+      let done: Promise<CnmEvent>;
+      try {
+        const rec = this.#objects.endpoint.get(ep.id);
+        if (!rec) throw new NotFoundError(`endpoint ${ref} not found`);
+        const sbRec = this.#objects.sandbox.get(sb.id);
+        if (!sbRec) throw new NotFoundError(`sandbox ${sbRef} not found`);
+        const c = this.#ctx<EndpointContext>(rec);
+        const state = this.#state(rec);
+        if (c.sandboxId) {
+          throw new ForbiddenError("another container is attached to the same network endpoint");
+        }
+        this.#assertNotBusy(rec, state);
+        if (this.#state(sbRec) !== "ready") {
+          throw new ForbiddenError(`sandbox ${sbRef} is not ready (state ${this.#state(sbRec)})`);
+        }
+        const intent = this.#event(
+          "endpoint",
+          rec.id,
+          "endpoint.join.requested",
+          state,
+          "joining",
+          {
+            sandboxId: sbRec.id,
+            ifname: this.#nextIfname(sbRec.id, rec.id),
+          },
+          { effectId: newEventId() },
+        );
+        ({ done } = await this.#begin("endpoint", rec, intent));
+      } finally {
+        releaseSandbox();
       }
-      this.#assertNotBusy(rec, state);
-      if (this.#state(sbRec) !== "ready") {
-        throw new ForbiddenError(`sandbox ${sbRef} is not ready (state ${this.#state(sbRec)})`);
-      }
-      const intent = this.#event("endpoint", rec.id, "endpoint.join.requested", state, "joining", {
-        sandboxId: sbRec.id,
-        ifname: this.#nextIfname(sbRec.id, rec.id),
-      }, { effectId: newEventId() });
-      await this.#decide("endpoint", rec, intent);
-    });
+      await done;
+    } finally {
+      releaseEndpoint();
+    }
     return this.endpoint(ep.id)!;
   }
 
@@ -799,10 +924,13 @@ class ControllerImpl implements Controller {
   #nextIfname(sandboxId: string, endpointId: string): string {
     const ep = this.#ctx<EndpointContext>(this.#objects.endpoint.get(endpointId)!);
     const net = this.#objects.network.get(ep.networkId);
-    const prefix = (net && this.#ctx<NetworkContext>(net).options["com.docker.network.container_iface_prefix"]) ||
+    const prefix = (net &&
+      this.#ctx<NetworkContext>(net).options["com.docker.network.container_iface_prefix"]) ||
       "eth";
     const used = new Set(
-      this.#endpointsOf((e) => e.sandboxId === sandboxId).map((r) => this.#ctx<EndpointContext>(r).ifname),
+      this.#endpointsOf((e) => e.sandboxId === sandboxId).map((r) =>
+        this.#ctx<EndpointContext>(r).ifname
+      ),
     );
     for (let i = 0;; i++) if (!used.has(`${prefix}${i}`)) return `${prefix}${i}`;
   }

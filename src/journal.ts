@@ -86,7 +86,10 @@ export function streamConfig(stream: string, prefix: string) {
  * @throws {UnavailableError} when JetStream is not enabled on the server.
  * @throws {ConflictError} when the stream exists with subjects that do not cover the prefix.
  */
-export async function openJournal(nc: NatsConnection, options: JournalOptions = {}): Promise<Journal> {
+export async function openJournal(
+  nc: NatsConnection,
+  options: JournalOptions = {},
+): Promise<Journal> {
   const stream = options.stream ?? "CNM";
   const prefix = options.prefix ?? "cnm";
   const timeout = options.publishTimeoutMs ?? 4000;
@@ -104,7 +107,12 @@ export async function openJournal(nc: NatsConnection, options: JournalOptions = 
   return createJournal(js, jsm, stream, prefix, timeout);
 }
 
-async function ensureStream(jsm: JetStreamManager, stream: string, prefix: string, create: boolean) {
+async function ensureStream(
+  jsm: JetStreamManager,
+  stream: string,
+  prefix: string,
+  create: boolean,
+) {
   try {
     const info = await jsm.streams.info(stream);
     const want = `${prefix}.>`;

@@ -1,0 +1,72 @@
+/**
+ * A test environment: a real nats-server and a throwaway host namespace, and a way to open
+ * controllers on them with a per-run stream, prefix and name prefix.
+ *
+ * @module
+ */
+
+import { createController } from "../../mod.ts";
+import type { Controller, ControllerOptions } from "../../mod.ts";
+import { startNats, type TestNats } from "./nats.ts";
+import { createTestHost, listPrefixed, type TestHost } from "./netns.ts";
+
+/** What a test gets. */
+export interface TestEnv {
+  nats: TestNats;
+  host: TestHost;
+  stream: string;
+  prefix: string;
+  /** Options to open a controller on this environment. */
+  options(extra?: Partial<ControllerOptions>): ControllerOptions;
+  /** Opens a controller (closed by cleanup if still open). */
+  open(extra?: Partial<ControllerOptions>): Promise<Controller>;
+  /** Namespaces of this run other than the host's. */
+  sandboxesInKernel(): Promise<string[]>;
+  cleanup(): Promise<void>;
+}
+
+/** Starts nats-server and a test host. Always call `cleanup()` in `finally`. */
+export async function startEnv(label?: string): Promise<TestEnv> {
+  const host = await createTestHost(label);
+  let nats: TestNats;
+  try {
+    nats = await startNats();
+  } catch (err) {
+    await host.cleanup();
+    throw err;
+  }
+  const opened: Controller[] = [];
+  const stream = `T_${host.prefix}`.toUpperCase();
+  const prefix = host.prefix;
+  const options = (extra: Partial<ControllerOptions> = {}): ControllerOptions => ({
+    nats: { servers: nats.url },
+    stream,
+    prefix,
+    hostId: "h1",
+    kernel: { hostNamespace: host.path },
+    namePrefix: `${host.prefix}-`,
+    ...extra,
+  });
+  return {
+    nats,
+    host,
+    stream,
+    prefix,
+    options,
+    async open(extra) {
+      const c = await createController(options(extra));
+      opened.push(c);
+      return c;
+    },
+    async sandboxesInKernel() {
+      return (await listPrefixed(`${host.prefix}-`)).filter((n) => n !== host.name);
+    },
+    async cleanup() {
+      const errors: unknown[] = [];
+      for (const c of opened) await c.close().catch((e) => errors.push(e));
+      await nats.cleanup().catch((e) => errors.push(e));
+      await host.cleanup().catch((e) => errors.push(e));
+      if (errors.length) throw new AggregateError(errors, "test environment cleanup failed");
+    },
+  };
+}
