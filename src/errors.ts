@@ -89,7 +89,9 @@ export interface ErrorRecord {
 /** Turns anything thrown into an {@link ErrorRecord} for the journal. */
 export function toErrorRecord(err: unknown): ErrorRecord {
   if (err instanceof CnmError) return { name: err.name, code: err.code, message: err.message };
-  if (err instanceof Error) return { name: err.name, code: ErrorCode.Internal, message: err.message };
+  if (err instanceof Error) {
+    return { name: err.name, code: ErrorCode.Internal, message: err.message };
+  }
   return { name: "Error", code: ErrorCode.Internal, message: String(err) };
 }
 

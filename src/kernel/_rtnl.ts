@@ -1,0 +1,290 @@
+/**
+ * rtnetlink messages for links, addresses and routes: builders for the requests kernel
+ * access sends and parsers for the dumps it reads. Pure message work; sockets come from
+ * `_netlink.ts`, namespaces from `_netns.ts`.
+ *
+ * @module
+ */
+
+import {
+  AF_INET,
+  AF_INET6,
+  broadcastOf,
+  type Cidr,
+  formatIp,
+  formatMac,
+  type Ip,
+  networkOf,
+} from "./_addr.ts";
+import {
+  attrBytes,
+  attrString,
+  attrU32,
+  host,
+  type Message,
+  MessageBuilder,
+  NLM_F_ACK,
+  NLM_F_CREATE,
+  NLM_F_DUMP,
+  NLM_F_EXCL,
+  NLM_F_REPLACE,
+  parseAttrs,
+  type Request,
+} from "./_netlink.ts";
+
+const RTM_NEWLINK = 16;
+const RTM_DELLINK = 17;
+const RTM_GETLINK = 18;
+const RTM_NEWADDR = 20;
+const RTM_GETADDR = 22;
+const RTM_NEWROUTE = 24;
+const RTM_DELROUTE = 25;
+const RTM_GETROUTE = 26;
+
+const IFLA_ADDRESS = 1;
+const IFLA_IFNAME = 3;
+const IFLA_MTU = 4;
+const IFLA_LINK = 5;
+const IFLA_MASTER = 10;
+const IFLA_LINKINFO = 18;
+const IFLA_IFALIAS = 20;
+const IFLA_NET_NS_FD = 28;
+const IFLA_EXT_MASK = 29;
+const IFLA_INFO_KIND = 1;
+const IFLA_INFO_DATA = 2;
+const VETH_INFO_PEER = 1;
+const RTEXT_FILTER_SKIP_STATS = 1 << 3;
+const IFF_UP = 0x1;
+const IFINFO_LEN = 16;
+
+const IFA_ADDRESS = 1;
+const IFA_LOCAL = 2;
+const IFA_BROADCAST = 4;
+const IFA_F_NODAD = 0x02;
+const IFADDR_LEN = 8;
+
+const RTA_DST = 1;
+const RTA_OIF = 4;
+const RTA_GATEWAY = 5;
+const RTA_TABLE = 15;
+const RT_TABLE_MAIN = 254;
+const RTPROT_BOOT = 3;
+const RT_SCOPE_UNIVERSE = 0;
+const RT_SCOPE_LINK = 253;
+const RT_SCOPE_NOWHERE = 255;
+const RTN_UNICAST = 1;
+const RTMSG_LEN = 12;
+
+export const ENOENT = 2;
+export const ESRCH = 3;
+export const EEXIST = 17;
+export const ENODEV = 19;
+
+/** A link as parsed from RTM_NEWLINK, with indexes not yet resolved to names. */
+export interface RawLink {
+  index: number;
+  name: string;
+  kind?: string;
+  master?: number;
+  link?: number; // IFLA_LINK: for a veth, the peer's ifindex
+  mtu: number;
+  mac?: string;
+  up: boolean;
+  alias?: string;
+}
+
+/** Changes to apply to an existing link (absent fields are left alone). */
+export interface LinkChanges {
+  master?: number;
+  mtu?: number;
+  mac?: Uint8Array;
+  up?: boolean;
+  alias?: string;
+}
+
+function linkMessage(type: number, flags: number, index: number, up?: boolean) {
+  const b = new MessageBuilder(type, flags, IFINFO_LEN).i32(4, index);
+  if (up !== undefined) b.u32(8, up ? IFF_UP : 0).u32(12, IFF_UP);
+  return b;
+}
+
+function addChanges(b: MessageBuilder, c: LinkChanges): MessageBuilder {
+  if (c.mtu !== undefined) b.attrU32(IFLA_MTU, c.mtu);
+  if (c.mac) b.attr(IFLA_ADDRESS, c.mac);
+  if (c.master !== undefined) b.attrU32(IFLA_MASTER, c.master);
+  if (c.alias !== undefined) b.attrStr(IFLA_IFALIAS, c.alias);
+  return b;
+}
+
+/** RTM_GETLINK for one name; `onReply` receives the parsed link. ENODEV counts as success. */
+export function getLinkRequest(name: string, onLink: (l: RawLink) => void): Request {
+  const build = linkMessage(RTM_GETLINK, NLM_F_ACK, 0).attrStr(IFLA_IFNAME, name)
+    .attrU32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+  return { build, what: `link show ${name}`, ok: [ENODEV], onReply: (m) => onLink(parseLink(m)) };
+}
+
+/** RTM_NEWLINK creating a link of `kind` (a bridge, say) with the given settings. */
+export function createLinkRequest(name: string, kind: string, c: LinkChanges): Request {
+  const b = linkMessage(RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, 0, c.up)
+    .attrStr(IFLA_IFNAME, name);
+  addChanges(b, { ...c, alias: undefined }); // IFLA_IFALIAS is ignored on create
+  b.begin(IFLA_LINKINFO).attrStr(IFLA_INFO_KIND, kind).end();
+  return { build: b, what: `link add ${name}` };
+}
+
+/** What a veth create needs: both ends' names and settings and the peer's namespace fd. */
+export interface VethCreate {
+  name: string;
+  host: LinkChanges;
+  peerName: string;
+  peerNsFd: number;
+  peer: LinkChanges;
+}
+
+/** One RTM_NEWLINK creating a veth pair whose peer is born inside another namespace. */
+export function createVethRequest(v: VethCreate): Request {
+  const b = linkMessage(RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, 0, v.host.up)
+    .attrStr(IFLA_IFNAME, v.name);
+  addChanges(b, { ...v.host, alias: undefined });
+  const peerInfo = new Uint8Array(IFINFO_LEN);
+  if (v.peer.up !== undefined) {
+    const dv = new DataView(peerInfo.buffer);
+    dv.setUint32(8, v.peer.up ? IFF_UP : 0, true); // ifinfomsg flags/change are host order
+    dv.setUint32(12, IFF_UP, true);
+  }
+  b.begin(IFLA_LINKINFO).attrStr(IFLA_INFO_KIND, "veth")
+    .begin(IFLA_INFO_DATA).begin(VETH_INFO_PEER).raw(peerInfo)
+    .attrStr(IFLA_IFNAME, v.peerName).attrU32(IFLA_NET_NS_FD, v.peerNsFd);
+  addChanges(b, { ...v.peer, alias: undefined, master: undefined });
+  b.end().end().end();
+  return { build: b, what: `link add ${v.name}` };
+}
+
+/** RTM_NEWLINK (no create) changing an existing link given by index, or by name if 0. */
+export function setLinkRequest(index: number, name: string, c: LinkChanges): Request {
+  const b = linkMessage(RTM_NEWLINK, NLM_F_ACK, index, c.up);
+  if (index === 0) b.attrStr(IFLA_IFNAME, name);
+  return { build: addChanges(b, c), what: `link set ${name}` };
+}
+
+/** RTM_DELLINK by name (index 0) or index; a missing link counts as success. */
+export function deleteLinkRequest(name: string, index = 0): Request {
+  const b = linkMessage(RTM_DELLINK, NLM_F_ACK, index);
+  if (index === 0) b.attrStr(IFLA_IFNAME, name);
+  return { build: b, what: `link del ${name}`, ok: [ENODEV] };
+}
+
+/** RTM_GETLINK dump request. */
+export function dumpLinksMessage(): MessageBuilder {
+  return linkMessage(RTM_GETLINK, NLM_F_DUMP, 0).attrU32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+}
+
+/** Parses an RTM_NEWLINK message. */
+export function parseLink(m: Message): RawLink {
+  const d = m.data;
+  const a = parseAttrs(d, IFINFO_LEN);
+  const info = a.get(IFLA_LINKINFO);
+  const mac = attrBytes(a.get(IFLA_ADDRESS));
+  const link = attrU32(a.get(IFLA_LINK));
+  const index = host.i32(d, 4);
+  return {
+    index,
+    name: attrString(a.get(IFLA_IFNAME)) ?? "",
+    kind: info ? attrString(parseAttrs(info, 0).get(IFLA_INFO_KIND)) : undefined,
+    master: attrU32(a.get(IFLA_MASTER)),
+    link: link !== undefined && link !== index ? link : undefined,
+    mtu: attrU32(a.get(IFLA_MTU)) ?? 0,
+    mac: mac && mac.byteLength === 6 ? formatMac(mac) : undefined,
+    up: (host.u32(d, 8) & IFF_UP) !== 0,
+    alias: attrString(a.get(IFLA_IFALIAS)) || undefined,
+  };
+}
+
+/** RTM_NEWADDR with replace semantics (idempotent), DAD off for IPv6 like libnetwork. */
+export function addAddrRequest(index: number, c: Cidr, dev: string): Request {
+  const b = new MessageBuilder(RTM_NEWADDR, NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, IFADDR_LEN)
+    .u8(0, c.family).u8(1, c.prefix).u8(2, c.family === AF_INET6 ? IFA_F_NODAD : 0)
+    .u32(4, index).attr(IFA_LOCAL, c.bytes).attr(IFA_ADDRESS, c.bytes);
+  const brd = broadcastOf(c);
+  if (brd) b.attr(IFA_BROADCAST, brd);
+  return { build: b, what: `addr add ${formatIp(c.bytes)}/${c.prefix} dev ${dev}` };
+}
+
+/** RTM_GETADDR dump request (both families). */
+export function dumpAddrsMessage(): MessageBuilder {
+  return new MessageBuilder(RTM_GETADDR, NLM_F_DUMP, IFADDR_LEN);
+}
+
+/** Parses an RTM_NEWADDR message into [ifindex, "addr/prefix"]. */
+export function parseAddr(m: Message): [number, string] | undefined {
+  const d = m.data;
+  const family = d.getUint8(0);
+  if (family !== AF_INET && family !== AF_INET6) return undefined;
+  const a = parseAttrs(d, IFADDR_LEN);
+  const bytes = attrBytes(a.get(IFA_LOCAL) ?? a.get(IFA_ADDRESS));
+  if (!bytes) return undefined;
+  return [host.u32(d, 4), `${formatIp(bytes)}/${d.getUint8(1)}`];
+}
+
+/** A route to program: destination (undefined = default), next hop, output device. */
+export interface RouteTarget {
+  family: number;
+  dst?: Cidr;
+  via?: Ip;
+  oif?: number;
+}
+
+function routeMessage(type: number, flags: number, r: RouteTarget, del: boolean) {
+  const scope = del
+    ? RT_SCOPE_NOWHERE
+    : r.family === AF_INET && !r.via
+    ? RT_SCOPE_LINK
+    : RT_SCOPE_UNIVERSE;
+  const b = new MessageBuilder(type, flags, RTMSG_LEN)
+    .u8(0, r.family).u8(1, r.dst?.prefix ?? 0).u8(4, RT_TABLE_MAIN)
+    .u8(5, del ? 0 : RTPROT_BOOT).u8(6, scope).u8(7, del ? 0 : RTN_UNICAST);
+  if (r.dst && r.dst.prefix > 0) b.attr(RTA_DST, networkOf(r.dst));
+  if (r.via) b.attr(RTA_GATEWAY, r.via.bytes);
+  if (r.oif !== undefined) b.attrU32(RTA_OIF, r.oif);
+  return b;
+}
+
+/** RTM_NEWROUTE with replace semantics in the main table. */
+export function replaceRouteRequest(r: RouteTarget, what: string): Request {
+  const build = routeMessage(RTM_NEWROUTE, NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, r, false);
+  return { build, what: `route replace ${what}` };
+}
+
+/** RTM_DELROUTE in the main table; a missing route counts as success. */
+export function deleteRouteRequest(r: RouteTarget, what: string): Request {
+  return {
+    build: routeMessage(RTM_DELROUTE, NLM_F_ACK, r, true),
+    what: `route del ${what}`,
+    ok: [ESRCH, ENOENT],
+  };
+}
+
+/** RTM_GETROUTE dump request (both families). */
+export function dumpRoutesMessage(): MessageBuilder {
+  return new MessageBuilder(RTM_GETROUTE, NLM_F_DUMP, RTMSG_LEN);
+}
+
+/** Parses an RTM_NEWROUTE of the main table's unicast routes into dst/via/oif. */
+export function parseRoute(
+  m: Message,
+): { dst: string; via?: string; oif?: number } | undefined {
+  const d = m.data;
+  const family = d.getUint8(0);
+  if (family !== AF_INET && family !== AF_INET6) return undefined;
+  const a = parseAttrs(d, RTMSG_LEN);
+  const table = attrU32(a.get(RTA_TABLE)) ?? d.getUint8(4);
+  if (table !== RT_TABLE_MAIN || d.getUint8(7) !== RTN_UNICAST) return undefined;
+  const dstLen = d.getUint8(1);
+  const dst = attrBytes(a.get(RTA_DST));
+  const gw = attrBytes(a.get(RTA_GATEWAY));
+  return {
+    dst: dstLen === 0 || !dst ? "default" : `${formatIp(dst)}/${dstLen}`,
+    via: gw ? formatIp(gw) : undefined,
+    oif: attrU32(a.get(RTA_OIF)),
+  };
+}

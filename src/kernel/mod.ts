@@ -1,0 +1,142 @@
+/**
+ * Kernel access over rtnetlink: links, addresses, routes and namespaces, spoken directly to
+ * the kernel through Deno FFI (one cached netlink socket per namespace), with `ip netns` and
+ * `nsenter` execs only off the hot path. Every mutating call is an idempotent ensure.
+ *
+ * @example
+ * ```ts ignore
+ * import { createKernel } from "./mod.ts";
+ * const kernel = await createKernel({ hostNamespace: "/var/run/netns/cnm-host" });
+ * await kernel.ensureBridge({ name: "br0", addresses: ["10.0.0.1/24"] });
+ * await kernel.close();
+ * ```
+ *
+ * @module
+ */
+
+import { CnmError, DriverError, InvalidArgumentError } from "../errors.ts";
+import * as links from "./_links.ts";
+import { isNetns, NamespaceTable, NETNS_DIR, run } from "./_netns.ts";
+import * as routes from "./_routes.ts";
+import type { Kernel } from "./types.ts";
+
+export type {
+  AddrInfo,
+  BridgeSpec,
+  Kernel,
+  LinkInfo,
+  RouteInfo,
+  RouteSpec,
+  VethSpec,
+} from "./types.ts";
+
+/** Options of {@link createKernel}. */
+export interface KernelOptions {
+  /** Netns path the controller treats as its host; default: the process's own namespace. */
+  hostNamespace?: string;
+}
+
+/**
+ * Runs a synchronous netlink operation as a promise; failures that are not already typed
+ * become a DriverError whose message names the operation and the object.
+ */
+function settle<T>(f: () => T): Promise<T> {
+  try {
+    return Promise.resolve(f());
+  } catch (err) {
+    if (err instanceof CnmError) return Promise.reject(err);
+    return Promise.reject(new DriverError((err as Error).message, { cause: err }));
+  }
+}
+
+function checkNetnsName(name: string): string {
+  if (
+    typeof name !== "string" || !/^[A-Za-z0-9_.][A-Za-z0-9_.-]*$/.test(name) || /^\.+$/.test(name)
+  ) {
+    throw new InvalidArgumentError(`invalid network namespace name ${JSON.stringify(name)}`);
+  }
+  return name;
+}
+
+/**
+ * Creates the rtnetlink-backed {@link Kernel}, opening a netlink socket in the host namespace.
+ *
+ * @throws {InvalidArgumentError} when `hostNamespace` is not a network namespace.
+ */
+export function createKernel(options: KernelOptions = {}): Promise<Kernel> {
+  const hostNs = options.hostNamespace;
+  if (hostNs !== undefined && !isNetns(hostNs)) {
+    return Promise.reject(
+      new InvalidArgumentError(`host namespace ${hostNs} is not a network namespace`),
+    );
+  }
+  const table = new NamespaceTable();
+  const ns = (path?: string) => table.get(path ?? hostNs);
+  try {
+    ns();
+  } catch (err) {
+    table.close();
+    return Promise.reject(err);
+  }
+  const names = (path?: string) => new Map(links.rawLinks(ns(path)).map((l) => [l.index, l.name]));
+
+  const kernel: Kernel = {
+    async ensureNetns(name) {
+      const path = `${NETNS_DIR}/${checkNetnsName(name)}`;
+      if (!isNetns(path)) {
+        table.forget(path);
+        // A crashed `ip netns add` can leave an unmounted placeholder file behind.
+        await Deno.remove(path).catch(() => {});
+        await run(["ip", "netns", "add", name]).catch((err) => {
+          if (!isNetns(path)) throw err; // else: lost a race with another creator, fine
+        });
+      }
+      await kernel.ensureLoopbackUp(path);
+      return path;
+    },
+    async deleteNetns(name) {
+      const path = `${NETNS_DIR}/${checkNetnsName(name)}`;
+      table.forget(path);
+      if (isNetns(path)) {
+        await run(["ip", "netns", "del", name]).catch((err) => {
+          if (isNetns(path)) throw err;
+        });
+      } else await Deno.remove(path).catch(() => {});
+    },
+    async listNetns(prefix) {
+      const found: string[] = [];
+      try {
+        for await (const e of Deno.readDir(NETNS_DIR)) {
+          if (e.name.startsWith(prefix)) found.push(e.name);
+        }
+      } catch (err) {
+        if (!(err instanceof Deno.errors.NotFound)) throw err;
+      }
+      return found.sort();
+    },
+    netnsExists: (path) => Promise.resolve(isNetns(path)),
+    ensureLoopbackUp: (path) => settle(() => links.setUp(ns(path), "lo")),
+
+    ensureBridge: (spec) => settle(() => links.ensureBridge(ns, spec)),
+    ensureVeth: (spec) => settle(() => links.ensureVeth(ns, spec)),
+    async deleteLink(name, netns) {
+      const req = links.deleteLinkRequestFor(name);
+      const path = netns ?? hostNs;
+      if (path !== undefined && !isNetns(path)) return; // namespace gone: so is the link
+      // Deleting a veth costs the kernel milliseconds of RCU waits: keep it off the loop.
+      await table.lend(path, (sock) => sock.transactAsync([req])).catch((err) => {
+        if (err instanceof CnmError) throw err;
+        throw new DriverError((err as Error).message, { cause: err });
+      });
+    },
+    listLinks: (netns) => settle(() => links.listLinks(ns(netns))),
+    listAddrs: (netns) => settle(() => links.listAddrs(ns(netns), names(netns))),
+    listRoutes: (netns) => settle(() => routes.listRoutes(ns(netns), names(netns))),
+    ensureRoute: (route, netns) => settle(() => routes.ensureRoute(ns(netns), route)),
+    deleteRoute: (route, netns) => settle(() => routes.deleteRoute(ns(netns), route)),
+
+    exec: (argv, opts = {}) => run(argv, { stdin: opts.stdin, netns: opts.netns ?? hostNs }),
+    close: () => settle(() => table.close()),
+  };
+  return Promise.resolve(kernel);
+}
