@@ -15,7 +15,8 @@ import { Subject } from "rxjs";
 import type { Observable } from "rxjs";
 import { connect, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node";
 import type { Driver } from "../drivers/driver.ts";
-import { builtinDrivers, SINGLETON_DRIVERS } from "../drivers/mod.ts";
+import { builtinDrivers, NO_IPAM_DRIVERS, SINGLETON_DRIVERS } from "../drivers/mod.ts";
+import { BridgeOptions } from "../drivers/bridge/mod.ts";
 import type { EndpointContext } from "../actors/endpoint.ts";
 import type { NetworkContext } from "../actors/network.ts";
 import type { SandboxContext } from "../actors/sandbox.ts";
@@ -33,7 +34,7 @@ import {
 } from "./errors.ts";
 import { errText, type Journal, openJournal } from "./journal.ts";
 import { foldAll, type FoldWarning, MACHINES, stateOf } from "./fold.ts";
-import { type Outcome, runEffect } from "./effects.ts";
+import { type Outcome, runEffect, type SandboxChange } from "./effects.ts";
 import {
   CreateEndpointInput,
   type CreateEndpointOptions,
@@ -59,6 +60,25 @@ import { newEventId, newObjectId, shortId } from "./ids.ts";
 import { KeyedMutex } from "./locks.ts";
 import type { Kernel } from "./kernel/types.ts";
 import { createKernel, type KernelOptions } from "./kernel/mod.ts";
+import { createIpam, type Ipam } from "./ipam/mod.ts";
+import {
+  allocateEndpoint,
+  allocateNetwork,
+  type NetworkIpam,
+  randomMac,
+  releaseEndpoint,
+  releaseNetwork,
+  restoreEndpoint,
+  restoreNetwork,
+} from "./network_ipam.ts";
+import {
+  hostResolvConf,
+  hostsFile,
+  programRoutes,
+  resolvConf,
+  type SandboxMember,
+  writeIfChanged,
+} from "./sandbox_config.ts";
 
 /** Options of {@link createController}. */
 export interface ControllerOptions {
@@ -76,8 +96,12 @@ export interface ControllerOptions {
   kernel?: Kernel | KernelOptions;
   /** Prefix of kernel object names this controller owns (namespaces, …). Default `cnm-`. */
   namePrefix?: string;
-  /** Create the predefined networks (`none`, `host`) on first start. Default true. */
+  /** Create the predefined networks (`none`, `host`, `bridge`) on first start. Default true. */
   predefined?: boolean;
+  /** Create the predefined `bridge` network (device `cnm0`, first default pool). Default true. */
+  defaultBridge?: boolean;
+  /** Directory for per-sandbox files (hosts, resolv.conf). Default `/var/lib/cnm/<hostId>`. */
+  stateDir?: string;
   /** Milliseconds a command waits for its outcome to become durable. Default 30000. */
   commandTimeoutMs?: number;
   /** Milliseconds to wait for one PubAck. Default 4000. */
@@ -201,6 +225,12 @@ class ControllerImpl implements Controller {
   readonly #namePrefix: string;
   readonly #timeout: number;
   readonly #predefined: boolean;
+  readonly #defaultBridge: boolean;
+  readonly #stateDir: string;
+  readonly #ipam: Ipam;
+  #hostNetworks: string[] = [];
+  /** Join facts decided by a driver whose outcome is not applied yet (sandbox programming). */
+  readonly #pendingJoins = new Map<string, Record<string, unknown>>();
   readonly #locks = new KeyedMutex();
   readonly #objects = { network: new Map<string, Rec>(), endpoint: new Map(), sandbox: new Map() };
   readonly #waiters = new Map<string, Waiter>();
@@ -224,6 +254,9 @@ class ControllerImpl implements Controller {
     this.#namePrefix = options.namePrefix ?? "cnm-";
     this.#timeout = options.commandTimeoutMs ?? 30_000;
     this.#predefined = options.predefined ?? true;
+    this.#defaultBridge = options.defaultBridge ?? true;
+    this.#stateDir = options.stateDir ?? `/var/lib/cnm/${this.hostId}`;
+    this.#ipam = createIpam({ hostNetworks: () => this.#hostNetworks });
     this.#drivers = builtinDrivers();
     for (const d of options.drivers ?? []) this.#drivers.set(d.name, d);
     this.#watchConnection();
@@ -260,6 +293,7 @@ class ControllerImpl implements Controller {
         this.#register(obj.kind, obj.id, actor, obj.lastSeq);
       }
     }
+    this.#rebuildIpam(fold.warnings);
     // Stable actors first; then interrupted effects, sandboxes and networks before endpoints
     // (a join needs its namespace), endpoint deletes before network deletes.
     for (const rec of this.#allRecs()) {
@@ -290,6 +324,45 @@ class ControllerImpl implements Controller {
     if (this.#predefined) await this.#ensurePredefined();
   }
 
+  /** IPAM state from the journal, before anything else runs (libnetwork's replay). */
+  #rebuildIpam(warnings: FoldWarning[]): void {
+    const live = (r: Rec) => !["failed", "deleted"].includes(this.#state(r));
+    const restore = (id: string, f: () => void) => {
+      try {
+        f();
+      } catch (err) {
+        warnings.push({ seq: 0, objectId: id, type: "ipam", reason: errText(err) });
+      }
+    };
+    for (const r of this.#objects.network.values()) {
+      const c = this.#ctx<NetworkContext>(r);
+      if (live(r) && c.ipam) restore(r.id, () => restoreNetwork(this.#ipam, c.ipam as NetworkIpam));
+    }
+    for (const r of this.#objects.endpoint.values()) {
+      const c = this.#ctx<EndpointContext>(r);
+      const facts = this.#networkIpam(c.networkId);
+      if (live(r) && facts) restore(r.id, () => restoreEndpoint(this.#ipam, facts, c));
+    }
+  }
+
+  #networkIpam(networkId: string): NetworkIpam | undefined {
+    const net = this.#objects.network.get(networkId);
+    return net ? this.#ctx<NetworkContext>(net).ipam as NetworkIpam | undefined : undefined;
+  }
+
+  /** Releases what a failed create or a finished delete no longer holds. */
+  #afterOutcome(kind: Kind, context: unknown, outcome: CnmEvent): void {
+    const t = outcome.type;
+    if (kind === "network" && (t === "network.deleted" || t === "network.create.failed")) {
+      releaseNetwork(this.#ipam, (context as NetworkContext).ipam);
+    }
+    if (kind === "endpoint" && (t === "endpoint.deleted" || t === "endpoint.create.failed")) {
+      const c = context as EndpointContext;
+      releaseEndpoint(this.#ipam, this.#networkIpam(c.networkId), c);
+    }
+    if (kind === "endpoint") this.#pendingJoins.delete((context as EndpointContext).id);
+  }
+
   #pendingEventId(rec: Rec): string {
     // A fresh actor in `creating` carries its create intent as `pending`.
     return (rec.actor.getSnapshot().context as { pending?: { eventId: string } }).pending
@@ -303,6 +376,16 @@ class ControllerImpl implements Controller {
         return c.driver === driver;
       });
       if (!exists) await this.#createNetwork({ name, driver }, true);
+    }
+    const hasDefault = [...this.#objects.network.values()].some((r) =>
+      this.#ctx<NetworkContext>(r).options[BridgeOptions.defaultBridge] === "true"
+    );
+    if (this.#defaultBridge && !hasDefault) {
+      await this.#createNetwork({
+        name: "bridge",
+        driver: "bridge",
+        options: { [BridgeOptions.name]: "cnm0", [BridgeOptions.defaultBridge]: "true" },
+      }, true);
     }
   }
 
@@ -399,6 +482,7 @@ class ControllerImpl implements Controller {
         const { seq } = await this.#journal.append(event, rec.lastSeq);
         rec.lastSeq = seq;
         this.#emit(event, seq);
+        this.#afterOutcome(kind, input.context, event);
         this.#settle(pending.eventId, event);
         return event;
       } catch (err) {
@@ -429,7 +513,54 @@ class ControllerImpl implements Controller {
         const r = this.#objects.sandbox.get(id);
         return r ? this.#ctx<SandboxContext>(r) : undefined;
       },
+      sandboxChanged: (sandboxId: string, change: SandboxChange) =>
+        this.#locks.with(
+          [`sandbox-config:${sandboxId}`],
+          () => this.#programSandbox(sandboxId, change),
+        ),
+      sandboxDir: (id: string) => `${this.#stateDir}/sandboxes/${id}`,
     };
+  }
+
+  /**
+   * Recomputes a sandbox's default routes and files from its members: endpoints joined or
+   * joining it (with the driver's join facts), less the one leaving.
+   */
+  async #programSandbox(sandboxId: string, change: SandboxChange): Promise<void> {
+    const sbRec = this.#objects.sandbox.get(sandboxId);
+    if (!sbRec) return;
+    const sb = this.#ctx<SandboxContext>(sbRec);
+    if (change.add) this.#pendingJoins.set(change.add.endpointId, change.add.facts);
+    const members: SandboxMember[] = [];
+    for (const r of this.#endpointsOf((e) => e.sandboxId === sandboxId)) {
+      const e = this.#ctx<EndpointContext>(r);
+      const state = this.#state(r);
+      if (e.id === change.remove || state === "leaving" || state === "deleting") continue;
+      const facts = this.#pendingJoins.get(e.id) ?? (state === "joined" ? e.joinFacts : undefined);
+      if (!facts || !e.ifname) continue;
+      const net = this.#objects.network.get(e.networkId);
+      const nc = net ? this.#ctx<NetworkContext>(net) : undefined;
+      members.push({
+        endpointId: e.id,
+        ifname: e.ifname,
+        networkName: nc?.name ?? e.networkId,
+        internal: nc?.internal ?? false,
+        ...(e.ipv4Address ? { ipv4Address: e.ipv4Address } : {}),
+        ...(e.ipv6Address ? { ipv6Address: e.ipv6Address } : {}),
+        ...(typeof facts.gateway === "string" ? { gateway: facts.gateway } : {}),
+        ...(typeof facts.gatewayIPv6 === "string" ? { gatewayIPv6: facts.gatewayIPv6 } : {}),
+      });
+    }
+    if (await this.#kernel.netnsExists(sb.key)) await programRoutes(this.#kernel, sb.key, members);
+    await this.#writeSandboxFiles(sb, members);
+  }
+
+  async #writeSandboxFiles(sb: SandboxContext, members: SandboxMember[]): Promise<void> {
+    const dir = `${this.#stateDir}/sandboxes/${sb.id}`;
+    await Deno.mkdir(dir, { recursive: true });
+    const opts = { name: sb.name, ...(sb.config ?? {}) };
+    await writeIfChanged(`${dir}/hosts`, hostsFile(opts, members));
+    await writeIfChanged(`${dir}/resolv.conf`, resolvConf(opts, await hostResolvConf()));
   }
 
   #event(
@@ -608,6 +739,22 @@ class ControllerImpl implements Controller {
         }
       }
       const caps = driver.capabilities();
+      driver.validateNetwork?.({
+        id,
+        internal: input.internal,
+        enableIPv6: input.enableIPv6,
+        options: input.options,
+        labels: input.labels,
+        ipv4: [],
+        ipv6: [],
+        facts: {},
+      });
+      let ipam: NetworkIpam | undefined;
+      if (!NO_IPAM_DRIVERS.has(driver.name)) {
+        this.#hostNetworks = (await this.#kernel.listRoutes())
+          .map((r) => r.dst).filter((d) => d !== "default" && d.includes("/"));
+        ipam = allocateNetwork(this.#ipam, input);
+      }
       const data = {
         name: input.name,
         driver: driver.name,
@@ -616,6 +763,7 @@ class ControllerImpl implements Controller {
         enableIPv6: input.enableIPv6,
         labels: input.labels,
         options: input.options,
+        ...(ipam ? { ipam } : {}),
         ...(predefined ? { predefined: true } : {}),
       };
       const intent = this.#event(
@@ -629,22 +777,18 @@ class ControllerImpl implements Controller {
           effectId: newEventId(),
         },
       );
-      driver.validateNetwork?.({
-        id,
-        internal: data.internal,
-        enableIPv6: data.enableIPv6,
-        options: data.options,
-        labels: data.labels,
-        ipv4: [],
-        ipv6: [],
-        facts: {},
-      });
-      await this.#decide(
-        "network",
-        undefined,
-        intent,
-        () => createActor(this.#provided("network"), { input: { event: intent } }),
-      );
+      try {
+        await this.#decide(
+          "network",
+          undefined,
+          intent,
+          () => createActor(this.#provided("network"), { input: { event: intent } }),
+        );
+      } catch (err) {
+        // Not journaled: give the pools back. (A journaled failure released them already.)
+        if (!this.#objects.network.has(id)) releaseNetwork(this.#ipam, ipam);
+        throw err;
+      }
       return this.network(id)!;
     });
   }
@@ -660,6 +804,9 @@ class ControllerImpl implements Controller {
       const c = this.#ctx<NetworkContext>(rec);
       if (SINGLETON_DRIVERS.has(c.driver)) {
         throw new ForbiddenError(`network of type "${c.driver}" cannot be deleted`);
+      }
+      if (c.predefined) {
+        throw new ForbiddenError(`${c.name} is a pre-defined network and cannot be removed`);
       }
       const eps = this.#endpointsOf((e) => e.networkId === rec.id);
       if (eps.length) {
@@ -713,7 +860,19 @@ class ControllerImpl implements Controller {
       }
       const owned = input.key === undefined;
       const key = input.key ?? `/var/run/netns/${this.#namePrefix}${shortId(id)}`;
-      const data = { name: input.name, key, owned, labels: input.labels };
+      const config = {
+        ...(input.hostname ? { hostname: input.hostname } : {}),
+        ...(input.dns ? { dns: input.dns } : {}),
+        ...(input.dnsSearch ? { dnsSearch: input.dnsSearch } : {}),
+        ...(input.extraHosts ? { extraHosts: input.extraHosts } : {}),
+      };
+      const data = {
+        name: input.name,
+        key,
+        owned,
+        labels: input.labels,
+        ...(Object.keys(config).length ? { config } : {}),
+      };
       const intent = this.#event(
         "sandbox",
         id,
@@ -781,7 +940,12 @@ class ControllerImpl implements Controller {
 
   #sandboxInfo(rec: Rec): SandboxInfo {
     const eps = this.#endpointsOf((e) => e.sandboxId === rec.id).map((r) => r.id);
-    return sandboxInfo(this.#state(rec), this.#ctx(rec), eps);
+    return sandboxInfo(
+      this.#state(rec),
+      this.#ctx(rec),
+      eps,
+      `${this.#stateDir}/sandboxes/${rec.id}`,
+    );
   }
 
   // ---------------------------------------------------------------- endpoints
@@ -795,11 +959,13 @@ class ControllerImpl implements Controller {
     if (!found) throw new NotFoundError(`network ${ref} not found`);
     const id = newObjectId();
     let intent!: CnmEvent;
-    const releaseEndpoint = await this.#locks.lock(id);
+    const unlockEndpoint = await this.#locks.lock(id);
     try {
       // Hold the network only while deciding, so a concurrent delete sees this endpoint.
-      const releaseNetwork = await this.#locks.lock(found.id);
+      const unlockNetwork = await this.#locks.lock(found.id);
       let done: Promise<CnmEvent>;
+      let addresses: { ipv4Address?: string; ipv6Address?: string } = {};
+      let netIpam: NetworkIpam | undefined;
       try {
         const net = this.#objects.network.get(found.id);
         if (!net) throw new NotFoundError(`network ${ref} not found`);
@@ -812,14 +978,25 @@ class ControllerImpl implements Controller {
             `endpoint with name ${input.name} already exists in network ${nc.name}`,
           );
         }
+        netIpam = nc.ipam as NetworkIpam | undefined;
+        addresses = netIpam
+          ? allocateEndpoint(this.#ipam, netIpam, {
+            ipv4Address: input.ipv4Address,
+            ipv6Address: input.ipv6Address,
+          })
+          : {};
         const data = {
           networkId: net.id,
           name: input.name,
           labels: input.labels,
           options: input.options,
-          ...(input.ipv4Address ? { ipv4Address: input.ipv4Address } : {}),
-          ...(input.ipv6Address ? { ipv6Address: input.ipv6Address } : {}),
-          ...(input.macAddress ? { macAddress: input.macAddress.toLowerCase() } : {}),
+          ...(addresses.ipv4Address ? { ipv4Address: addresses.ipv4Address } : {}),
+          ...(addresses.ipv6Address ? { ipv6Address: addresses.ipv6Address } : {}),
+          ...(input.macAddress
+            ? { macAddress: input.macAddress.toLowerCase() }
+            : netIpam
+            ? { macAddress: randomMac() }
+            : {}),
         };
         intent = this.#event("endpoint", id, "endpoint.create.requested", null, "creating", data, {
           effectId: newEventId(),
@@ -830,12 +1007,16 @@ class ControllerImpl implements Controller {
           intent,
           () => createActor(this.#provided("endpoint"), { input: { event: intent } }),
         ));
+      } catch (err) {
+        // Not journaled: give the addresses back.
+        if (!this.#objects.endpoint.has(id)) releaseEndpoint(this.#ipam, netIpam, addresses);
+        throw err;
       } finally {
-        releaseNetwork();
+        unlockNetwork();
       }
       await done;
     } finally {
-      releaseEndpoint();
+      unlockEndpoint();
     }
     return this.endpoint(id)!;
   }

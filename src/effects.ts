@@ -27,6 +27,14 @@ export interface Outcome {
   data: Record<string, unknown>;
 }
 
+/** A change of a sandbox's members, for sandbox-level programming. */
+export interface SandboxChange {
+  /** An endpoint whose driver join just succeeded, with the driver's join facts. */
+  add?: { endpointId: string; facts: Record<string, unknown> };
+  /** An endpoint that just left. */
+  remove?: string;
+}
+
 /** What effects need from the controller. */
 export interface EffectEnv {
   kernel: Kernel;
@@ -35,7 +43,9 @@ export interface EffectEnv {
   networkContext(id: string): NetworkContext | undefined;
   sandboxContext(id: string): SandboxContext | undefined;
   /** Called after an endpoint joined or left a sandbox (sandbox-level programming). */
-  sandboxChanged?(sandboxId: string): Promise<void>;
+  sandboxChanged(sandboxId: string, change: SandboxChange): Promise<void>;
+  /** Directory of a sandbox's files. */
+  sandboxDir(sandboxId: string): string;
 }
 
 /** The namespace name cnm uses for a sandbox it owns. */
@@ -138,16 +148,23 @@ async function endpointEffect(
     }
     case "joining": {
       const sb = sandbox();
-      const facts = await driver.join(driverNetwork(net), driverEndpoint(c), sb, ectx);
-      return { type: "endpoint.joined", data: { facts: facts ?? {} } };
+      const facts = (await driver.join(driverNetwork(net), driverEndpoint(c), sb, ectx)) ?? {};
+      await env.sandboxChanged(sb.id, { add: { endpointId: c.id, facts } });
+      return { type: "endpoint.joined", data: { facts } };
     }
     case "leaving": {
-      await driver.leave(driverNetwork(net), driverEndpoint(c), sandbox(), ectx);
+      const sb = sandbox();
+      await driver.leave(driverNetwork(net), driverEndpoint(c), sb, ectx);
+      await env.sandboxChanged(sb.id, { remove: c.id });
       return { type: "endpoint.left", data: {} };
     }
     default: {
       // A forced delete of a joined endpoint leaves first.
-      if (c.sandboxId) await driver.leave(driverNetwork(net), driverEndpoint(c), sandbox(), ectx);
+      if (c.sandboxId) {
+        const sb = sandbox();
+        await driver.leave(driverNetwork(net), driverEndpoint(c), sb, ectx);
+        await env.sandboxChanged(sb.id, { remove: c.id });
+      }
       await driver.deleteEndpoint(driverNetwork(net), driverEndpoint(c), ectx);
       return { type: "endpoint.deleted", data: {} };
     }
@@ -164,8 +181,12 @@ async function sandboxEffect(env: EffectEnv, state: string, c: SandboxContext): 
       }
       await env.kernel.ensureLoopbackUp(c.key);
     }
+    await env.sandboxChanged(c.id, {});
     return { type: "sandbox.created", data: { facts: {} } };
   }
   if (c.owned) await env.kernel.deleteNetns(netnsNameOf(c.key));
+  await Deno.remove(env.sandboxDir(c.id), { recursive: true }).catch((err) => {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  });
   return { type: "sandbox.deleted", data: {} };
 }

@@ -54,6 +54,7 @@ const IpamConfigSchema = z.object({
 /** Decided IPAM facts of a network (filled by drivers that use IPAM). */
 const NetworkIpamFacts = z.object({
   driver: z.string(),
+  options: StringMap.optional(),
   ipv4: z.array(z.object({
     poolId: z.string(),
     pool: z.string(),
@@ -120,6 +121,12 @@ export const DataSchemas: Record<string, z.ZodType> = {
     key: z.string().min(1),
     owned: z.boolean(),
     labels: StringMap,
+    config: z.object({
+      hostname: z.string().optional(),
+      dns: z.array(z.string()).optional(),
+      dnsSearch: z.array(z.string()).optional(),
+      extraHosts: z.array(z.string()).optional(),
+    }).optional(),
   }).loose(),
   "sandbox.created": facts,
   "sandbox.create.failed": failed,

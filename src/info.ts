@@ -87,6 +87,11 @@ export interface SandboxInfo {
   state: SandboxState;
   endpointIds: string[];
   labels: Record<string, string>;
+  /** The sandbox's hosts file, kept current on join and leave. */
+  hostsPath: string;
+  /** The sandbox's resolv.conf. */
+  resolvConfPath: string;
+  hostname?: string;
   created: string;
   error?: ErrorRecord;
 }
@@ -138,7 +143,12 @@ export function endpointInfo(state: string, c: EndpointContext): EndpointInfo {
 }
 
 /** Builds a {@link SandboxInfo}. */
-export function sandboxInfo(state: string, c: SandboxContext, endpointIds: string[]): SandboxInfo {
+export function sandboxInfo(
+  state: string,
+  c: SandboxContext,
+  endpointIds: string[],
+  dir: string,
+): SandboxInfo {
   return {
     id: c.id,
     name: c.name,
@@ -146,6 +156,9 @@ export function sandboxInfo(state: string, c: SandboxContext, endpointIds: strin
     state: state as SandboxState,
     endpointIds,
     labels: { ...c.labels },
+    hostsPath: `${dir}/hosts`,
+    resolvConfPath: `${dir}/resolv.conf`,
+    ...(c.config?.hostname ? { hostname: c.config.hostname } : {}),
     created: c.createdAt,
     ...(c.error ? { error: c.error } : {}),
   };

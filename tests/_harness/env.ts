@@ -16,6 +16,8 @@ export interface TestEnv {
   host: TestHost;
   stream: string;
   prefix: string;
+  /** Directory for sandbox files. */
+  stateDir: string;
   /** Options to open a controller on this environment. */
   options(extra?: Partial<ControllerOptions>): ControllerOptions;
   /** Opens a controller (closed by cleanup if still open). */
@@ -36,6 +38,7 @@ export async function startEnv(label?: string): Promise<TestEnv> {
     throw err;
   }
   const opened: Controller[] = [];
+  const stateDir = await Deno.makeTempDir({ prefix: `cnm-${host.prefix}-` });
   const stream = `T_${host.prefix}`.toUpperCase();
   const prefix = host.prefix;
   const options = (extra: Partial<ControllerOptions> = {}): ControllerOptions => ({
@@ -45,6 +48,7 @@ export async function startEnv(label?: string): Promise<TestEnv> {
     hostId: "h1",
     kernel: { hostNamespace: host.path },
     namePrefix: `${host.prefix}-`,
+    stateDir,
     ...extra,
   });
   return {
@@ -52,6 +56,7 @@ export async function startEnv(label?: string): Promise<TestEnv> {
     host,
     stream,
     prefix,
+    stateDir,
     options,
     async open(extra) {
       const c = await createController(options(extra));
@@ -65,6 +70,7 @@ export async function startEnv(label?: string): Promise<TestEnv> {
       const errors: unknown[] = [];
       for (const c of opened) await c.close().catch((e) => errors.push(e));
       await nats.cleanup().catch((e) => errors.push(e));
+      await Deno.remove(stateDir, { recursive: true }).catch((e) => errors.push(e));
       await host.cleanup().catch((e) => errors.push(e));
       if (errors.length) throw new AggregateError(errors, "test environment cleanup failed");
     },

@@ -36,9 +36,13 @@ Deno.test("controller (root, nats-server) keeps ids and states across a restart"
   try {
     const cnm = await env.open();
     let sbId = "", epId = "", netns = "";
-    await t.step("predefined networks none and host exist after the first start", () => {
+    await t.step("predefined networks none, host and bridge exist after the first start", () => {
       const names = cnm.networks().map((n) => `${n.name}/${n.driver}/${n.state}`).sort();
-      assert.deepEqual(names, ["host/host/active", "none/null/active"]);
+      assert.deepEqual(names, ["bridge/bridge/active", "host/host/active", "none/null/active"]);
+      assert.deepEqual(cnm.network("bridge")?.ipam.config, [
+        { subnet: "172.17.0.0/16", gateway: "172.17.0.1" },
+      ]);
+      assert.equal(cnm.network("bridge")?.driverInfo.bridge, "cnm0");
     });
     await t.step("a sandbox is a real namespace with loopback up", async () => {
       const sb = await cnm.createSandbox({ name: "c1", labels: { app: "web" } });

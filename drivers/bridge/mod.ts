@@ -1,0 +1,230 @@
+/**
+ * The `bridge` driver: a Linux bridge per network carrying the gateway address, a veth
+ * pair per joined endpoint (the container end is born inside the sandbox namespace), and
+ * nftables rules for masquerade, isolation, ICC and internal networks.
+ *
+ * Options (libnetwork's): `com.docker.network.bridge.name` (default `br-<id12>`; an
+ * existing device not made by cnm is the user's and survives delete),
+ * `com.docker.network.bridge.enable_icc` (true), `com.docker.network.bridge.enable_ip_masquerade`
+ * (true), `com.docker.network.driver.mtu` (1500), `com.docker.network.bridge.inhibit_ipv4`
+ * (false), `com.docker.network.container_iface_prefix` (`eth`, applied by the controller).
+ *
+ * Ownership mark: every bridge and host-side veth cnm makes carries the link alias
+ * `cnm:<kind>:<id12>`; the firewall marks its rules as described in `_firewall.ts`.
+ *
+ * @module
+ */
+
+import type {
+  Driver,
+  DriverEndpoint,
+  DriverNetwork,
+  EffectContext,
+  JoinResult,
+} from "../driver.ts";
+import { InvalidArgumentError } from "../../src/errors.ts";
+import { addressOf } from "../../src/ipam/cidr.ts";
+import { createFirewall, type Firewall } from "./_firewall.ts";
+
+/** Well-known option keys. */
+export const BridgeOptions = {
+  name: "com.docker.network.bridge.name",
+  icc: "com.docker.network.bridge.enable_icc",
+  masquerade: "com.docker.network.bridge.enable_ip_masquerade",
+  mtu: "com.docker.network.driver.mtu",
+  inhibitIPv4: "com.docker.network.bridge.inhibit_ipv4",
+  hostBinding: "com.docker.network.bridge.host_binding_ipv4",
+  ifacePrefix: "com.docker.network.container_iface_prefix",
+  defaultBridge: "com.docker.network.bridge.default_bridge",
+} as const;
+
+const known = new Set<string>([
+  ...Object.values(BridgeOptions),
+  "com.docker.network.enable_ipv6",
+  "com.docker.network.internal",
+  "com.docker.network.generic",
+]);
+
+/** Parsed bridge options of one network. */
+export interface BridgeConfig {
+  bridge: string;
+  icc: boolean;
+  masquerade: boolean;
+  mtu: number;
+  inhibitIPv4: boolean;
+}
+
+const bool = (opts: Record<string, string>, key: string, dflt: boolean): boolean => {
+  const v = opts[key];
+  if (v === undefined || v === "") return dflt;
+  if (/^(true|1|yes)$/i.test(v)) return true;
+  if (/^(false|0|no)$/i.test(v)) return false;
+  throw new InvalidArgumentError(`invalid option ${key}: ${JSON.stringify(v)} is not a boolean`);
+};
+
+/**
+ * Parses and validates a network's bridge options.
+ *
+ * @throws {InvalidArgumentError} naming the option.
+ */
+export function bridgeConfig(network: Pick<DriverNetwork, "id" | "options">): BridgeConfig {
+  const o = network.options;
+  for (const key of Object.keys(o)) {
+    if (key.startsWith("com.docker.network.") && !known.has(key)) {
+      throw new InvalidArgumentError(`invalid option ${key}: not a bridge driver option`);
+    }
+  }
+  const bridge = o[BridgeOptions.name] || `br-${network.id.slice(0, 12)}`;
+  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(bridge)) {
+    throw new InvalidArgumentError(
+      `invalid option ${BridgeOptions.name}: ${
+        JSON.stringify(bridge)
+      } is not a valid interface name`,
+    );
+  }
+  const mtuText = o[BridgeOptions.mtu];
+  const mtu = mtuText === undefined || mtuText === "" ? 1500 : Number(mtuText);
+  if (!Number.isInteger(mtu) || mtu < 68 || mtu > 65535) {
+    throw new InvalidArgumentError(
+      `invalid option ${BridgeOptions.mtu}: ${JSON.stringify(mtuText)} is not an MTU (68-65535)`,
+    );
+  }
+  return {
+    bridge,
+    icc: bool(o, BridgeOptions.icc, true),
+    masquerade: bool(o, BridgeOptions.masquerade, true),
+    mtu,
+    inhibitIPv4: bool(o, BridgeOptions.inhibitIPv4, false),
+  };
+}
+
+/** Host-side veth name of an endpoint (`veth` + 7 hex of its id, like Docker's). */
+export function hostVethName(endpointId: string): string {
+  return `veth${endpointId.slice(0, 7)}`;
+}
+
+/** The alias that marks a link as cnm's. */
+export function ownershipAlias(kind: "network" | "endpoint", id: string): string {
+  return `cnm:${kind}:${id.slice(0, 12)}`;
+}
+
+/** Options of {@link createBridgeDriver}. */
+export interface BridgeDriverOptions {
+  /** nftables table name. Default `cnm`. */
+  table?: string;
+}
+
+/** Creates the bridge driver. */
+export function createBridgeDriver(options: BridgeDriverOptions = {}): Driver {
+  let firewall: Firewall | undefined;
+  const fw = (ctx: EffectContext): Firewall =>
+    firewall ??= createFirewall({
+      exec: (argv, o) => ctx.kernel.exec(argv, o),
+      table: options.table,
+    });
+  const gateways = (net: DriverNetwork, cfg: BridgeConfig): string[] => [
+    ...(cfg.inhibitIPv4 ? [] : net.ipv4.flatMap((d) => (d.gateway ? [d.gateway] : []))),
+    ...net.ipv6.flatMap((d) => (d.gateway ? [d.gateway] : [])),
+  ];
+
+  return {
+    name: "bridge",
+    capabilities: () => ({ dataScope: "local", connectivityScope: "local" }),
+    validateNetwork(network) {
+      bridgeConfig(network);
+    },
+
+    async createNetwork(net, ctx) {
+      const cfg = bridgeConfig(net);
+      const existing = (await ctx.kernel.listLinks()).find((l) => l.name === cfg.bridge);
+      const alias = ownershipAlias("network", net.id);
+      // A device that exists and is not marked as ours is the user's: use it, never delete it.
+      const userOwned = existing !== undefined && existing.alias !== alias;
+      if (existing && existing.kind !== "bridge") {
+        throw new InvalidArgumentError(
+          `invalid option ${BridgeOptions.name}: ${cfg.bridge} exists and is not a bridge`,
+        );
+      }
+      await ctx.kernel.ensureBridge({
+        name: cfg.bridge,
+        mtu: cfg.mtu,
+        addresses: gateways(net, cfg),
+        ...(userOwned ? {} : { alias }),
+      });
+      await ctx.kernel.exec(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
+      if (net.enableIPv6) {
+        await ctx.kernel.exec(["sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1"]);
+      }
+      await fw(ctx).ensureBase();
+      await fw(ctx).ensureNetwork({
+        id: net.id,
+        bridge: cfg.bridge,
+        subnets: [...net.ipv4, ...net.ipv6].map((d) => d.pool),
+        internal: net.internal,
+        icc: cfg.icc,
+        masquerade: cfg.masquerade && !net.internal,
+      });
+      return { bridge: cfg.bridge, mtu: cfg.mtu, userOwned };
+    },
+
+    async deleteNetwork(net, ctx) {
+      const cfg = bridgeConfig(net);
+      const errors: unknown[] = [];
+      await fw(ctx).removeNetwork(net.id).catch((e) => errors.push(e));
+      if (net.facts.userOwned) {
+        // Take back only what we added: the gateway addresses.
+        const mine = new Set(gateways(net, cfg));
+        const addrs = (await ctx.kernel.listAddrs()).filter((a) => a.link === cfg.bridge);
+        for (const a of addrs.filter((a) => mine.has(a.address))) {
+          await ctx.kernel.exec(["ip", "addr", "del", a.address, "dev", cfg.bridge]).catch((e) =>
+            errors.push(e)
+          );
+        }
+      } else {
+        await ctx.kernel.deleteLink(cfg.bridge).catch((e) => errors.push(e));
+      }
+      if (errors.length) throw new AggregateError(errors, `deleting bridge network ${net.id}`);
+    },
+
+    createEndpoint(net, ep) {
+      // Nothing to do in the kernel yet: the veth is made at join, directly in the sandbox.
+      const cfg = bridgeConfig(net);
+      return Promise.resolve({ hostVeth: hostVethName(ep.id), mtu: cfg.mtu });
+    },
+
+    async deleteEndpoint(_net, ep, ctx) {
+      await ctx.kernel.deleteLink(hostVethName(ep.id));
+    },
+
+    async join(net, ep, sandbox, ctx): Promise<JoinResult> {
+      const cfg = bridgeConfig(net);
+      const addresses = addressesOf(ep);
+      await ctx.kernel.ensureVeth({
+        hostName: hostVethName(ep.id),
+        master: cfg.bridge,
+        mtu: cfg.mtu,
+        netns: sandbox.key,
+        peerName: sandbox.ifname,
+        ...(ep.macAddress ? { peerMac: ep.macAddress } : {}),
+        addresses,
+        alias: ownershipAlias("endpoint", ep.id),
+      });
+      const gw4 = net.ipv4[0]?.gateway;
+      const gw6 = net.ipv6[0]?.gateway;
+      // Internal networks give no gateway: nothing leaves the subnet.
+      if (net.internal) return { disableGatewayService: true };
+      return {
+        ...(gw4 && ep.ipv4Address && !cfg.inhibitIPv4 ? { gateway: addressOf(gw4) } : {}),
+        ...(gw6 && ep.ipv6Address ? { gatewayIPv6: addressOf(gw6) } : {}),
+      };
+    },
+
+    async leave(_net, ep, _sandbox, ctx) {
+      await ctx.kernel.deleteLink(hostVethName(ep.id));
+    },
+  };
+}
+
+function addressesOf(ep: DriverEndpoint): string[] {
+  return [ep.ipv4Address, ep.ipv6Address].filter((a): a is string => !!a);
+}
