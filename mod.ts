@@ -21,7 +21,13 @@
  */
 
 export { createController } from "./src/controller.ts";
-export type { Controller, ControllerOptions, RecoveryReport } from "./src/controller.ts";
+export type {
+  Controller,
+  ControllerOptions,
+  CrashPoint,
+  RecoveryReport,
+} from "./src/controller.ts";
+export type { Finding, ReconcileReport } from "./src/reconcile.ts";
 export type {
   EndpointInfo,
   EndpointState,

@@ -67,6 +67,7 @@ export const endpointMachine = setup({
   actions: {
     intent: assign(({ event }, params: { resume: string }) => intentFields(event, params.resume)),
     outcome: assign(({ event }) => outcomeFields(event)),
+    reconciled: assign(({ event }) => ({ updatedAt: event.at })),
     created: assign(({ context, event }) => {
       const f = factsOf(event);
       // Drivers may fill in what the request left empty (e.g. a MAC or an address).
@@ -87,6 +88,8 @@ export const endpointMachine = setup({
 }).createMachine({
   id: "endpoint",
   context: ({ input }) => endpointContextFrom(input.event),
+  // Drift repaired by reconcile: recorded, no state change.
+  on: { "endpoint.reconciled": { actions: "reconciled" } },
   initial: "creating",
   states: {
     creating: {

@@ -68,6 +68,7 @@ export const networkMachine = setup({
   actions: {
     intent: assign(({ event }, params: { resume: string }) => intentFields(event, params.resume)),
     outcome: assign(({ event }) => outcomeFields(event)),
+    reconciled: assign(({ event }) => ({ updatedAt: event.at })),
     facts: assign(({ event }) => ({
       facts: ((event.data as { facts?: Record<string, unknown> }).facts) ?? {},
     })),
@@ -75,6 +76,8 @@ export const networkMachine = setup({
 }).createMachine({
   id: "network",
   context: ({ input }) => networkContextFrom(input.event),
+  // Drift repaired by reconcile: recorded, no state change.
+  on: { "network.reconciled": { actions: "reconciled" } },
   initial: "creating",
   states: {
     creating: {

@@ -52,6 +52,7 @@ export const sandboxMachine = setup({
   actions: {
     intent: assign(({ event }, params: { resume: string }) => intentFields(event, params.resume)),
     outcome: assign(({ event }) => outcomeFields(event)),
+    reconciled: assign(({ event }) => ({ updatedAt: event.at })),
     facts: assign(({ event }) => ({
       facts: ((event.data as { facts?: Record<string, unknown> }).facts) ?? {},
     })),
@@ -59,6 +60,8 @@ export const sandboxMachine = setup({
 }).createMachine({
   id: "sandbox",
   context: ({ input }) => sandboxContextFrom(input.event),
+  // Drift repaired by reconcile: recorded, no state change.
+  on: { "sandbox.reconciled": { actions: "reconciled" } },
   initial: "creating",
   states: {
     creating: {

@@ -34,7 +34,16 @@ import {
 } from "./errors.ts";
 import { errText, type Journal, openJournal } from "./journal.ts";
 import { foldAll, type FoldWarning, MACHINES, stateOf } from "./fold.ts";
-import { type Outcome, runEffect, type SandboxChange } from "./effects.ts";
+import {
+  ensureJoined,
+  ensureNetwork,
+  netnsNameOf,
+  type Outcome,
+  runEffect,
+  type SandboxChange,
+} from "./effects.ts";
+import { type Finding, inspectDrift, type ReconcileReport } from "./reconcile.ts";
+import { createFirewall, type Firewall } from "../drivers/bridge/_firewall.ts";
 import {
   CreateEndpointInput,
   type CreateEndpointOptions,
@@ -58,6 +67,7 @@ import {
 } from "./info.ts";
 import { newEventId, newObjectId, shortId } from "./ids.ts";
 import { KeyedMutex } from "./locks.ts";
+import { acquireLease, type Lease } from "./lease.ts";
 import type { Kernel } from "./kernel/types.ts";
 import { createKernel, type KernelOptions } from "./kernel/mod.ts";
 import { createIpam, type Ipam } from "./ipam/mod.ts";
@@ -106,7 +116,22 @@ export interface ControllerOptions {
   commandTimeoutMs?: number;
   /** Milliseconds to wait for one PubAck. Default 4000. */
   publishTimeoutMs?: number;
+  /** Lifetime of the single-writer lease without a refresh. Default 10000. */
+  leaseTtlMs?: number;
+  /** How long to wait for another controller's lease of this host to expire. Default ttl + 2 s. */
+  leaseWaitMs?: number;
+  /** Reconcile the kernel with the journal on start (and record repairs). Default true. */
+  reconcileOnStart?: boolean;
+  /**
+   * Fault-injection points, for crash tests: called synchronously after an intent is durable
+   * (before its effect starts), after an effect finished (before its outcome is appended),
+   * and after an outcome is durable (before the command resolves).
+   */
+  hooks?: { point?(point: CrashPoint, event: CnmEvent): void };
 }
+
+/** Where {@link ControllerOptions.hooks} are called. */
+export type CrashPoint = "intent-appended" | "effect-done" | "outcome-appended";
 
 /** Result of the start-up recovery. */
 export interface RecoveryReport {
@@ -120,6 +145,8 @@ export interface RecoveryReport {
   warnings: FoldWarning[];
   /** Milliseconds from connect to ready. */
   ms: number;
+  /** What the start-up reconciliation found and repaired. */
+  reconcile?: ReconcileReport;
 }
 
 /** A running controller. See mod.ts for the API contract. */
@@ -143,6 +170,11 @@ export interface Controller {
   endpoints(filter?: { network?: string }): EndpointInfo[];
   sandbox(idOrName: string): SandboxInfo | undefined;
   sandboxes(): SandboxInfo[];
+  /**
+   * Compares the journal's view with the kernel. With `dryRun` it only reports; otherwise it
+   * repairs each difference and records it as a `<kind>.reconciled` event.
+   */
+  reconcile(options?: { dryRun?: boolean }): Promise<ReconcileReport>;
   /** Every event this controller appends, after it is durable. */
   readonly events$: Observable<RecordedEvent>;
   /** Stops the actors and the connection; leaves the kernel as it is. */
@@ -201,8 +233,25 @@ export async function createController(options: ControllerOptions): Promise<Cont
     const kernel = isKernel(options.kernel)
       ? options.kernel
       : await createKernel(options.kernel as KernelOptions | undefined);
-    const ctl = new ControllerImpl(nc, journal, kernel, options, !isKernel(options.kernel));
-    await ctl.start(started);
+    let ctl: ControllerImpl | undefined;
+    const lease = await acquireLease(nc, {
+      stream: journal.stream,
+      prefix: journal.prefix,
+      hostId: options.hostId ?? Deno.hostname(),
+      ttlMs: options.leaseTtlMs,
+      waitMs: options.leaseWaitMs,
+      onLost: (reason) => ctl?.fence(reason),
+    }).catch(async (err) => {
+      if (!isKernel(options.kernel)) await kernel.close().catch(() => {});
+      throw err;
+    });
+    ctl = new ControllerImpl(nc, journal, kernel, options, !isKernel(options.kernel), lease);
+    try {
+      await ctl.start(started);
+    } catch (err) {
+      await ctl.close().catch(() => {});
+      throw err;
+    }
     return ctl;
   } catch (err) {
     await nc.close().catch(() => {});
@@ -228,6 +277,9 @@ class ControllerImpl implements Controller {
   readonly #defaultBridge: boolean;
   readonly #stateDir: string;
   readonly #ipam: Ipam;
+  readonly #reconcileOnStart: boolean;
+  readonly #hook: (point: CrashPoint, event: CnmEvent) => void;
+  readonly #hostNamespace?: string;
   #hostNetworks: string[] = [];
   /** Join facts decided by a driver whose outcome is not applied yet (sandbox programming). */
   readonly #pendingJoins = new Map<string, Record<string, unknown>>();
@@ -236,6 +288,10 @@ class ControllerImpl implements Controller {
   readonly #waiters = new Map<string, Waiter>();
   #connected = true;
   #closed = false;
+  #fenced?: string;
+  readonly #lease: Lease;
+  /** Intents whose append timed out: maybe stored. Settled before the object is used again. */
+  readonly #uncertain = new Map<string, { kind: Kind; intent: CnmEvent }>();
 
   constructor(
     nc: NatsConnection,
@@ -243,7 +299,9 @@ class ControllerImpl implements Controller {
     kernel: Kernel,
     options: ControllerOptions,
     ownsKernel: boolean,
+    lease: Lease,
   ) {
+    this.#lease = lease;
     this.#nc = nc;
     this.#journal = journal;
     this.#kernel = kernel;
@@ -255,6 +313,11 @@ class ControllerImpl implements Controller {
     this.#timeout = options.commandTimeoutMs ?? 30_000;
     this.#predefined = options.predefined ?? true;
     this.#defaultBridge = options.defaultBridge ?? true;
+    this.#reconcileOnStart = options.reconcileOnStart ?? true;
+    this.#hook = options.hooks?.point ?? (() => {});
+    this.#hostNamespace = isKernel(options.kernel)
+      ? undefined
+      : (options.kernel as KernelOptions | undefined)?.hostNamespace;
     this.#stateDir = options.stateDir ?? `/var/lib/cnm/${this.hostId}`;
     this.#ipam = createIpam({ hostNetworks: () => this.#hostNetworks });
     this.#drivers = builtinDrivers();
@@ -322,6 +385,133 @@ class ControllerImpl implements Controller {
       ms: performance.now() - started,
     };
     if (this.#predefined) await this.#ensurePredefined();
+    if (this.#reconcileOnStart) {
+      try {
+        this.recovery.reconcile = await this.reconcile();
+      } catch (err) {
+        this.recovery.warnings.push({
+          seq: 0,
+          objectId: "",
+          type: "reconcile",
+          reason: errText(err),
+        });
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- reconcile
+
+  #firewall?: Firewall;
+
+  async reconcile(options: { dryRun?: boolean } = {}): Promise<ReconcileReport> {
+    this.#assertOpen();
+    const started = performance.now();
+    const dryRun = options.dryRun ?? false;
+    return await this.#locks.with(["reconcile"], async () => {
+      const view = <C>(m: Map<string, Rec>) =>
+        [...m.values()].map((r) => ({ state: this.#state(r), c: this.#ctx<C>(r) }));
+      const networks = view<NetworkContext>(this.#objects.network);
+      this.#firewall ??= createFirewall({ exec: (argv, o) => this.#kernel.exec(argv, o) });
+      const fw = this.#firewall;
+      const findings = await inspectDrift({
+        kernel: this.#kernel,
+        namePrefix: this.#namePrefix,
+        hostNamespace: this.#hostNamespace,
+        networks,
+        endpoints: view<EndpointContext>(this.#objects.endpoint),
+        sandboxes: view<SandboxContext>(this.#objects.sandbox),
+        firewallNetworks: async () =>
+          networks.some((n) => n.c.driver === "bridge") ? await fw.listNetworks() : undefined,
+      });
+      const report: ReconcileReport = { dryRun, findings: [], ms: 0 };
+      if (dryRun) {
+        report.findings = findings.map((f) => ({ ...f, repaired: false }));
+      } else {
+        report.findings = await this.#repair(findings, fw);
+      }
+      report.ms = performance.now() - started;
+      return report;
+    });
+  }
+
+  /** Repairs findings object by object (sandboxes, networks, endpoints, then orphans). */
+  async #repair(findings: Finding[], fw: Firewall): Promise<ReconcileReport["findings"]> {
+    const out: ReconcileReport["findings"] = [];
+    const order = { sandbox: 0, network: 1, endpoint: 2, host: 3 };
+    const groups = new Map<string, Finding[]>();
+    for (const f of [...findings].sort((a, b) => order[a.kind] - order[b.kind])) {
+      const key = f.kind === "host" ? `host:${f.resource}:${f.name}` : `${f.kind}:${f.objectId}`;
+      groups.set(key, [...(groups.get(key) ?? []), f]);
+    }
+    const env = this.#effectEnv();
+    for (const group of groups.values()) {
+      const { kind, objectId } = group[0];
+      let error: unknown;
+      try {
+        if (kind === "host") {
+          const f = group[0];
+          if (f.resource === "netns") await this.#kernel.deleteNetns(f.name);
+          else if (f.resource === "firewall") await fw.removeNetwork(f.name.replace(/^net-/, ""));
+          else await this.#kernel.deleteLink(f.name);
+        } else {
+          await this.#locks.with([objectId], async () => {
+            const rec = this.#objects[kind].get(objectId);
+            if (!rec) return;
+            const effectId = newEventId();
+            if (kind === "sandbox") {
+              const c = this.#ctx<SandboxContext>(rec);
+              if (c.owned) await this.#kernel.ensureNetns(netnsNameOf(c.key));
+              for (const ep of this.#endpointsOf((e) => e.sandboxId === c.id)) {
+                if (this.#state(ep) === "joined") await ensureJoined(env, this.#ctx(ep), effectId);
+              }
+            } else if (kind === "network") {
+              await ensureNetwork(env, this.#ctx<NetworkContext>(rec), effectId);
+            } else {
+              await ensureJoined(env, this.#ctx<EndpointContext>(rec), effectId);
+            }
+          });
+        }
+      } catch (err) {
+        error = err;
+      }
+      const repaired = error === undefined;
+      for (const f of group) {
+        out.push({ ...f, repaired, ...(error ? { error: errText(error) } : {}) });
+      }
+      await this.#recordReconciled(kind, objectId, group, repaired, error).catch((err) =>
+        console.error(`cnm: cannot journal a reconcile repair: ${errText(err)}`)
+      );
+    }
+    return out;
+  }
+
+  async #recordReconciled(
+    kind: Finding["kind"],
+    objectId: string,
+    findings: Finding[],
+    repaired: boolean,
+    error: unknown,
+  ): Promise<void> {
+    const data = {
+      findings: findings.map(({ kind: _k, objectId: _o, ...f }) => f),
+      repaired,
+      ...(error ? { error: toErrorRecord(error) } : {}),
+    };
+    if (kind === "host") {
+      const last = await this.#journal.last("host", this.hostId);
+      const event = this.#event("host", this.hostId, "host.reconciled", "active", "active", data);
+      const { seq } = await this.#journal.append(event, last?.seq ?? 0);
+      this.#emit(event, seq);
+      return;
+    }
+    const rec = this.#objects[kind].get(objectId);
+    if (!rec) return;
+    const state = this.#state(rec);
+    const event = this.#event(kind, objectId, `${kind}.reconciled`, state, state, data);
+    const { seq } = await this.#journal.append(event, rec.lastSeq);
+    rec.lastSeq = seq;
+    rec.actor.send(event);
+    this.#emit(event, seq);
   }
 
   /** IPAM state from the journal, before anything else runs (libnetwork's replay). */
@@ -393,7 +583,10 @@ class ControllerImpl implements Controller {
     (async () => {
       for await (const s of this.#nc.status()) {
         if (s.type === "disconnect") this.#connected = false;
-        if (s.type === "reconnect") this.#connected = true;
+        if (s.type === "reconnect") {
+          this.#connected = true;
+          this.#settleAllUncertain();
+        }
       }
     })().catch(() => {});
   }
@@ -476,12 +669,14 @@ class ControllerImpl implements Controller {
     );
     const rec = this.#objects[kind].get(ctx.id);
     if (!rec) return undefined;
+    this.#hook("effect-done", event);
     // The outcome must be durable before the actor applies it: retry until it is.
     for (let attempt = 0; !this.#closed && !cancelled(); attempt++) {
       try {
         const { seq } = await this.#journal.append(event, rec.lastSeq);
         rec.lastSeq = seq;
         this.#emit(event, seq);
+        this.#hook("outcome-appended", event);
         this.#afterOutcome(kind, input.context, event);
         this.#settle(pending.eventId, event);
         return event;
@@ -564,7 +759,7 @@ class ControllerImpl implements Controller {
   }
 
   #event(
-    kind: Kind,
+    kind: Kind | "host",
     objectId: string,
     type: string,
     from: string | null,
@@ -649,8 +844,19 @@ class ControllerImpl implements Controller {
         `${kind} ${intent.objectId} cannot take ${intent.type} in state ${this.#state(rec)}`,
       );
     }
-    const { seq } = await this.#journal.append(intent, rec?.lastSeq ?? 0);
+    await this.#settleUncertain(intent.objectId);
+    let seq: number;
+    try {
+      ({ seq } = await this.#journal.append(intent, rec?.lastSeq ?? 0));
+    } catch (err) {
+      // A timeout may still have stored it: remember, and settle before the object is used.
+      if (err instanceof UnavailableError) this.#uncertain.set(intent.objectId, { kind, intent });
+      // Someone else wrote this object: take the journal's view.
+      if (err instanceof ConflictError && rec) await this.#reload(kind, rec.id).catch(() => {});
+      throw err;
+    }
     this.#emit(intent, seq);
+    this.#hook("intent-appended", intent);
     const done = this.#waitOutcome(intent.eventId);
     if (rec) {
       rec.lastSeq = seq;
@@ -680,8 +886,94 @@ class ControllerImpl implements Controller {
     return await (await this.#begin(kind, rec, intent, register)).done;
   }
 
+  /**
+   * Settles an intent whose append timed out. If the journal has it, it is closed with a
+   * `*.failed` outcome ("abandoned"), so the history says what happened and nothing runs it
+   * later; the object is then reloaded from the journal.
+   */
+  async #settleUncertain(objectId: string): Promise<void> {
+    const u = this.#uncertain.get(objectId);
+    if (!u) return;
+    await this.#locks.with([`uncertain:${objectId}`], async () => {
+      if (!this.#uncertain.has(objectId)) return;
+      const last = await this.#journal.last(u.kind, objectId);
+      if (last?.eventId === u.intent.eventId) {
+        const rec = this.#objects[u.kind].get(objectId);
+        const to = rec ? this.#state(rec) : "failed";
+        const outcome = this.#event(
+          u.kind,
+          objectId,
+          u.intent.type.replace(/\.requested$/, ".failed"),
+          u.intent.to,
+          to,
+          {
+            error: {
+              name: "UnavailableError",
+              code: "UNAVAILABLE",
+              message:
+                "abandoned: the journal did not acknowledge the intent in time; nothing was changed",
+            },
+          },
+          { effectId: u.intent.effectId, cause: u.intent.eventId },
+        );
+        const { seq } = await this.#journal.append(outcome, last.seq);
+        this.#emit(outcome, seq);
+        this.#uncertain.delete(objectId);
+        await this.#reload(u.kind, objectId);
+      } else {
+        this.#uncertain.delete(objectId);
+      }
+    });
+  }
+
+  #settleAllUncertain(): void {
+    for (const id of [...this.#uncertain.keys()]) {
+      this.#settleUncertain(id).catch(() => {/* retried on next use or reconnect */});
+    }
+  }
+
+  /** Rebuilds one object's actor from its events in the journal. */
+  async #reload(kind: Kind, id: string): Promise<void> {
+    const events: RecordedEvent[] = [];
+    for await (const e of this.#journal.read({ subject: `${this.prefix}.${kind}.${id}` })) {
+      events.push(e);
+    }
+    const fold = await foldAll(events);
+    const obj = fold.objects.get(id);
+    const old = this.#objects[kind].get(id);
+    if (old) {
+      old.sub?.unsubscribe();
+      old.actor.stop();
+      this.#objects[kind].delete(id);
+    }
+    if (!obj || stateOf(obj.snapshot) === "deleted") return;
+    const machine = this.#provided(kind);
+    if (TRANSIENT_STATES.has(stateOf(obj.snapshot)) && obj.intent) {
+      // Another writer left it mid-effect; run it like recovery does.
+      const actor = stateOf(obj.snapshot) === "creating"
+        ? createActor(machine, { input: { event: obj.createIntent } })
+        : createActor(machine, { snapshot: MACHINES[kind].getPersistedSnapshot(obj.before) });
+      this.#register(kind, id, actor, obj.lastSeq);
+      actor.start();
+      if (stateOf(obj.snapshot) !== "creating") actor.send(obj.intent);
+      return;
+    }
+    const actor = createActor(machine, {
+      snapshot: MACHINES[kind].getPersistedSnapshot(obj.snapshot),
+    });
+    this.#register(kind, id, actor, obj.lastSeq);
+    actor.start();
+  }
+
   #assertOpen(): void {
     if (this.#closed) throw new UnavailableError("controller is closed");
+    if (this.#fenced) throw new ConflictError(`controller stopped writing: ${this.#fenced}`);
+  }
+
+  /** Stops all writes: another controller owns this host now. */
+  fence(reason: string): void {
+    this.#fenced = reason;
+    console.error(`cnm: ${reason}; this controller no longer writes`);
   }
 
   // ---------------------------------------------------------------- lookups
@@ -1182,6 +1474,7 @@ class ControllerImpl implements Controller {
     this.#events.complete();
     const errors: unknown[] = [];
     if (this.#ownsKernel) await this.#kernel.close().catch((e) => errors.push(e));
+    await this.#lease.release().catch((e) => errors.push(e));
     await this.#nc.close().catch((e) => errors.push(e));
     if (errors.length) throw new AggregateError(errors, "errors while closing the controller");
   }

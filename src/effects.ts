@@ -190,3 +190,21 @@ async function sandboxEffect(env: EffectEnv, state: string, c: SandboxContext): 
   });
   return { type: "sandbox.deleted", data: {} };
 }
+
+/** Re-runs a network's create effect (idempotent ensure): repairs a missing bridge or rules. */
+export async function ensureNetwork(
+  env: EffectEnv,
+  c: NetworkContext,
+  effectId: string,
+): Promise<void> {
+  await networkEffect(env, "creating", c, { effectId, kernel: env.kernel, prefix: env.prefix });
+}
+
+/** Re-runs a joined endpoint's join effect (idempotent ensure): repairs its interface. */
+export async function ensureJoined(
+  env: EffectEnv,
+  c: EndpointContext,
+  effectId: string,
+): Promise<void> {
+  await endpointEffect(env, "joining", c, { effectId, kernel: env.kernel, prefix: env.prefix });
+}

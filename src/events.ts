@@ -76,6 +76,20 @@ const failed = z.object({ error: ErrorRecordSchema }).loose();
 const empty = z.object({}).loose();
 const facts = z.object({ facts: z.record(z.string(), z.unknown()).optional() }).loose();
 
+const reconciled = z.object({
+  findings: z.array(
+    z.object({
+      resource: z.string(),
+      name: z.string(),
+      problem: z.enum(["missing", "unexpected", "different"]),
+      expected: z.string().optional(),
+      actual: z.string().optional(),
+    }).loose(),
+  ),
+  repaired: z.boolean(),
+  error: ErrorRecordSchema.optional(),
+}).loose();
+
 /** `data` schemas per known event type. Unknown types pass with only the envelope checked. */
 export const DataSchemas: Record<string, z.ZodType> = {
   "network.create.requested": z.object({
@@ -133,6 +147,11 @@ export const DataSchemas: Record<string, z.ZodType> = {
   "sandbox.delete.requested": empty,
   "sandbox.deleted": empty,
   "sandbox.delete.failed": failed,
+
+  "network.reconciled": reconciled,
+  "endpoint.reconciled": reconciled,
+  "sandbox.reconciled": reconciled,
+  "host.reconciled": reconciled,
 };
 
 /** Thrown when a payload does not match the contract. */
