@@ -76,3 +76,13 @@ export type {
 } from "./drivers/driver.ts";
 export type { Kernel } from "./src/kernel/types.ts";
 export type { KernelOptions } from "./src/kernel/mod.ts";
+export { NatsUnreachableError, readEvents, watch } from "./src/watch.ts";
+export type { ReadOptions, StreamPoint, WatchOptions } from "./src/watch.ts";
+export { replay, replayEvents } from "./src/replay.ts";
+export type { ReplayOptions, ReplayPoint, ReplayState } from "./src/replay.ts";
+export { history } from "./src/history.ts";
+export type { HistoryOptions, ObjectHistory, Transition } from "./src/history.ts";
+export { apiSubject, createApiClient, NoControllerError } from "./src/api.ts";
+export type { ApiClient, ApiClientOptions } from "./src/api.ts";
+export { serve } from "./src/serve.ts";
+export type { ServeOptions, Server } from "./src/serve.ts";

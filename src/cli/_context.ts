@@ -1,0 +1,144 @@
+/**
+ * What every verb gets: parsed flags, connection settings, output helpers (table or JSON),
+ * and a progress bar for long replays.
+ *
+ * @module
+ */
+
+import type { ConnectionOptions } from "@nats-io/transport-node";
+import { type Flags, UsageError } from "./_args.ts";
+
+/** Where output goes (replaceable in tests). */
+export interface Io {
+  out(text: string): void;
+  err(text: string): void;
+  /** Whether stderr is a terminal (progress bars only then). */
+  errIsTty: boolean;
+}
+
+/** The default: stdout/stderr of the process. */
+export const stdio: Io = {
+  out: (t) => Deno.stdout.writeSync(new TextEncoder().encode(t + "\n")),
+  err: (t) => Deno.stderr.writeSync(new TextEncoder().encode(t + "\n")),
+  errIsTty: Deno.stderr.isTerminal(),
+};
+
+/** A verb's view of the command line. */
+export interface Ctx {
+  flags: Flags;
+  args: string[];
+  io: Io;
+  nats: ConnectionOptions;
+  stream: string;
+  prefix: string;
+  host: string;
+  json: boolean;
+}
+
+/** Builds the context, checking `--format`. */
+export function makeCtx(flags: Flags, args: string[], io: Io): Ctx {
+  const format = (flags.format as string | undefined) ?? "table";
+  if (format !== "table" && format !== "json") {
+    throw new UsageError(`--format takes table or json, got ${JSON.stringify(format)}`);
+  }
+  const url = (flags.nats as string | undefined) ?? "127.0.0.1:4222";
+  return {
+    flags,
+    args,
+    io,
+    nats: { servers: url.split(",").map((s) => s.trim()).filter(Boolean), maxReconnectAttempts: 0 },
+    stream: (flags.stream as string | undefined) ?? "CNM",
+    prefix: (flags.prefix as string | undefined) ?? "cnm",
+    host: (flags.host as string | undefined) ?? Deno.hostname(),
+    json: format === "json",
+  };
+}
+
+/** Prints aligned columns (first row is the header). */
+export function table(
+  io: Io,
+  header: string[],
+  rows: (string | number | null | undefined)[][],
+): void {
+  const cells = [
+    header,
+    ...rows.map((r) => r.map((c) => (c === null || c === undefined ? "" : String(c)))),
+  ];
+  const widths = header.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? "").length)));
+  for (const r of cells) {
+    io.out(
+      r.map((c, i) => (i === r.length - 1 ? c : (c ?? "").padEnd(widths[i]))).join("   ").trimEnd(),
+    );
+  }
+}
+
+/** Prints a value as indented JSON. */
+export function json(io: Io, value: unknown): void {
+  io.out(JSON.stringify(value, null, 2));
+}
+
+/** First 12 characters of an id, like docker. */
+export function short(id: string | null | undefined): string {
+  return id ? id.slice(0, 12) : "";
+}
+
+/**
+ * A progress callback that draws a bar on stderr once the work has taken more than a
+ * second, only when stderr is a terminal. Call `done()` to clear it.
+ */
+export function progress(
+  io: Io,
+  label: string,
+): { onProgress?: (n: number, total: number) => void; done(): void } {
+  if (!io.errIsTty) return { done() {} };
+  const started = Date.now();
+  let drawn = false;
+  const enc = new TextEncoder();
+  return {
+    onProgress(n, total) {
+      if (Date.now() - started < 1000) return;
+      const frac = total > 0 ? Math.min(1, n / total) : 0;
+      const bar = "#".repeat(Math.round(frac * 30)).padEnd(30, ".");
+      const text = `\r${label} [${bar}] ${Math.round(frac * 100)}% ${n}/${total} events`;
+      Deno.stderr.writeSync(enc.encode(text));
+      drawn = true;
+    },
+    done() {
+      if (drawn) Deno.stderr.writeSync(enc.encode("\r\x1b[2K"));
+    },
+  };
+}
+
+/** Formats milliseconds for people: `850ms`, `2.4s`, `3m12s`, `2h05m`, `3d4h`. */
+export function duration(ms: number | null | undefined): string {
+  if (ms === null || ms === undefined) return "";
+  if (ms < 10) return `${Math.round(ms * 10) / 10}ms`;
+  if (ms < 1000) return `${Math.round(ms)}ms`;
+  const s = ms / 1000;
+  if (s < 60) return `${s.toFixed(1)}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m${String(Math.floor(s % 60)).padStart(2, "0")}s`;
+  const h = Math.floor(m / 60);
+  if (h < 48) return `${h}h${String(m % 60).padStart(2, "0")}m`;
+  return `${Math.floor(h / 24)}d${h % 24}h`;
+}
+
+/** One verb of the CLI. */
+export interface Verb {
+  usage: string;
+  summary: string;
+  flags: import("./_args.ts").FlagSpecs;
+  /** Extra help (examples). */
+  extra?: string;
+  run(ctx: Ctx): Promise<void>;
+}
+
+/** Checks the number of positional arguments. */
+export function expectArgs(ctx: Ctx, min: number, max: number, what: string): string[] {
+  if (ctx.args.length < min || ctx.args.length > max) {
+    throw new UsageError(
+      `expected ${what}, got ${ctx.args.length ? ctx.args.join(" ") : "nothing"}`,
+    );
+  }
+  return ctx.args;
+}

@@ -1,0 +1,424 @@
+/**
+ * Time travel: the whole CNM state (networks, endpoints, sandboxes, IPAM allocations) as it
+ * was at a stream sequence or a time, computed purely from the journal with the same fold
+ * the controller recovers with (`src/fold.ts`). No kernel access, no driver calls.
+ *
+ * @module
+ */
+
+import type { NatsConnection } from "@nats-io/transport-node";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { decodeEvent, type RecordedEvent } from "./events.ts";
+import { InvalidArgumentError } from "./errors.ts";
+import {
+  emptyFold,
+  foldEvent,
+  type FoldState,
+  type FoldWarning,
+  MACHINES,
+  stateOf,
+} from "./fold.ts";
+import {
+  type EndpointInfo,
+  endpointInfo,
+  type NetworkInfo,
+  networkInfo,
+  type SandboxInfo,
+  sandboxInfo,
+} from "./info.ts";
+import type { EndpointContext } from "../actors/endpoint.ts";
+import type { NetworkContext } from "../actors/network.ts";
+import type { SandboxContext } from "../actors/sandbox.ts";
+import { borrowConnection, type NatsTarget, readEvents, streamError } from "./watch.ts";
+
+/** A stream sequence (number) or a time (ISO-8601 string or Date). */
+export type ReplayPoint = number | string | Date;
+
+/** A pool a network holds, as decided when it was created. */
+export interface IpamPoolState {
+  networkId: string;
+  network: string;
+  /** IPAM driver name. */
+  driver: string;
+  family: "ipv4" | "ipv6";
+  poolId: string;
+  pool: string;
+  subPool?: string;
+  gateway?: string;
+  auxAddresses: Record<string, string>;
+}
+
+/** An address an endpoint holds. */
+export interface IpamAddressState {
+  networkId: string;
+  network: string;
+  endpointId: string;
+  endpoint: string;
+  family: "ipv4" | "ipv6";
+  address: string;
+}
+
+/** IPAM allocations, derived from network and endpoint contexts. */
+export interface IpamState {
+  pools: IpamPoolState[];
+  addresses: IpamAddressState[];
+}
+
+/** Who wrote an object (multi-host systems share one stream). */
+export interface HostField {
+  host: string;
+}
+
+/** The state as of one point of the stream. */
+export interface ReplayState {
+  /** Sequence of the last event folded (0 when none). */
+  seq: number;
+  /** Time of the last event folded, or null. */
+  at: string | null;
+  /** Number of events folded. */
+  events: number;
+  networks: (NetworkInfo & HostField)[];
+  endpoints: (EndpointInfo & HostField)[];
+  sandboxes: (SandboxInfo & HostField)[];
+  ipam: IpamState;
+  /** Events that could not be applied (should be none in a healthy journal). */
+  warnings: FoldWarning[];
+}
+
+/** Options of the state builders. */
+export interface StateOptions {
+  /** Also list deleted objects. Default false. */
+  includeDeleted?: boolean;
+}
+
+/** An incremental replay: feed events in stream order until `apply` says stop. */
+export interface Replayer {
+  /** Folds one event; returns false (and folds nothing) once the event is past `until`. */
+  apply(event: RecordedEvent): boolean;
+  readonly fold: FoldState;
+  /** The state folded so far. */
+  state(options?: StateOptions): ReplayState;
+}
+
+/** Creates a {@link Replayer} that stops after sequence or time `until`. */
+export function createReplayer(until?: ReplayPoint): Replayer {
+  const fold = emptyFold();
+  const untilSeq = typeof until === "number" ? until : Infinity;
+  const untilTime = until === undefined || typeof until === "number"
+    ? Infinity
+    : new Date(until).getTime();
+  if (Number.isNaN(untilTime)) throw new TypeError(`invalid time ${String(until)}`);
+  let at: string | null = null;
+  let events = 0;
+  return {
+    fold,
+    apply(event) {
+      if (event.seq > untilSeq) return false;
+      if (untilTime !== Infinity && Date.parse(event.at) > untilTime) return false;
+      foldEvent(fold, event);
+      at = event.at;
+      events++;
+      return true;
+    },
+    state: (options) => stateOfFold(fold, at, events, options),
+  };
+}
+
+/**
+ * The pure core of {@link replay}: folds `events` (in stream order) up to `until`.
+ *
+ * @example
+ * ```ts
+ * import { replayEvents } from "./replay.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const state = replayEvents([]);
+ * assert.deepEqual(state.networks, []);
+ * ```
+ */
+export function replayEvents(
+  events: Iterable<RecordedEvent>,
+  until?: ReplayPoint,
+  options?: StateOptions,
+): ReplayState {
+  const r = createReplayer(until);
+  for (const e of events) if (!r.apply(e)) break;
+  return r.state(options);
+}
+
+/** Builds the read model of a fold. */
+export function stateOfFold(
+  fold: FoldState,
+  at: string | null,
+  events: number,
+  options: StateOptions = {},
+): ReplayState {
+  const networks: ReplayState["networks"] = [];
+  const endpoints: ReplayState["endpoints"] = [];
+  const sandboxes: ReplayState["sandboxes"] = [];
+  const bySandbox = new Map<string, string[]>();
+  const live = [...fold.objects.values()].filter((o) =>
+    options.includeDeleted || stateOf(o.snapshot) !== "deleted"
+  );
+  for (const o of live) {
+    if (o.kind !== "endpoint") continue;
+    const c = o.snapshot.context as EndpointContext;
+    const info = { ...endpointInfo(stateOf(o.snapshot), c), host: o.host };
+    endpoints.push(info);
+    if (c.sandboxId) bySandbox.set(c.sandboxId, [...bySandbox.get(c.sandboxId) ?? [], c.id]);
+  }
+  for (const o of live) {
+    const state = stateOf(o.snapshot);
+    if (o.kind === "network") {
+      networks.push({ ...networkInfo(state, o.snapshot.context as NetworkContext), host: o.host });
+    } else if (o.kind === "sandbox") {
+      const c = o.snapshot.context as SandboxContext;
+      // The controller's default state dir; the journal does not record a custom one.
+      const dir = `/var/lib/cnm/${o.host}/sandboxes/${c.id}`;
+      sandboxes.push({ ...sandboxInfo(state, c, bySandbox.get(c.id) ?? [], dir), host: o.host });
+    }
+  }
+  return {
+    seq: fold.lastSeq,
+    at,
+    events,
+    networks,
+    endpoints,
+    sandboxes,
+    ipam: ipamOf(fold),
+    warnings: fold.warnings,
+  };
+}
+
+/** IPAM allocations held by live objects: each network's pools, each endpoint's addresses. */
+function ipamOf(fold: FoldState): IpamState {
+  const pools: IpamPoolState[] = [];
+  const addresses: IpamAddressState[] = [];
+  const names = new Map<string, string>();
+  for (const o of fold.objects.values()) {
+    if (o.kind !== "network" || !holdsResources(stateOf(o.snapshot))) continue;
+    const c = o.snapshot.context as NetworkContext;
+    names.set(c.id, c.name);
+    for (const family of ["ipv4", "ipv6"] as const) {
+      for (const p of c.ipam?.[family] ?? []) {
+        pools.push({
+          networkId: c.id,
+          network: c.name,
+          driver: c.ipam!.driver,
+          family,
+          poolId: p.poolId,
+          pool: p.pool,
+          ...(p.subPool ? { subPool: p.subPool } : {}),
+          ...(p.gateway ? { gateway: p.gateway } : {}),
+          auxAddresses: { ...p.auxAddresses },
+        });
+      }
+    }
+  }
+  for (const o of fold.objects.values()) {
+    if (o.kind !== "endpoint" || !holdsResources(stateOf(o.snapshot))) continue;
+    const c = o.snapshot.context as EndpointContext;
+    const base = {
+      networkId: c.networkId,
+      network: names.get(c.networkId) ?? c.networkId,
+      endpointId: c.id,
+      endpoint: c.name,
+    };
+    if (c.ipv4Address) addresses.push({ ...base, family: "ipv4", address: c.ipv4Address });
+    if (c.ipv6Address) addresses.push({ ...base, family: "ipv6", address: c.ipv6Address });
+  }
+  return { pools, addresses };
+}
+
+/** Deleted and failed objects hold no pool or address (libnetwork releases them). */
+function holdsResources(state: string): boolean {
+  return state !== "deleted" && state !== "failed";
+}
+
+/** Options of {@link replay}. */
+export interface ReplayOptions extends StateOptions {
+  /** Connect options (own connection, closed at the end) or a connection to borrow. */
+  nats: NatsTarget;
+  /** Stream name. Default `CNM`. */
+  stream?: string;
+  /** Subject prefix. Default `cnm`. */
+  prefix?: string;
+  /** Last sequence (inclusive) or time to fold. Default: the end of the stream. */
+  until?: ReplayPoint;
+  /**
+   * Decode, validate and fold every event, and report every event that does not apply.
+   * Default false: objects whose last event is their `<kind>.deleted` (a final state) are
+   * skipped without decoding their history, which is what makes time travel fast.
+   */
+  verify?: boolean;
+  /** Called every 1024 events with (events read, events to read at most). */
+  onProgress?: (read: number, total: number) => void;
+}
+
+/**
+ * Reads the journal up to `until` and returns the state as it was then.
+ *
+ * @throws {NotFoundError} when the stream does not exist.
+ * @throws {NatsUnreachableError} when NATS cannot be reached.
+ * @example
+ * ```ts ignore
+ * const then = await replay({ nats: { servers: "127.0.0.1:4222" }, until: "2025-01-01T12:00:00Z" });
+ * console.table(then.endpoints);
+ * ```
+ */
+export async function replay(options: ReplayOptions): Promise<ReplayState> {
+  const { nc, release } = await borrowConnection(options.nats);
+  try {
+    const sel = { stream: options.stream, prefix: options.prefix };
+    const untilSeq = await resolvePoint(nc, sel, options.until);
+    if (untilSeq === 0) return createReplayer().state(options);
+    if (options.verify) {
+      const r = createReplayer(untilSeq);
+      const read = readEvents(nc, { ...sel, until: untilSeq, onProgress: options.onProgress });
+      for await (const e of read) if (!r.apply(e)) break;
+      return r.state(options);
+    }
+    const scan = await scanStream(nc, { ...sel, until: untilSeq, onProgress: options.onProgress });
+    return foldScan(scan, options);
+  } finally {
+    await release();
+  }
+}
+
+/** Folds a scan: only objects that are not finally deleted (unless `includeDeleted`). */
+function foldScan(scan: Scan, options: StateOptions): ReplayState {
+  const fold = emptyFold();
+  for (const o of scan.objects.values()) {
+    const n = o.seqs.length;
+    const last = decodeAt(o, n - 1);
+    if (!options.includeDeleted && last.type === `${last.kind}.deleted` && last.to === "deleted") {
+      continue;
+    }
+    for (let i = 0; i < n - 1; i++) foldEvent(fold, decodeAt(o, i));
+    foldEvent(fold, last);
+  }
+  fold.lastSeq = scan.lastSeq;
+  fold.warnings.sort((a, b) => a.seq - b.seq);
+  const at = scan.last ? decodeEvent(scan.last.data).at : null;
+  return stateOfFold(fold, at, scan.count, options);
+}
+
+/** One object's raw messages, in stream order, not yet decoded. */
+export interface RawObject {
+  kind: string;
+  id: string;
+  seqs: number[];
+  data: Uint8Array[];
+}
+
+/** The stream grouped by object (by subject), without decoding payloads. */
+export interface Scan {
+  /** Objects of known kinds, in order of their first message. */
+  objects: Map<string, RawObject>;
+  /** Messages read (all kinds). */
+  count: number;
+  /** Highest sequence read. */
+  lastSeq: number;
+  /** The last message read. */
+  last?: { seq: number; data: Uint8Array };
+}
+
+/** Decodes and validates message `i` of a raw object. */
+export function decodeAt(o: RawObject, i: number): RecordedEvent {
+  return { ...decodeEvent(o.data[i]), seq: o.seqs[i] };
+}
+
+/** Where a scan reads. */
+export interface ScanOptions {
+  stream?: string;
+  prefix?: string;
+  /** Last sequence to read (inclusive). Default: the end of the stream. */
+  until?: number;
+  onProgress?: (read: number, total: number) => void;
+}
+
+/**
+ * Reads the stream up to `until` with an ordered consumer and groups messages by the
+ * object in their subject (`<prefix>.<kind>.<objectId>`). Payloads stay undecoded.
+ *
+ * @throws {NotFoundError} when the stream does not exist.
+ */
+export async function scanStream(nc: NatsConnection, options: ScanOptions = {}): Promise<Scan> {
+  const stream = options.stream ?? "CNM";
+  const prefix = options.prefix ?? "cnm";
+  const until = options.until ?? Infinity;
+  const scan: Scan = { objects: new Map(), count: 0, lastSeq: 0 };
+  const consumer = await jetstream(nc).consumers.get(stream, { filter_subjects: `${prefix}.>` })
+    .catch((err) => streamError(err, stream));
+  try {
+    const info = await consumer.info(true);
+    if (info.num_pending === 0 || until < 1) return scan;
+    const total = Math.min(info.num_pending, until);
+    const messages = await consumer.consume({ max_messages: 4096 });
+    try {
+      for await (const m of messages) {
+        if (m.seq > until) break;
+        scan.count++;
+        scan.lastSeq = m.seq;
+        scan.last = m;
+        const s = m.subject;
+        const dot = s.lastIndexOf(".");
+        const kind = s.slice(s.lastIndexOf(".", dot - 1) + 1, dot);
+        if (kind in MACHINES) {
+          const id = s.slice(dot + 1);
+          const o = scan.objects.get(id);
+          if (o) {
+            o.seqs.push(m.seq);
+            o.data.push(m.data);
+          } else scan.objects.set(id, { kind, id, seqs: [m.seq], data: [m.data] });
+        }
+        if (options.onProgress && (scan.count & 1023) === 0) options.onProgress(scan.count, total);
+        if (m.info.pending === 0 || m.seq >= until) break;
+      }
+    } finally {
+      messages.stop();
+    }
+  } finally {
+    await consumer.delete().catch(() => {});
+  }
+  if (scan.last) scan.last = { seq: scan.last.seq, data: scan.last.data };
+  return scan;
+}
+
+/**
+ * Turns a point into the last stream sequence at or before it: a number is a sequence; a
+ * time is found by binary search over the events' `at` (a handful of direct gets), so the
+ * answer is the same for a stream and for its imported copy. 0 when nothing is that old.
+ */
+export async function resolvePoint(
+  nc: NatsConnection,
+  sel: { stream?: string; prefix?: string },
+  point: ReplayPoint | undefined,
+): Promise<number> {
+  const stream = sel.stream ?? "CNM";
+  const jsm = await jetstreamManager(nc);
+  const info = await jsm.streams.info(stream).catch((err) => streamError(err, stream));
+  const { first_seq: first, last_seq: last, messages } = info.state;
+  if (messages === 0) return 0;
+  if (point === undefined) return last;
+  if (typeof point === "number") return Math.min(Math.max(0, Math.floor(point)), last);
+  const t = new Date(point).getTime();
+  if (Number.isNaN(t)) throw new InvalidArgumentError(`invalid time ${String(point)}`);
+  const atOf = async (seq: number): Promise<number> => {
+    const m = await jsm.streams.getMessage(stream, { seq });
+    if (!m) return -Infinity;
+    try {
+      return Date.parse(decodeEvent(m.data).at);
+    } catch {
+      return m.time.getTime();
+    }
+  };
+  // Largest seq in [first, last] with at <= t, or first - 1 when none.
+  let lo = first - 1, hi = last;
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    if (await atOf(mid) <= t) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}

@@ -1,0 +1,131 @@
+/**
+ * Serves a controller over NATS request/reply (the API in `src/api.ts`). One subscription
+ * on `<prefix>-api.<hostId>.*` in a queue group, so a second server for the same host
+ * never runs a command twice. Requests are handled concurrently; the controller's own
+ * locks order them per object.
+ *
+ * @module
+ */
+
+import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
+import type { Controller } from "./controller.ts";
+import { InvalidArgumentError, toErrorRecord } from "./errors.ts";
+import { API_VERBS, ApiRequests, apiSubject, type ApiVerb, parseRequest } from "./api.ts";
+import { borrowConnection, type NatsTarget } from "./watch.ts";
+
+/** Options of {@link serve}. */
+export interface ServeOptions {
+  /** Connect options (a connection of its own) or a connection to borrow. */
+  nats: NatsTarget;
+  /** Subject prefix. Default: the controller's. */
+  prefix?: string;
+  /** Host id in the subjects. Default: the controller's. */
+  hostId?: string;
+  /** Called after each request with verb, milliseconds and the error, if any. */
+  onRequest?: (verb: string, ms: number, error?: Error) => void;
+}
+
+/** A running server. */
+export interface Server {
+  /** The wildcard subject served. */
+  readonly subject: string;
+  /** Waits for in-flight requests, stops serving, closes its own connection. */
+  close(): Promise<void>;
+}
+
+type Handler = (c: Controller, r: any) => unknown;
+
+const handlers: Record<ApiVerb, Handler> = {
+  ping: (c) => ({ hostId: c.hostId, stream: c.stream, prefix: c.prefix }),
+  createNetwork: (c, r) => c.createNetwork(r.options),
+  deleteNetwork: (c, r) => c.deleteNetwork(r.network),
+  createSandbox: (c, r) => c.createSandbox(r.options),
+  deleteSandbox: (c, r) => c.deleteSandbox(r.sandbox),
+  createEndpoint: (c, r) => c.createEndpoint(r.network, r.options),
+  deleteEndpoint: (c, r) => c.deleteEndpoint(r.endpoint, r.options),
+  join: (c, r) => c.join(r.endpoint, r.sandbox),
+  leave: (c, r) => c.leave(r.endpoint, r.sandbox),
+  network: (c, r) => c.network(r.network),
+  networks: (c) => c.networks(),
+  endpoint: (c, r) => c.endpoint(r.endpoint),
+  endpoints: (c, r) => c.endpoints(r.network ? { network: r.network } : {}),
+  sandbox: (c, r) => c.sandbox(r.sandbox),
+  sandboxes: (c) => c.sandboxes(),
+};
+
+const enc = new TextEncoder();
+
+/**
+ * Answers the API for `controller` until closed.
+ *
+ * @throws {NatsUnreachableError} when NATS cannot be reached.
+ * @example
+ * ```ts ignore
+ * const cnm = await createController({ nats: { servers: "127.0.0.1:4222" }, hostId: "h1" });
+ * const server = await serve(cnm, { nats: { servers: "127.0.0.1:4222" } });
+ * // … later
+ * await server.close();
+ * await cnm.close();
+ * ```
+ */
+export async function serve(controller: Controller, options: ServeOptions): Promise<Server> {
+  const { nc, release } = await borrowConnection(options.nats);
+  const prefix = options.prefix ?? controller.prefix;
+  const hostId = options.hostId ?? controller.hostId;
+  const subject = apiSubject(prefix, hostId, "*");
+  const sub = nc.subscribe(subject, { queue: `cnm-api-${hostId}` });
+  const inFlight = new Set<Promise<void>>();
+  const loop = (async () => {
+    for await (const msg of sub) {
+      const p = answer(controller, msg, options).finally(() => inFlight.delete(p));
+      inFlight.add(p);
+    }
+  })();
+  await nc.flush();
+  return {
+    subject,
+    async close() {
+      await drain(sub, nc);
+      await loop;
+      await Promise.allSettled([...inFlight]);
+      await release();
+    },
+  };
+}
+
+async function drain(sub: Subscription, nc: NatsConnection): Promise<void> {
+  if (nc.isClosed()) return;
+  await sub.drain().catch(() => sub.unsubscribe());
+}
+
+async function answer(controller: Controller, msg: Msg, options: ServeOptions): Promise<void> {
+  const verb = msg.subject.slice(msg.subject.lastIndexOf(".") + 1);
+  const started = performance.now();
+  let reply: unknown;
+  let error: Error | undefined;
+  try {
+    if (!(API_VERBS as string[]).includes(verb) || !(verb in ApiRequests)) {
+      throw new InvalidArgumentError(
+        `unknown verb ${JSON.stringify(verb)} (one of ${API_VERBS.join(", ")})`,
+      );
+    }
+    let body: unknown;
+    try {
+      body = msg.data.length ? JSON.parse(msg.string()) : {};
+    } catch {
+      throw new InvalidArgumentError(`invalid ${verb} request: not JSON`);
+    }
+    const request = parseRequest(verb as ApiVerb, body);
+    const result = await handlers[verb as ApiVerb](controller, request);
+    reply = { result: result ?? null };
+  } catch (err) {
+    error = err as Error;
+    reply = { error: toErrorRecord(err) };
+  }
+  options.onRequest?.(verb, performance.now() - started, error);
+  if (msg.reply) {
+    try {
+      msg.respond(enc.encode(JSON.stringify(reply)));
+    } catch { /* the requester's connection is gone */ }
+  }
+}

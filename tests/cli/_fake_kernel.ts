@@ -1,0 +1,51 @@
+/**
+ * A kernel that does nothing (for controllers on the `none` network, no root needed) and
+ * the controller options the issue-5 tests share.
+ *
+ * @module
+ */
+
+import type { Kernel } from "../../src/kernel/types.ts";
+import type { ControllerOptions } from "../../src/controller.ts";
+
+/** A do-nothing kernel: namespaces "exist", lists are empty. */
+export function fakeKernel(): Kernel {
+  const none = () => Promise.resolve();
+  const empty = () => Promise.resolve([]);
+  return {
+    ensureNetns: (n: string) => Promise.resolve(`/var/run/netns/${n}`),
+    deleteNetns: none,
+    listNetns: empty,
+    netnsExists: () => Promise.resolve(true),
+    ensureLoopbackUp: none,
+    ensureBridge: none,
+    ensureVeth: none,
+    deleteLink: none,
+    listLinks: empty,
+    listAddrs: empty,
+    listRoutes: empty,
+    ensureRoute: none,
+    deleteRoute: none,
+    exec: () => Promise.resolve(""),
+    close: none,
+  } as unknown as Kernel;
+}
+
+/** Options for a controller on `url` with a fake kernel and no default bridge. */
+export function fakeOptions(
+  url: string,
+  stream: string,
+  prefix: string,
+  stateDir: string,
+  hostId = "h1",
+): ControllerOptions {
+  return {
+    nats: { servers: url },
+    hostId,
+    kernel: fakeKernel(),
+    stream,
+    prefix,
+    stateDir,
+    defaultBridge: false,
+  };
+}
