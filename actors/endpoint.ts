@@ -73,8 +73,8 @@ export const endpointMachine = setup({
       // Drivers may fill in what the request left empty (e.g. a MAC or an address).
       return {
         facts: f,
-        ipv4Address: context.ipv4Address ?? (f.ipv4Address as string | undefined),
-        ipv6Address: context.ipv6Address ?? (f.ipv6Address as string | undefined),
+        ipv4Address: (f.ipv4Address as string | undefined) ?? context.ipv4Address,
+        ipv6Address: (f.ipv6Address as string | undefined) ?? context.ipv6Address,
         macAddress: context.macAddress ?? (f.macAddress as string | undefined),
       };
     }),

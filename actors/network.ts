@@ -13,6 +13,8 @@ import { type BaseContext, idleEffect, intentFields, outcomeFields } from "./_co
 /** IPAM facts of one address family entry, as decided at create time. */
 export interface NetworkIpamEntry {
   poolId: string;
+  /** The address space the pool came from (default `LocalDefault`). */
+  addressSpace?: string;
   pool: string;
   subPool?: string;
   gateway?: string;
@@ -30,6 +32,17 @@ export interface NetworkContext extends BaseContext {
   options: Record<string, string>;
   predefined: boolean;
   ipam?: { driver: string; ipv4: NetworkIpamEntry[]; ipv6: NetworkIpamEntry[] };
+  /** What was asked of a non-default IPAM driver; its answer arrives in `network.created`. */
+  ipamRequest?: {
+    driver: string;
+    options: Record<string, string>;
+    config: {
+      subnet: string;
+      ipRange?: string;
+      gateway?: string;
+      auxAddresses?: Record<string, string>;
+    }[];
+  };
   /** Facts the driver returned when the network was created. */
   facts: Record<string, unknown>;
 }
@@ -49,6 +62,7 @@ export function networkContextFrom(event: CnmEvent): NetworkContext {
     options: d.options ?? {},
     predefined: d.predefined ?? false,
     ipam: d.ipam,
+    ...(d.ipamRequest ? { ipamRequest: d.ipamRequest } : {}),
     facts: {},
     ...intentFields(event, "failed"),
   };
@@ -69,9 +83,12 @@ export const networkMachine = setup({
     intent: assign(({ event }, params: { resume: string }) => intentFields(event, params.resume)),
     outcome: assign(({ event }) => outcomeFields(event)),
     reconciled: assign(({ event }) => ({ updatedAt: event.at })),
-    facts: assign(({ event }) => ({
-      facts: ((event.data as { facts?: Record<string, unknown> }).facts) ?? {},
-    })),
+    facts: assign(({ context, event }) => {
+      const facts = ((event.data as { facts?: Record<string, unknown> }).facts) ?? {};
+      // A remote IPAM driver's decisions arrive with the outcome.
+      const ipam = (facts.ipam as NetworkContext["ipam"]) ?? context.ipam;
+      return { facts, ipam };
+    }),
   },
 }).createMachine({
   id: "network",

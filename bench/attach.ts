@@ -68,7 +68,7 @@ async function main() {
     // Floor networks: plain bridges made the same way, in the same host namespace.
     await kernel.ensureBridge({ name: "flr0", addresses: ["10.91.0.1/16"] });
     await kernel.ensureBridge({ name: "ipb0", addresses: ["10.92.0.1/16"] });
-    const sandboxes = [];
+    const sandboxes: { id: string }[] = [];
     for (let i = 0; i < N; i++) sandboxes.push(await cnm.createSandbox({ name: `c${i}` }));
     const floorNs: string[] = [];
     const batchNs: string[] = [];

@@ -14,7 +14,12 @@ import { type AnyActorRef, createActor, fromCallback, type Subscription } from "
 import { Subject } from "rxjs";
 import type { Observable } from "rxjs";
 import { connect, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node";
-import type { Driver } from "../drivers/driver.ts";
+import type { Driver, IpamDriver } from "../drivers/driver.ts";
+import {
+  createPluginResolver,
+  type PluginClientOptions,
+  type PluginResolver,
+} from "../drivers/remote/mod.ts";
 import { builtinDrivers, NO_IPAM_DRIVERS, SINGLETON_DRIVERS } from "../drivers/mod.ts";
 import { BridgeOptions } from "../drivers/bridge/mod.ts";
 import type { EndpointContext } from "../actors/endpoint.ts";
@@ -102,6 +107,16 @@ export interface ControllerOptions {
   hostId?: string;
   /** Extra drivers (by name), added to the built-ins. */
   drivers?: Driver[];
+  /** Extra IPAM drivers (by name), besides `default`. */
+  ipamDrivers?: IpamDriver[];
+  /**
+   * Where remote plugins (Docker's protocol) are looked up, in order, on first use of an
+   * unknown driver name. Default: Docker's (`/run/docker/plugins`, `/etc/docker/plugins`,
+   * `/usr/lib/docker/plugins`).
+   */
+  pluginDirs?: string[];
+  /** Timeouts of plugin calls (retry on connection failure 30 s, per call 30 s). */
+  pluginOptions?: PluginClientOptions;
   /** Kernel access: an implementation, or options for the built-in one. */
   kernel?: Kernel | KernelOptions;
   /** Prefix of kernel object names this controller owns (namespaces, …). Default `cnm-`. */
@@ -233,19 +248,20 @@ export async function createController(options: ControllerOptions): Promise<Cont
     const kernel = isKernel(options.kernel)
       ? options.kernel
       : await createKernel(options.kernel as KernelOptions | undefined);
-    let ctl: ControllerImpl | undefined;
+    const holder: { ctl?: ControllerImpl } = {};
     const lease = await acquireLease(nc, {
       stream: journal.stream,
       prefix: journal.prefix,
       hostId: options.hostId ?? Deno.hostname(),
       ttlMs: options.leaseTtlMs,
       waitMs: options.leaseWaitMs,
-      onLost: (reason) => ctl?.fence(reason),
+      onLost: (reason) => holder.ctl?.fence(reason),
     }).catch(async (err) => {
       if (!isKernel(options.kernel)) await kernel.close().catch(() => {});
       throw err;
     });
-    ctl = new ControllerImpl(nc, journal, kernel, options, !isKernel(options.kernel), lease);
+    const ctl = new ControllerImpl(nc, journal, kernel, options, !isKernel(options.kernel), lease);
+    holder.ctl = ctl;
     try {
       await ctl.start(started);
     } catch (err) {
@@ -271,6 +287,8 @@ class ControllerImpl implements Controller {
   readonly #kernel: Kernel;
   readonly #ownsKernel: boolean;
   readonly #drivers: Map<string, Driver>;
+  readonly #ipamDrivers = new Map<string, IpamDriver>();
+  readonly #plugins: PluginResolver;
   readonly #namePrefix: string;
   readonly #timeout: number;
   readonly #predefined: boolean;
@@ -322,13 +340,47 @@ class ControllerImpl implements Controller {
     this.#ipam = createIpam({ hostNetworks: () => this.#hostNetworks });
     this.#drivers = builtinDrivers();
     for (const d of options.drivers ?? []) this.#drivers.set(d.name, d);
+    for (const d of options.ipamDrivers ?? []) this.#ipamDrivers.set(d.name, d);
+    this.#plugins = createPluginResolver({
+      ...(options.pluginDirs ? { pluginDirs: options.pluginDirs } : {}),
+      ...(options.pluginOptions ?? {}),
+    });
     this.#watchConnection();
   }
 
   // ---------------------------------------------------------------- start-up
 
+  /** A driver by name: built-in, given, or a plugin discovered on first use. */
+  async #driverFor(name: string): Promise<Driver> {
+    const known = this.#drivers.get(name);
+    if (known) return known;
+    const plugin = await this.#plugins.driver(name);
+    if (!plugin) throw new NotFoundError(`unknown driver "${name}"`);
+    this.#drivers.set(name, plugin);
+    return plugin;
+  }
+
+  /** A non-default IPAM driver by name: given, or a plugin discovered on first use. */
+  async #ipamFor(name: string): Promise<IpamDriver> {
+    const known = this.#ipamDrivers.get(name);
+    if (known) return known;
+    const plugin = await this.#plugins.ipam(name);
+    if (!plugin) throw new NotFoundError(`unknown IPAM driver "${name}"`);
+    this.#ipamDrivers.set(name, plugin);
+    return plugin;
+  }
+
   async start(started: number): Promise<void> {
     const fold = await foldAll(this.#journal.read(), undefined);
+    // Plugins the journal's networks use are resolved before any effect runs again.
+    for (const obj of fold.objects.values()) {
+      if (obj.kind !== "network" || obj.host !== this.hostId) continue;
+      const c = obj.snapshot.context as NetworkContext;
+      if (stateOf(obj.snapshot) === "deleted") continue;
+      await this.#driverFor(c.driver).catch(() => {});
+      const ipamName = c.ipamRequest?.driver ?? c.ipam?.driver;
+      if (ipamName && ipamName !== "default") await this.#ipamFor(ipamName).catch(() => {});
+    }
     const resumed: { rec: Rec; intent?: RecordedEvent }[] = [];
     let objects = 0;
     for (const obj of fold.objects.values()) {
@@ -526,12 +578,16 @@ class ControllerImpl implements Controller {
     };
     for (const r of this.#objects.network.values()) {
       const c = this.#ctx<NetworkContext>(r);
-      if (live(r) && c.ipam) restore(r.id, () => restoreNetwork(this.#ipam, c.ipam as NetworkIpam));
+      if (live(r) && c.ipam?.driver === "default") {
+        restore(r.id, () => restoreNetwork(this.#ipam, c.ipam as NetworkIpam));
+      }
     }
     for (const r of this.#objects.endpoint.values()) {
       const c = this.#ctx<EndpointContext>(r);
       const facts = this.#networkIpam(c.networkId);
-      if (live(r) && facts) restore(r.id, () => restoreEndpoint(this.#ipam, facts, c));
+      if (live(r) && facts?.driver === "default") {
+        restore(r.id, () => restoreEndpoint(this.#ipam, facts, c));
+      }
     }
   }
 
@@ -540,15 +596,21 @@ class ControllerImpl implements Controller {
     return net ? this.#ctx<NetworkContext>(net).ipam as NetworkIpam | undefined : undefined;
   }
 
+  /** The network's IPAM facts when the built-in IPAM manages them. */
+  #defaultIpam(c: NetworkContext | undefined): NetworkIpam | undefined {
+    return c?.ipam?.driver === "default" ? c.ipam as NetworkIpam : undefined;
+  }
+
   /** Releases what a failed create or a finished delete no longer holds. */
   #afterOutcome(kind: Kind, context: unknown, outcome: CnmEvent): void {
     const t = outcome.type;
     if (kind === "network" && (t === "network.deleted" || t === "network.create.failed")) {
-      releaseNetwork(this.#ipam, (context as NetworkContext).ipam);
+      releaseNetwork(this.#ipam, this.#defaultIpam(context as NetworkContext));
     }
     if (kind === "endpoint" && (t === "endpoint.deleted" || t === "endpoint.create.failed")) {
       const c = context as EndpointContext;
-      releaseEndpoint(this.#ipam, this.#networkIpam(c.networkId), c);
+      const net = this.#objects.network.get(c.networkId);
+      releaseEndpoint(this.#ipam, this.#defaultIpam(net && this.#ctx<NetworkContext>(net)), c);
     }
     if (kind === "endpoint") this.#pendingJoins.delete((context as EndpointContext).id);
   }
@@ -700,6 +762,7 @@ class ControllerImpl implements Controller {
       kernel: this.#kernel,
       prefix: this.#namePrefix,
       driver: (name: string) => this.#drivers.get(name),
+      ipamDriver: (name: string) => this.#ipamDrivers.get(name),
       networkContext: (id: string) => {
         const r = this.#objects.network.get(id);
         return r ? this.#ctx<NetworkContext>(r) : undefined;
@@ -1017,8 +1080,9 @@ class ControllerImpl implements Controller {
     this.#assertOpen();
     const input = parseInput(CreateNetworkInput, options, "network options");
     if (input.name === "") throw new InvalidArgumentError("invalid name: name is empty");
-    const driver = this.#drivers.get(input.driver);
-    if (!driver) throw new NotFoundError(`unknown driver "${input.driver}"`);
+    const driver = await this.#driverFor(input.driver);
+    const ipamDriver = input.ipam?.driver ?? "default";
+    if (ipamDriver !== "default") await this.#ipamFor(ipamDriver);
     const id = newObjectId();
     return await this.#locks.with(["network-names", id], async () => {
       const live = [...this.#objects.network.values()];
@@ -1042,7 +1106,8 @@ class ControllerImpl implements Controller {
         facts: {},
       });
       let ipam: NetworkIpam | undefined;
-      if (!NO_IPAM_DRIVERS.has(driver.name)) {
+      const remoteIpam = ipamDriver !== "default" ? input.ipam : undefined;
+      if (!NO_IPAM_DRIVERS.has(driver.name) && !remoteIpam) {
         this.#hostNetworks = (await this.#kernel.listRoutes())
           .map((r) => r.dst).filter((d) => d !== "default" && d.includes("/"));
         ipam = allocateNetwork(this.#ipam, input);
@@ -1056,6 +1121,7 @@ class ControllerImpl implements Controller {
         labels: input.labels,
         options: input.options,
         ...(ipam ? { ipam } : {}),
+        ...(remoteIpam ? { ipamRequest: remoteIpam } : {}),
         ...(predefined ? { predefined: true } : {}),
       };
       const intent = this.#event(
@@ -1270,7 +1336,7 @@ class ControllerImpl implements Controller {
             `endpoint with name ${input.name} already exists in network ${nc.name}`,
           );
         }
-        netIpam = nc.ipam as NetworkIpam | undefined;
+        netIpam = this.#defaultIpam(nc);
         addresses = netIpam
           ? allocateEndpoint(this.#ipam, netIpam, {
             ipv4Address: input.ipv4Address,
@@ -1282,11 +1348,14 @@ class ControllerImpl implements Controller {
           name: input.name,
           labels: input.labels,
           options: input.options,
-          ...(addresses.ipv4Address ? { ipv4Address: addresses.ipv4Address } : {}),
-          ...(addresses.ipv6Address ? { ipv6Address: addresses.ipv6Address } : {}),
+          // With a remote IPAM the request travels as asked; the plugin answers in the effect.
+          ...(netIpam ? addresses : {
+            ...(input.ipv4Address ? { ipv4Address: input.ipv4Address } : {}),
+            ...(input.ipv6Address ? { ipv6Address: input.ipv6Address } : {}),
+          }),
           ...(input.macAddress
             ? { macAddress: input.macAddress.toLowerCase() }
-            : netIpam
+            : nc.ipam || nc.ipamRequest
             ? { macAddress: randomMac() }
             : {}),
         };
@@ -1475,6 +1544,7 @@ class ControllerImpl implements Controller {
     const errors: unknown[] = [];
     if (this.#ownsKernel) await this.#kernel.close().catch((e) => errors.push(e));
     await this.#lease.release().catch((e) => errors.push(e));
+    this.#plugins.close();
     await this.#nc.close().catch((e) => errors.push(e));
     if (errors.length) throw new AggregateError(errors, "errors while closing the controller");
   }

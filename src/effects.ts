@@ -16,10 +16,18 @@ import type {
   DriverSandbox,
   EffectContext,
   IpamData,
+  IpamDriver,
 } from "../drivers/driver.ts";
 import type { Kind } from "./events.ts";
 import { DriverError, NotFoundError } from "./errors.ts";
 import type { Kernel } from "./kernel/types.ts";
+import type { NetworkIpam } from "./network_ipam.ts";
+import {
+  allocateRemoteEndpoint,
+  allocateRemoteNetwork,
+  releaseRemoteEndpoint,
+  releaseRemoteNetwork,
+} from "./remote_ipam.ts";
 
 /** What an effect produced: the outcome event's type and data. */
 export interface Outcome {
@@ -40,6 +48,8 @@ export interface EffectEnv {
   kernel: Kernel;
   prefix: string;
   driver(name: string): Driver | undefined;
+  /** A non-default IPAM driver (remote plugin), resolved before effects run. */
+  ipamDriver(name: string): IpamDriver | undefined;
   networkContext(id: string): NetworkContext | undefined;
   sandboxContext(id: string): SandboxContext | undefined;
   /** Called after an endpoint joined or left a sandbox (sandbox-level programming). */
@@ -57,7 +67,7 @@ export function netnsNameOf(key: string): string {
 export function driverNetwork(c: NetworkContext): DriverNetwork {
   const data = (e: { pool: string; gateway?: string; auxAddresses: Record<string, string> }) =>
     ({
-      addressSpace: "",
+      addressSpace: (e as { addressSpace?: string }).addressSpace ?? "LocalDefault",
       pool: e.pool,
       ...(e.gateway ? { gateway: e.gateway } : {}),
       auxAddresses: e.auxAddresses,
@@ -106,6 +116,15 @@ export async function runEffect(
   }
 }
 
+/** The remote IPAM driver of a network, or undefined for the built-in IPAM. */
+function remoteIpamOf(env: EffectEnv, c: NetworkContext): IpamDriver | undefined {
+  const name = c.ipamRequest?.driver ?? c.ipam?.driver;
+  if (!name || name === "default") return undefined;
+  const d = env.ipamDriver(name);
+  if (!d) throw new NotFoundError(`unknown IPAM driver "${name}"`);
+  return d;
+}
+
 function driverOf(env: EffectEnv, name: string): Driver {
   const d = env.driver(name);
   if (!d) throw new NotFoundError(`unknown driver "${name}"`);
@@ -119,11 +138,29 @@ async function networkEffect(
   ectx: EffectContext,
 ): Promise<Outcome> {
   const driver = driverOf(env, c.driver);
+  const remote = remoteIpamOf(env, c);
   if (state === "creating") {
+    if (remote && !c.ipam) {
+      // The plugin decides; its answer is journaled with the outcome.
+      const ipam = await allocateRemoteNetwork(
+        remote,
+        c.ipamRequest!,
+        c.enableIPv6,
+        driver.capabilities().dataScope,
+      );
+      try {
+        const facts = await driver.createNetwork(driverNetwork({ ...c, ipam }), ectx);
+        return { type: "network.created", data: { facts: { ...(facts ?? {}), ipam } } };
+      } catch (err) {
+        await releaseRemoteNetwork(remote, ipam).catch(() => {});
+        throw err;
+      }
+    }
     const facts = await driver.createNetwork(driverNetwork(c), ectx);
     return { type: "network.created", data: { facts: facts ?? {} } };
   }
   await driver.deleteNetwork(driverNetwork(c), ectx);
+  if (remote && c.ipam) await releaseRemoteNetwork(remote, c.ipam as NetworkIpam);
   return { type: "network.deleted", data: {} };
 }
 
@@ -143,6 +180,21 @@ async function endpointEffect(
   };
   switch (state) {
     case "creating": {
+      const remote = remoteIpamOf(env, net);
+      if (remote && net.ipam) {
+        const addrs = await allocateRemoteEndpoint(remote, net.ipam as NetworkIpam, c);
+        try {
+          const facts = await driver.createEndpoint(
+            driverNetwork(net),
+            driverEndpoint({ ...c, ...addrs }),
+            ectx,
+          );
+          return { type: "endpoint.created", data: { facts: { ...addrs, ...(facts ?? {}) } } };
+        } catch (err) {
+          await releaseRemoteEndpoint(remote, net.ipam as NetworkIpam, addrs).catch(() => {});
+          throw err;
+        }
+      }
       const facts = await driver.createEndpoint(driverNetwork(net), driverEndpoint(c), ectx);
       return { type: "endpoint.created", data: { facts: facts ?? {} } };
     }
@@ -166,6 +218,8 @@ async function endpointEffect(
         await env.sandboxChanged(sb.id, { remove: c.id });
       }
       await driver.deleteEndpoint(driverNetwork(net), driverEndpoint(c), ectx);
+      const remote = remoteIpamOf(env, net);
+      if (remote && net.ipam) await releaseRemoteEndpoint(remote, net.ipam as NetworkIpam, c);
       return { type: "endpoint.deleted", data: {} };
     }
   }

@@ -114,7 +114,7 @@ export function networkInfo(state: string, c: NetworkContext): NetworkInfo {
     enableIPv6: c.enableIPv6,
     labels: { ...c.labels },
     options: { ...c.options },
-    ipam: { driver: c.ipam?.driver ?? "default", config },
+    ipam: { driver: c.ipam?.driver ?? c.ipamRequest?.driver ?? "default", config },
     driverInfo: { ...c.facts },
     created: c.createdAt,
     ...(c.error ? { error: c.error } : {}),
@@ -136,7 +136,9 @@ export function endpointInfo(state: string, c: EndpointContext): EndpointInfo {
     ...(c.macAddress ? { macAddress: c.macAddress } : {}),
     ...(j.gateway ? { gateway: j.gateway } : {}),
     ...(j.gatewayIPv6 ? { gatewayIPv6: j.gatewayIPv6 } : {}),
-    ...(c.ifname && c.sandboxId ? { ifname: c.ifname } : {}),
+    ...(c.ifname && c.sandboxId
+      ? { ifname: typeof c.joinFacts.ifname === "string" ? c.joinFacts.ifname : c.ifname }
+      : {}),
     created: c.createdAt,
     ...(c.error ? { error: c.error } : {}),
   };

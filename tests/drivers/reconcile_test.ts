@@ -56,7 +56,19 @@ Deno.test("reconcile (root, nats-server) reports drift made by hand, repairs it 
     const hostNs = env.host.name;
     await sh(["ip", "-n", hostNs, "link", "del", hostVethName(ea.id)]);
     await sh(["ip", "-n", nsOf(b.key), "addr", "flush", "dev", "eth0"]);
-    await sh(["ip", "-n", hostNs, "link", "add", "vethdead", "type", "veth", "peer", "name", "vethdead2"]);
+    await sh([
+      "ip",
+      "-n",
+      hostNs,
+      "link",
+      "add",
+      "vethdead",
+      "type",
+      "veth",
+      "peer",
+      "name",
+      "vethdead2",
+    ]);
     await sh(["ip", "-n", hostNs, "link", "set", "vethdead", "alias", "cnm:endpoint:deadbeef0000"]);
     await sh(["ip", "netns", "add", `${env.host.prefix}-orphan`]);
     const id12 = net.id.slice(0, 12);

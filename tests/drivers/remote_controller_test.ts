@@ -1,0 +1,122 @@
+import assert from "node:assert/strict";
+import { NotFoundError } from "../../mod.ts";
+import { startEnv } from "../_harness/env.ts";
+import { startPlugin } from "./_plugin/start.ts";
+
+const nsOf = (key: string) => key.split("/").pop()!;
+
+async function sh(args: string[]): Promise<string> {
+  const out = await new Deno.Command(args[0], {
+    args: args.slice(1),
+    stdout: "piped",
+    stderr: "piped",
+  })
+    .output();
+  if (!out.success) throw new Error(`${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
+  return new TextDecoder().decode(out.stdout);
+}
+
+const lifecycle = (methods: string[]) =>
+  methods.filter((m) =>
+    !/^(Plugin\.Activate|.*GetCapabilities|IpamDriver\.GetDefaultAddressSpaces)$/.test(m)
+  );
+
+Deno.test("remote plugin (root, nats-server) serves a network and its IPAM through the controller", async (t) => {
+  const env = await startEnv("rpl");
+  const dir = await Deno.makeTempDir({ prefix: "cnm-plugins-" });
+  const plugin = await startPlugin({ dir, name: "tp", namespace: env.host.path });
+  const options = {
+    defaultBridge: false,
+    pluginDirs: [dir],
+    pluginOptions: { retryTimeout: 2000, callTimeout: 5000 },
+  };
+  try {
+    const cnm = await env.open(options);
+    await t.step("an unknown driver is refused before anything is journaled", async () => {
+      await assert.rejects(
+        () => cnm.createNetwork({ name: "x", driver: "nosuchplugin" }),
+        (e: Error) => e instanceof NotFoundError && e.message === 'unknown driver "nosuchplugin"',
+      );
+    });
+    const net = await cnm.createNetwork({ name: "rnet", driver: "tp", ipam: { driver: "tp" } });
+    const sb = await cnm.createSandbox({ name: "a" });
+    const ep = await cnm.createEndpoint("rnet", { name: "a" });
+    await t.step("the plugin's IPAM assigns the pool, the gateway and the address", () => {
+      assert.equal(net.state, "active");
+      assert.deepEqual(net.ipam, {
+        driver: "tp",
+        config: [{ subnet: "10.200.0.0/24", gateway: "10.200.0.1" }],
+      });
+      assert.equal(ep.ipv4Address, "10.200.0.2/24");
+    });
+    await t.step("join moves the plugin's link into the sandbox as eth0, with routes", async () => {
+      const joined = await cnm.join(ep.id, sb.id);
+      assert.equal(joined.state, "joined");
+      assert.equal(joined.gateway, "10.200.0.1");
+      const addr =
+        JSON.parse(await sh(["ip", "-n", nsOf(sb.key), "-j", "addr", "show", "eth0"]))[0];
+      assert.ok(addr.addr_info.some((i: { local: string }) => i.local === "10.200.0.2"));
+      const routes = await sh(["ip", "-n", nsOf(sb.key), "route"]);
+      assert.match(routes, /^default via 10\.200\.0\.1 dev eth0/m);
+      assert.match(routes, /^10\.201\.0\.0\/24 via 10\.200\.0\.254 dev eth0/m);
+    });
+    await cnm.close();
+    await plugin.clearLog();
+    const again = await env.open(options);
+    await t.step("a restart replays without calling the plugin for completed work", async () => {
+      assert.equal(again.endpoint(ep.id)?.state, "joined");
+      assert.deepEqual(lifecycle(await plugin.methods()), []);
+    });
+    {
+      await t.step(
+        "leave and delete go to the plugin with exactly the documented calls",
+        async () => {
+          await again.leave(ep.id, sb.id);
+          await again.deleteEndpoint(ep.id);
+          await again.deleteNetwork("rnet");
+          assert.deepEqual(lifecycle(await plugin.methods()), [
+            "NetworkDriver.RevokeExternalConnectivity",
+            "NetworkDriver.Leave",
+            "NetworkDriver.DeleteEndpoint",
+            "IpamDriver.ReleaseAddress",
+            "NetworkDriver.DeleteNetwork",
+            "IpamDriver.ReleaseAddress",
+            "IpamDriver.ReleasePool",
+          ]);
+          const reqs = await plugin.requests();
+          const del = reqs.find((r) => r.method === "NetworkDriver.DeleteEndpoint")!;
+          assert.deepEqual(del.body, { NetworkID: net.id, EndpointID: ep.id });
+          const rel = reqs.find((r) => r.method === "IpamDriver.ReleaseAddress")!;
+          assert.deepEqual(rel.body, {
+            PoolID: "plugin-local/10.200.0.0/24",
+            Address: "10.200.0.2",
+          });
+        },
+      );
+    }
+  } finally {
+    await plugin.stop();
+    await env.cleanup();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
+
+Deno.test("remote plugin (root, nats-server) a plugin error leaves a failed network with the plugin's message", async () => {
+  const env = await startEnv("rpe");
+  const dir = await Deno.makeTempDir({ prefix: "cnm-plugins-" });
+  const plugin = await startPlugin({ dir, name: "tp", mode: "err", namespace: env.host.path });
+  try {
+    const cnm = await env.open({ defaultBridge: false, pluginDirs: [dir] });
+    await assert.rejects(
+      () => cnm.createNetwork({ name: "bad", driver: "tp" }),
+      (e: Error) => /^remote: /.test(e.message),
+    );
+    const net = cnm.network("bad")!;
+    assert.equal(net.state, "failed");
+    assert.match(net.error!.message, /^remote: /);
+  } finally {
+    await plugin.stop();
+    await env.cleanup();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
