@@ -409,6 +409,7 @@ class ControllerImpl implements Controller {
       }
     }
     this.#rebuildIpam(fold.warnings);
+    await this.#replayRemoteIpam(fold.warnings);
     // Stable actors first; then interrupted effects, sandboxes and networks before endpoints
     // (a join needs its namespace), endpoint deletes before network deletes.
     for (const rec of this.#allRecs()) {
@@ -587,6 +588,63 @@ class ControllerImpl implements Controller {
       const facts = this.#networkIpam(c.networkId);
       if (live(r) && facts?.driver === "default") {
         restore(r.id, () => restoreEndpoint(this.#ipam, facts, c));
+      }
+    }
+  }
+
+  /**
+   * Remote IPAM plugins that keep no state of their own (`RequiresRequestReplay`) are told
+   * again, as libnetwork does, of every pool, gateway, aux and endpoint address in use.
+   * These are re-statements of journaled facts, so they are not journaled again.
+   */
+  async #replayRemoteIpam(warnings: FoldWarning[]): Promise<void> {
+    for (const [name, ipam] of this.#ipamDrivers) {
+      const caps = await ipam.capabilities?.().catch(() => undefined);
+      if (!caps?.requiresRequestReplay) continue;
+      for (const r of this.#objects.network.values()) {
+        const c = this.#ctx<NetworkContext>(r);
+        if (c.ipam?.driver !== name || ["failed", "deleted"].includes(this.#state(r))) continue;
+        try {
+          for (const [v6, entries] of [[false, c.ipam.ipv4], [true, c.ipam.ipv6]] as const) {
+            for (const e of entries) {
+              await ipam.requestPool({
+                addressSpace: e.addressSpace ?? "LocalDefault",
+                pool: e.pool,
+                ...(e.subPool ? { subPool: e.subPool } : {}),
+                options: (c.ipam as NetworkIpam).options ?? {},
+                v6,
+              });
+              const gw = { RequestAddressType: "com.docker.network.gateway" };
+              if (e.gateway) {
+                await ipam.requestAddress(e.poolId, {
+                  address: e.gateway.split("/")[0],
+                  options: gw,
+                });
+              }
+              for (const a of Object.values(e.auxAddresses)) {
+                await ipam.requestAddress(e.poolId, { address: a.split("/")[0], options: {} });
+              }
+            }
+          }
+          for (const ep of this.#endpointsOf((x) => x.networkId === c.id)) {
+            const ec = this.#ctx<EndpointContext>(ep);
+            for (
+              const [entries, a] of [[c.ipam.ipv4, ec.ipv4Address], [
+                c.ipam.ipv6,
+                ec.ipv6Address,
+              ]] as const
+            ) {
+              if (a && entries[0]) {
+                await ipam.requestAddress(entries[0].poolId, {
+                  address: a.split("/")[0],
+                  options: {},
+                });
+              }
+            }
+          }
+        } catch (err) {
+          warnings.push({ seq: 0, objectId: c.id, type: "ipam.replay", reason: errText(err) });
+        }
       }
     }
   }
