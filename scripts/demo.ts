@@ -10,8 +10,9 @@
  */
 
 import { connect } from "@nats-io/transport-node";
-import { type Controller, createController, type RecordedEvent } from "../mod.ts";
+import { type Controller, createController, history, type RecordedEvent } from "../mod.ts";
 import { openJournal } from "../src/journal.ts";
+import { connectTcp, serveTcp } from "../tests/_harness/tcp.ts";
 
 const servers = Deno.env.get("CNM_NATS_URL") ?? "127.0.0.1:4222";
 const stream = Deno.env.get("CNM_STREAM") ?? "CNM";
@@ -21,9 +22,10 @@ const tag = Array.from(
   (b) => b.toString(16).padStart(2, "0"),
 )
   .join("");
-const hostNs = `cnmdemo${tag}-host`;
+// Fixed names: a demo killed half-way is cleaned up by the next run.
+const namePrefix = "cnmdemo-";
+const hostNs = `${namePrefix}host`;
 const hostPath = `/var/run/netns/${hostNs}`;
-const namePrefix = `cnmdemo${tag}-`;
 
 const bold = (s: string) => Deno.stdout.isTerminal() ? `\x1b[1m${s}\x1b[0m` : s;
 const say = (s: string) => console.log(s);
@@ -57,7 +59,7 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd()).join("\n");
 }
 
-async function history(since: number): Promise<RecordedEvent[]> {
+async function eventsSince(since: number): Promise<RecordedEvent[]> {
   const nc = await connect({ servers });
   try {
     const j = await openJournal(nc, { stream, prefix });
@@ -69,14 +71,38 @@ async function history(since: number): Promise<RecordedEvent[]> {
   }
 }
 
+async function removeDemoNamespaces(): Promise<void> {
+  try {
+    for await (const e of Deno.readDir("/var/run/netns")) {
+      if (e.name.startsWith(namePrefix)) await sh(["ip", "netns", "del", e.name]).catch(() => {});
+    }
+  } catch { /* no /var/run/netns yet */ }
+}
+
 async function main() {
   if (Deno.uid() !== 0) throw new Error("the demo needs root (it creates network namespaces)");
   step(`throwaway host namespace ${hostNs} (the machine's own network is not touched)`);
+  await removeDemoNamespaces(); // left by a demo that was killed
   await sh(["ip", "netns", "add", hostNs]);
   let cnm: Controller | undefined;
   try {
     cnm = await open();
     const startSeq = cnm.recovery.events + 1;
+    // Objects an interrupted earlier run left in the journal: delete them (journaled too).
+    const leftovers = [
+      ...cnm.sandboxes(),
+      ...cnm.networks().filter((n) =>
+        !n.labels["cnm.predefined"] && !["none", "host", "bridge"].includes(n.name)
+      ),
+    ];
+    for (const sb of cnm.sandboxes()) await cnm.deleteSandbox(sb.id);
+    for (const ep of cnm.endpoints()) await cnm.deleteEndpoint(ep.id, { force: true });
+    for (const n of cnm.networks()) {
+      if (!["none", "host", "bridge"].includes(n.name)) await cnm.deleteNetwork(n.id);
+    }
+    if (leftovers.length) {
+      say(`removed ${leftovers.length} objects an interrupted earlier demo left behind`);
+    }
     say(`controller ${cnm.hostId} on ${servers}, stream ${stream}, prefix ${prefix}`);
     say(
       `recovered ${cnm.recovery.objects} objects from ${cnm.recovery.events} events in ${
@@ -88,39 +114,96 @@ async function main() {
       ...cnm.networks().map((n) => [n.name, n.driver, n.state]),
     ]));
 
-    step("create a sandbox (a real network namespace) and an endpoint on `none`, then join");
-    const sb = await cnm.createSandbox({ name: `web-${tag}`, labels: { app: "demo" } });
-    const ep = await cnm.createEndpoint("none", { name: `web-${tag}-none` });
-    const joined = await cnm.join(ep.id, sb.id);
-    say(`sandbox ${sb.name} key ${sb.key}`);
-    say(`endpoint ${ep.name} ${joined.state} as ${joined.ifname} in ${sb.name}`);
-    say((await sh(["ip", "-n", sb.key.split("/").pop()!, "-br", "link"])).trim());
+    step("a bridge network, two sandboxes (real namespaces) and their endpoints");
+    const net = await cnm.createNetwork({ name: `front-${tag}` });
+    say(
+      `network ${net.name}: bridge ${net.driverInfo.bridge}, subnet ${
+        net.ipam.config[0].subnet
+      }, gateway ${net.ipam.config[0].gateway}`,
+    );
+    const web = await cnm.createSandbox({ name: `web-${tag}`, labels: { app: "demo" } });
+    const cli = await cnm.createSandbox({ name: `client-${tag}` });
+    const epWeb = await cnm.join((await cnm.createEndpoint(net.id, { name: "web" })).id, web.id);
+    const epCli = await cnm.join((await cnm.createEndpoint(net.id, { name: "client" })).id, cli.id);
+    say(table([
+      ["SANDBOX", "ENDPOINT", "IFNAME", "ADDRESS", "MAC", "GATEWAY"],
+      ...[[web, epWeb], [cli, epCli]].map(([s, e]) => [
+        (s as { name: string }).name,
+        (e as { name: string }).name,
+        (e as { ifname?: string }).ifname ?? "",
+        (e as { ipv4Address?: string }).ipv4Address ?? "",
+        (e as { macAddress?: string }).macAddress ?? "",
+        (e as { gateway?: string }).gateway ?? "",
+      ]),
+    ]));
+    const webNs = web.key.split("/").pop()!, cliNs = cli.key.split("/").pop()!;
+    say((await sh(["ip", "-n", webNs, "-br", "addr"])).trim());
 
-    step("a refused operation changes nothing");
+    step("TCP from client to web over the bridge (a listener inside web's namespace)");
+    const webIp = epWeb.ipv4Address!.split("/")[0];
+    const server = await serveTcp(webNs, 8080);
     try {
-      await cnm.deleteNetwork("none");
-    } catch (e) {
-      say(`${(e as Error).name}: ${(e as Error).message}`);
+      say(`client → ${webIp}:8080: ${await connectTcp(cliNs, webIp, 8080) ?? "no answer"}`);
+
+      step("a refused operation changes nothing");
+      for (const f of [() => cnm!.deleteNetwork(net.id), () => cnm!.deleteNetwork("none")]) {
+        try {
+          await f();
+        } catch (e) {
+          say(`${(e as Error).name}: ${(e as Error).message}`);
+        }
+      }
+
+      step("close the controller (the kernel stays as it is) and start a new one");
+      const before = JSON.stringify([cnm.networks(), cnm.sandboxes(), cnm.endpoints()]);
+      await cnm.close();
+      say(
+        `no controller running; client → web: ${
+          await connectTcp(cliNs, webIp, 8080) ?? "no answer"
+        }`,
+      );
+      cnm = await open();
+      const after = JSON.stringify([cnm.networks(), cnm.sandboxes(), cnm.endpoints()]);
+      say(
+        `rebuilt ${cnm.recovery.objects} objects from ${cnm.recovery.events} events in ${
+          cnm.recovery.ms.toFixed(1)
+        } ms; same ids and states: ${
+          before === after
+        }; effects re-run: ${cnm.recovery.resumed.length}; ` +
+          `drift repaired: ${cnm.recovery.reconcile?.findings.length ?? 0}`,
+      );
+      say(`client → web after the restart: ${await connectTcp(cliNs, webIp, 8080) ?? "no answer"}`);
+    } finally {
+      await server.close();
     }
 
-    step("close the controller (the kernel stays as it is) and start a new one");
-    const before = JSON.stringify([cnm.sandboxes(), cnm.endpoints()]);
-    await cnm.close();
-    cnm = await open();
-    const after = JSON.stringify([cnm.sandboxes(), cnm.endpoints()]);
+    step(`the history of endpoint "web", from the stream alone`);
+    const h = await history(epWeb.id, { nats: { servers }, stream, prefix });
+    say(table([
+      ["SEQ", "TIME", "TRANSITION", "EVENT", "IN STATE", "EFFECT"],
+      ...h.transitions.map((x) => [
+        String(x.seq),
+        x.at.slice(11, 23),
+        `${x.from ?? "·"} → ${x.to}`,
+        x.type,
+        x.inStateMs === null ? "" : `${x.inStateMs.toFixed(1)} ms`,
+        x.elapsedMs === undefined ? "" : `${x.elapsedMs} ms`,
+      ]),
+    ]));
+
+    step("tear down: deleting the sandboxes leaves and deletes their endpoints, then the network");
+    await cnm.deleteSandbox(web.id);
+    await cnm.deleteSandbox(cli.id);
+    await cnm.deleteNetwork(net.id);
     say(
-      `rebuilt ${cnm.recovery.objects} objects from ${cnm.recovery.events} events in ${
-        cnm.recovery.ms.toFixed(1)
-      } ms; ` +
-        `same ids and states: ${before === after}`,
+      `left of this run: ${
+        cnm.sandboxes().filter((x) => x.name.endsWith(tag)).length
+      } sandboxes, ` +
+        `${cnm.networks().filter((x) => x.name.endsWith(tag)).length} networks`,
     );
 
-    step("tear down: deleting the sandbox leaves and deletes its endpoint");
-    await cnm.deleteSandbox(sb.id);
-    say(`sandboxes left: ${cnm.sandboxes().filter((s) => s.name === sb.name).length}`);
-
-    step("the history of this run, replayed from the stream");
-    const events = await history(startSeq);
+    step("everything this run appended, replayed from the stream");
+    const events = await eventsSince(startSeq);
     say(table([
       ["SEQ", "TIME", "OBJECT", "TRANSITION", "EVENT"],
       ...events.map((e) => [
@@ -133,10 +216,7 @@ async function main() {
     ]));
   } finally {
     await cnm?.close().catch(() => {});
-    await sh(["ip", "netns", "del", hostNs]).catch(() => {});
-    for await (const e of Deno.readDir("/var/run/netns")) {
-      if (e.name.startsWith(namePrefix)) await sh(["ip", "netns", "del", e.name]).catch(() => {});
-    }
+    await removeDemoNamespaces();
   }
 }
 

@@ -61,9 +61,9 @@ export async function inspectDrift(v: DriftView): Promise<Finding[]> {
   const knownNs = new Set(v.sandboxes.filter((s) => s.c.owned).map((s) => netnsNameOf(s.c.key)));
   for (const s of v.sandboxes) {
     if (s.state !== "ready") continue;
-    const present = s.c.owned
-      ? nsNames.has(netnsNameOf(s.c.key))
-      : await v.kernel.netnsExists(s.c.key);
+    // (An owned namespace may carry an older name prefix than the controller's current one.)
+    const present = (s.c.owned && nsNames.has(netnsNameOf(s.c.key))) ||
+      await v.kernel.netnsExists(s.c.key);
     if (!present) {
       out.push({
         kind: "sandbox",
