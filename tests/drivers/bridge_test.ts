@@ -287,3 +287,31 @@ Deno.test("bridge (root, nats-server) traffic keeps flowing across a restart and
     await env.cleanup();
   }
 });
+
+Deno.test("bridge (root, nats-server) an existing bridge is the user's: used, and kept on delete", async () => {
+  const env = await startEnv("bru");
+  try {
+    await sh(["ip", "-n", env.host.name, "link", "add", "userbr", "type", "bridge"]);
+    const cnm = await env.open({ defaultBridge: false });
+    const net = await cnm.createNetwork({
+      name: "mine",
+      options: { "com.docker.network.bridge.name": "userbr" },
+      ipam: { config: [{ subnet: "10.66.0.0/24" }] },
+    });
+    assert.equal(net.driverInfo.userOwned, true);
+    const addrs = await sh(["ip", "-n", env.host.name, "-br", "addr", "show", "userbr"]);
+    assert.match(addrs, /10\.66\.0\.1\/24/);
+    await cnm.deleteNetwork("mine");
+    const after = await sh(["ip", "-n", env.host.name, "-br", "addr", "show", "userbr"]);
+    assert.match(after, /^userbr\s/);
+    assert.doesNotMatch(after, /10\.66\.0\.1/);
+    await assert.rejects(
+      () => cnm.createNetwork({ name: "bad", options: { "com.docker.network.driver.mtu": "9x" } }),
+      (e: Error) =>
+        e instanceof InvalidArgumentError &&
+        e.message === 'invalid option com.docker.network.driver.mtu: "9x" is not an MTU (68-65535)',
+    );
+  } finally {
+    await env.cleanup();
+  }
+});
