@@ -5,7 +5,7 @@
  * @module
  */
 
-import { type AnyStateMachine, initialTransition, transition } from "xstate";
+import { type AnyStateMachine, createActor } from "xstate";
 import { endpointMachine } from "../actors/endpoint.ts";
 import { networkMachine } from "../actors/network.ts";
 import { sandboxMachine } from "../actors/sandbox.ts";
@@ -62,6 +62,48 @@ export function emptyFold(): FoldState {
   return { objects: new Map(), warnings: [], lastSeq: 0 };
 }
 
+/**
+ * One inert actor scope per machine, reused for every pure step. XState's own
+ * `transition()`/`initialTransition()` build a throwaway actor per call, which costs about 3×
+ * the step itself; the scope here never runs actions, never starts children and is never
+ * started, so sharing it keeps the fold pure.
+ */
+const scopes = new Map<AnyStateMachine, unknown>();
+
+function scopeOf(machine: AnyStateMachine, input: unknown): any {
+  let scope = scopes.get(machine);
+  if (!scope) {
+    const self = createActor(machine, { input });
+    scope = {
+      self,
+      defer: () => {},
+      id: "",
+      logger: () => {},
+      sessionId: "",
+      stopChild: () => {},
+      system: self.system,
+      emit: () => {},
+      actionExecutor: () => {},
+    };
+    scopes.set(machine, scope);
+  }
+  return scope;
+}
+
+/** Pure initial snapshot of `machine` for `input` (no actions run, no children started). */
+export function initialSnapshot(machine: AnyStateMachine, input: unknown): Snapshot {
+  return machine.getInitialSnapshot(scopeOf(machine, input), input);
+}
+
+/** Pure next snapshot of `machine` for `event`. */
+export function nextSnapshot(
+  machine: AnyStateMachine,
+  snapshot: Snapshot,
+  event: unknown,
+): Snapshot {
+  return machine.transition(snapshot, event, scopeOf(machine, { event }));
+}
+
 /** The top-level state name of a snapshot. */
 export function stateOf(snapshot: Snapshot): string {
   const v = snapshot.value;
@@ -81,7 +123,7 @@ export function foldEvent(fold: FoldState, event: RecordedEvent): void {
     if (event.type !== `${event.kind}.create.requested`) {
       return warn(`first event of ${event.kind} ${event.objectId} is not a create request`);
     }
-    const [snapshot] = initialTransition(machine, { event });
+    const snapshot = initialSnapshot(machine, { event });
     fold.objects.set(event.objectId, {
       kind: event.kind as Kind,
       id: event.objectId,
@@ -100,7 +142,7 @@ export function foldEvent(fold: FoldState, event: RecordedEvent): void {
     return warn(`${event.type} does not apply in state ${stateOf(obj.snapshot)}`);
   }
   const before = obj.snapshot;
-  const [next] = transition(machine, before, event);
+  const next = nextSnapshot(machine, before, event);
   obj.snapshot = next;
   if (TRANSIENT_STATES.has(stateOf(next))) {
     obj.intent = event;
