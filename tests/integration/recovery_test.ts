@@ -282,3 +282,26 @@ Deno.test("controller (root, nats-server) serialises one object and runs differe
     await env.cleanup();
   }
 });
+
+Deno.test("controller (root, nats-server) completes an acknowledged command after nats-server comes back", async () => {
+  const env = await startEnv("ack");
+  try {
+    const { driver, state } = testDriver();
+    const cnm = await env.open({ drivers: [driver], defaultBridge: false });
+    let open!: () => void;
+    state.gate = new Promise<void>((r) => (open = r));
+    // The intent is durable; the driver holds the effect while the server goes away.
+    const pending = cnm.createNetwork({ name: "later", driver: "test" });
+    await new Promise((r) => setTimeout(r, 200));
+    await env.nats.stop();
+    open(); // the effect finishes while the journal is down: the outcome waits for it
+    await new Promise((r) => setTimeout(r, 500));
+    await env.nats.start();
+    const net = await pending;
+    assert.equal(net.state, "active");
+    const events = (await readAll(env)).filter((e) => e.objectId === net.id).map((e) => e.type);
+    assert.deepEqual(events, ["network.create.requested", "network.created"]);
+  } finally {
+    await env.cleanup();
+  }
+});
