@@ -121,14 +121,17 @@ export async function inspectDrift(v: DriftView): Promise<Finding[]> {
   for (const e of v.endpoints) {
     const net = netById.get(e.c.networkId);
     if (e.state !== "joined" || net?.c.driver !== "bridge") continue;
-    const veth = byName.get(hostVethName(e.c.id));
+    const vethName = typeof e.c.facts.hostVeth === "string"
+      ? e.c.facts.hostVeth
+      : hostVethName(e.c.id);
+    const veth = byName.get(vethName);
     const bridge = String(net.c.facts.bridge ?? "");
     if (!veth) {
       out.push({
         kind: "endpoint",
         objectId: e.c.id,
         resource: "veth",
-        name: hostVethName(e.c.id),
+        name: vethName,
         problem: "missing",
       });
       continue;

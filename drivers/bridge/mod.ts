@@ -98,9 +98,18 @@ export function bridgeConfig(network: Pick<DriverNetwork, "id" | "options">): Br
   };
 }
 
-/** Host-side veth name of an endpoint (`veth` + 7 hex of its id, like Docker's). */
+/**
+ * Host-side veth name of an endpoint: `veth` + the first 11 hex digits of its id (Docker uses
+ * 7 random ones; 11 — the most IFNAMSIZ allows — makes a clash between endpoints of one host
+ * as unlikely as 1 in 2^44 per pair).
+ */
 export function hostVethName(endpointId: string): string {
-  return `veth${endpointId.slice(0, 7)}`;
+  return `veth${endpointId.slice(0, 11)}`;
+}
+
+/** The host-side veth of an endpoint: the name journaled when it was created. */
+function vethOf(ep: DriverEndpoint): string {
+  return typeof ep.facts.hostVeth === "string" ? ep.facts.hostVeth : hostVethName(ep.id);
 }
 
 /** The alias that marks a link as cnm's. */
@@ -193,14 +202,14 @@ export function createBridgeDriver(options: BridgeDriverOptions = {}): Driver {
     },
 
     async deleteEndpoint(_net, ep, ctx) {
-      await ctx.kernel.deleteLink(hostVethName(ep.id));
+      await ctx.kernel.deleteLink(vethOf(ep));
     },
 
     async join(net, ep, sandbox, ctx): Promise<JoinResult> {
       const cfg = bridgeConfig(net);
       const addresses = addressesOf(ep);
       await ctx.kernel.ensureVeth({
-        hostName: hostVethName(ep.id),
+        hostName: vethOf(ep),
         master: cfg.bridge,
         mtu: cfg.mtu,
         netns: sandbox.key,
@@ -220,7 +229,7 @@ export function createBridgeDriver(options: BridgeDriverOptions = {}): Driver {
     },
 
     async leave(_net, ep, _sandbox, ctx) {
-      await ctx.kernel.deleteLink(hostVethName(ep.id));
+      await ctx.kernel.deleteLink(vethOf(ep));
     },
   };
 }
