@@ -87,6 +87,7 @@ import {
   restoreNetwork,
 } from "./network_ipam.ts";
 import {
+  chooseGateway,
   hostResolvConf,
   hostsFile,
   programRoutes,
@@ -867,16 +868,38 @@ class ControllerImpl implements Controller {
         ...(typeof facts.gatewayIPv6 === "string" ? { gatewayIPv6: facts.gatewayIPv6 } : {}),
       });
     }
-    if (await this.#kernel.netnsExists(sb.key)) await programRoutes(this.#kernel, sb.key, members);
-    await this.#writeSandboxFiles(sb, members);
+    // Routes are programmed when the gateway choice changes (always once after a start).
+    const routes = JSON.stringify(
+      [chooseGateway(members, "ipv4"), chooseGateway(members, "ipv6")].map((m) =>
+        m && [m.ifname, m.gateway, m.gatewayIPv6]
+      ),
+    ) + members.some((m) => m.ipv6Address);
+    if (this.#routesOf.get(sandboxId) !== routes && await this.#kernel.netnsExists(sb.key)) {
+      await programRoutes(this.#kernel, sb.key, members);
+      this.#routesOf.set(sandboxId, routes);
+    }
+    // resolv.conf does not depend on the members: written when the sandbox is made.
+    await this.#writeSandboxFiles(sb, members, !change.add && !change.remove);
   }
 
-  async #writeSandboxFiles(sb: SandboxContext, members: SandboxMember[]): Promise<void> {
+  /** The gateway choice last programmed into each sandbox (skip unchanged). */
+  readonly #routesOf = new Map<string, string>();
+
+  async #writeSandboxFiles(
+    sb: SandboxContext,
+    members: SandboxMember[],
+    withResolvConf: boolean,
+  ): Promise<void> {
     const dir = `${this.#stateDir}/sandboxes/${sb.id}`;
-    await Deno.mkdir(dir, { recursive: true });
     const opts = { name: sb.name, ...(sb.config ?? {}) };
-    await writeIfChanged(`${dir}/hosts`, hostsFile(opts, members));
-    await writeIfChanged(`${dir}/resolv.conf`, resolvConf(opts, await hostResolvConf()));
+    if (withResolvConf) {
+      await Deno.mkdir(dir, { recursive: true });
+      await writeIfChanged(`${dir}/resolv.conf`, resolvConf(opts, await hostResolvConf()));
+    }
+    await writeIfChanged(`${dir}/hosts`, hostsFile(opts, members)).catch(async (err) => {
+      if (withResolvConf || !(err instanceof Deno.errors.NotFound)) throw err;
+      await this.#writeSandboxFiles(sb, members, true); // the directory went missing: remake it
+    });
   }
 
   #event(
