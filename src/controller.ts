@@ -927,6 +927,20 @@ class ControllerImpl implements Controller {
     };
   }
 
+  /** The intent that creates a new object: `from` null, a fresh effectId. */
+  #createIntent(kind: Kind, id: string, data: Record<string, unknown>): CnmEvent {
+    return this.#event(kind, id, `${kind}.create.requested`, null, "creating", data, {
+      effectId: newEventId(),
+    });
+  }
+
+  /** An intent for an existing object: `from` its current state, a fresh effectId. */
+  #intent(rec: Rec, type: string, to: string, data: Record<string, unknown>): CnmEvent {
+    return this.#event(rec.kind, rec.id, type, this.#state(rec), to, data, {
+      effectId: newEventId(),
+    });
+  }
+
   #emit(event: CnmEvent, seq: number): void {
     this.#events.next({ ...event, seq });
   }
@@ -1205,17 +1219,7 @@ class ControllerImpl implements Controller {
         ...(remoteIpam ? { ipamRequest: remoteIpam } : {}),
         ...(predefined ? { predefined: true } : {}),
       };
-      const intent = this.#event(
-        "network",
-        id,
-        "network.create.requested",
-        null,
-        "creating",
-        data,
-        {
-          effectId: newEventId(),
-        },
-      );
+      const intent = this.#createIntent("network", id, data);
       try {
         await this.#decide(
           "network",
@@ -1255,17 +1259,7 @@ class ControllerImpl implements Controller {
         }).join(", ");
         throw new ForbiddenError(`network ${c.name} has active endpoints (${list})`);
       }
-      const intent = this.#event(
-        "network",
-        rec.id,
-        "network.delete.requested",
-        this.#state(rec),
-        "deleting",
-        {},
-        {
-          effectId: newEventId(),
-        },
-      );
+      const intent = this.#intent(rec, "network.delete.requested", "deleting", {});
       await this.#decide("network", rec, intent);
     });
   }
@@ -1312,17 +1306,7 @@ class ControllerImpl implements Controller {
         labels: input.labels,
         ...(Object.keys(config).length ? { config } : {}),
       };
-      const intent = this.#event(
-        "sandbox",
-        id,
-        "sandbox.create.requested",
-        null,
-        "creating",
-        data,
-        {
-          effectId: newEventId(),
-        },
-      );
+      const intent = this.#createIntent("sandbox", id, data);
       await this.#decide(
         "sandbox",
         undefined,
@@ -1353,17 +1337,7 @@ class ControllerImpl implements Controller {
       if (this.#endpointsOf((e) => e.sandboxId === rec.id).length) {
         throw new ConflictError(`sandbox ${ref} gained endpoints while being deleted`);
       }
-      const intent = this.#event(
-        "sandbox",
-        rec.id,
-        "sandbox.delete.requested",
-        this.#state(rec),
-        "deleting",
-        {},
-        {
-          effectId: newEventId(),
-        },
-      );
+      const intent = this.#intent(rec, "sandbox.delete.requested", "deleting", {});
       await this.#decide("sandbox", rec, intent);
     });
   }
@@ -1440,9 +1414,7 @@ class ControllerImpl implements Controller {
             ? { macAddress: randomMac() }
             : {}),
         };
-        intent = this.#event("endpoint", id, "endpoint.create.requested", null, "creating", data, {
-          effectId: newEventId(),
-        });
+        intent = this.#createIntent("endpoint", id, data);
         ({ done } = await this.#begin(
           "endpoint",
           undefined,
@@ -1478,17 +1450,9 @@ class ControllerImpl implements Controller {
         throw new ForbiddenError(`endpoint with name ${c.name} id ${c.id} has active containers`);
       }
       this.#assertNotBusy(rec, state);
-      const intent = this.#event(
-        "endpoint",
-        rec.id,
-        "endpoint.delete.requested",
-        state,
-        "deleting",
-        {
-          force,
-        },
-        { effectId: newEventId() },
-      );
+      const intent = this.#intent(rec, "endpoint.delete.requested", "deleting", {
+        force,
+      });
       await this.#decide("endpoint", rec, intent);
     });
   }
@@ -1520,18 +1484,10 @@ class ControllerImpl implements Controller {
         if (this.#state(sbRec) !== "ready") {
           throw new ForbiddenError(`sandbox ${sbRef} is not ready (state ${this.#state(sbRec)})`);
         }
-        const intent = this.#event(
-          "endpoint",
-          rec.id,
-          "endpoint.join.requested",
-          state,
-          "joining",
-          {
-            sandboxId: sbRec.id,
-            ifname: this.#nextIfname(sbRec.id, rec.id),
-          },
-          { effectId: newEventId() },
-        );
+        const intent = this.#intent(rec, "endpoint.join.requested", "joining", {
+          sandboxId: sbRec.id,
+          ifname: this.#nextIfname(sbRec.id, rec.id),
+        });
         ({ done } = await this.#begin("endpoint", rec, intent));
       } finally {
         releaseSandbox();
@@ -1578,9 +1534,9 @@ class ControllerImpl implements Controller {
         );
       }
       this.#assertNotBusy(rec, state);
-      const intent = this.#event("endpoint", rec.id, "endpoint.leave.requested", state, "leaving", {
+      const intent = this.#intent(rec, "endpoint.leave.requested", "leaving", {
         sandboxId: sb.id,
-      }, { effectId: newEventId() });
+      });
       await this.#decide("endpoint", rec, intent);
     });
   }

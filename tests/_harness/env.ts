@@ -5,8 +5,10 @@
  * @module
  */
 
+import { connect } from "@nats-io/transport-node";
 import { createController } from "../../mod.ts";
-import type { Controller, ControllerOptions } from "../../mod.ts";
+import type { Controller, ControllerOptions, RecordedEvent } from "../../mod.ts";
+import { type Journal, openJournal } from "../../src/journal.ts";
 import { startNats, type TestNats } from "./nats.ts";
 import { createTestHost, listPrefixed, type TestHost } from "./netns.ts";
 
@@ -22,6 +24,10 @@ export interface TestEnv {
   options(extra?: Partial<ControllerOptions>): ControllerOptions;
   /** Opens a controller (closed by cleanup if still open). */
   open(extra?: Partial<ControllerOptions>): Promise<Controller>;
+  /** Runs `f` with a journal on this environment's stream (own connection). */
+  withJournal<T>(f: (j: Journal) => Promise<T>): Promise<T>;
+  /** Every event of the stream, in order. */
+  readAll(): Promise<RecordedEvent[]>;
   /** Namespaces of this run other than the host's. */
   sandboxesInKernel(): Promise<string[]>;
   cleanup(): Promise<void>;
@@ -51,6 +57,14 @@ export async function startEnv(label?: string): Promise<TestEnv> {
     stateDir,
     ...extra,
   });
+  const withJournal = async <T>(f: (j: Journal) => Promise<T>): Promise<T> => {
+    const nc = await connect({ servers: nats.url });
+    try {
+      return await f(await openJournal(nc, { stream, prefix }));
+    } finally {
+      await nc.close();
+    }
+  };
   return {
     nats,
     host,
@@ -62,6 +76,14 @@ export async function startEnv(label?: string): Promise<TestEnv> {
       const c = await createController(options(extra));
       opened.push(c);
       return c;
+    },
+    withJournal,
+    async readAll() {
+      return await withJournal(async (j) => {
+        const out: RecordedEvent[] = [];
+        for await (const e of j.read()) out.push(e);
+        return out;
+      });
     },
     async sandboxesInKernel() {
       return (await listPrefixed(`${host.prefix}-`)).filter((n) => n !== host.name);
@@ -75,4 +97,22 @@ export async function startEnv(label?: string): Promise<TestEnv> {
       if (errors.length) throw new AggregateError(errors, "test environment cleanup failed");
     },
   };
+}
+
+/** Runs a command (argv[0] and its arguments); its stdout, or an error with its stderr. */
+export async function sh(args: string[], stdin?: string): Promise<string> {
+  const child = new Deno.Command(args[0], {
+    args: args.slice(1),
+    stdin: stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  if (stdin !== undefined) {
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(stdin));
+    await w.close();
+  }
+  const out = await child.output();
+  if (!out.success) throw new Error(`${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
+  return new TextDecoder().decode(out.stdout);
 }

@@ -1,21 +1,10 @@
 import assert from "node:assert/strict";
 import { ForbiddenError, InvalidArgumentError, UnavailableError } from "../../mod.ts";
-import { startEnv } from "../_harness/env.ts";
+import { sh, startEnv } from "../_harness/env.ts";
 import { connectTcp, serveTcp } from "../_harness/tcp.ts";
 
 const nsOf = (key: string) => key.split("/").pop()!;
 const ipOf = (cidr: string) => cidr.split("/")[0];
-
-async function sh(args: string[]): Promise<string> {
-  const out = await new Deno.Command(args[0], {
-    args: args.slice(1),
-    stdout: "piped",
-    stderr: "piped",
-  })
-    .output();
-  if (!out.success) throw new Error(`${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
-  return new TextDecoder().decode(out.stdout);
-}
 
 async function routes(netns: string): Promise<string[]> {
   return (await sh(["ip", "-n", netns, "route"])).trim().split("\n").filter(Boolean).map((l) =>

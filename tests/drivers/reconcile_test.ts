@@ -1,41 +1,9 @@
 import assert from "node:assert/strict";
-import { connect } from "@nats-io/transport-node";
-import type { RecordedEvent } from "../../mod.ts";
-import { openJournal } from "../../src/journal.ts";
 import { hostVethName } from "../../drivers/bridge/mod.ts";
-import { startEnv, type TestEnv } from "../_harness/env.ts";
+import { sh, startEnv } from "../_harness/env.ts";
 import { connectTcp, serveTcp } from "../_harness/tcp.ts";
 
 const nsOf = (key: string) => key.split("/").pop()!;
-
-async function sh(args: string[], stdin?: string): Promise<string> {
-  const child = new Deno.Command(args[0], {
-    args: args.slice(1),
-    stdin: stdin ? "piped" : "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (stdin) {
-    const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(stdin));
-    await w.close();
-  }
-  const out = await child.output();
-  if (!out.success) throw new Error(`${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
-  return new TextDecoder().decode(out.stdout);
-}
-
-async function readAll(env: TestEnv): Promise<RecordedEvent[]> {
-  const nc = await connect({ servers: env.nats.url });
-  try {
-    const j = await openJournal(nc, { stream: env.stream, prefix: env.prefix });
-    const out: RecordedEvent[] = [];
-    for await (const e of j.read()) out.push(e);
-    return out;
-  } finally {
-    await nc.close();
-  }
-}
 
 Deno.test("reconcile (root, nats-server) reports drift made by hand, repairs it and records the repair", async (t) => {
   const env = await startEnv("drf");
@@ -86,7 +54,7 @@ Deno.test("reconcile (root, nats-server) reports drift made by hand, repairs it 
     ]).catch(
       () => {/* the chain may be referenced; the map entry check below covers it */},
     );
-    const before = (await readAll(env)).length;
+    const before = (await env.readAll()).length;
     await t.step("a dry run reports every difference and changes nothing", async () => {
       const report = await cnm.reconcile({ dryRun: true });
       const seen = report.findings.map((f) => `${f.kind} ${f.resource} ${f.problem} ${f.name}`)
@@ -96,7 +64,7 @@ Deno.test("reconcile (root, nats-server) reports drift made by hand, repairs it 
       assert.ok(seen.includes("host veth unexpected vethdead"), seen.join("\n"));
       assert.ok(seen.includes(`host netns unexpected ${env.host.prefix}-orphan`), seen.join("\n"));
       assert.ok(report.findings.every((f) => !f.repaired));
-      assert.equal((await readAll(env)).length, before);
+      assert.equal((await env.readAll()).length, before);
       assert.ok((await env.sandboxesInKernel()).includes(`${env.host.prefix}-orphan`));
     });
     await t.step("reconcile repairs it", async () => {
@@ -116,7 +84,7 @@ Deno.test("reconcile (root, nats-server) reports drift made by hand, repairs it 
       }
     });
     await t.step("the history shows what was fixed and why", async () => {
-      const events = (await readAll(env)).slice(before);
+      const events = (await env.readAll()).slice(before);
       const types = events.map((e) => `${e.type} ${e.objectId.slice(0, 12)}`);
       assert.ok(types.includes(`endpoint.reconciled ${ea.id.slice(0, 12)}`), types.join("\n"));
       assert.ok(types.includes(`endpoint.reconciled ${eb.id.slice(0, 12)}`), types.join("\n"));

@@ -1,20 +1,9 @@
 import assert from "node:assert/strict";
 import { NotFoundError } from "../../mod.ts";
-import { startEnv } from "../_harness/env.ts";
+import { sh, startEnv } from "../_harness/env.ts";
 import { startPlugin } from "./_plugin/start.ts";
 
 const nsOf = (key: string) => key.split("/").pop()!;
-
-async function sh(args: string[]): Promise<string> {
-  const out = await new Deno.Command(args[0], {
-    args: args.slice(1),
-    stdout: "piped",
-    stderr: "piped",
-  })
-    .output();
-  if (!out.success) throw new Error(`${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
-  return new TextDecoder().decode(out.stdout);
-}
 
 const lifecycle = (methods: string[]) =>
   methods.filter((m) =>

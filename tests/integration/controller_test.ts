@@ -1,26 +1,6 @@
 import assert from "node:assert/strict";
-import { connect } from "@nats-io/transport-node";
-import {
-  ConflictError,
-  ForbiddenError,
-  InvalidArgumentError,
-  NotFoundError,
-  type RecordedEvent,
-} from "../../mod.ts";
-import { openJournal } from "../../src/journal.ts";
-import { startEnv, type TestEnv } from "../_harness/env.ts";
-
-async function readAll(env: TestEnv): Promise<RecordedEvent[]> {
-  const nc = await connect({ servers: env.nats.url });
-  try {
-    const j = await openJournal(nc, { stream: env.stream, prefix: env.prefix });
-    const out: RecordedEvent[] = [];
-    for await (const e of j.read()) out.push(e);
-    return out;
-  } finally {
-    await nc.close();
-  }
-}
+import { ConflictError, ForbiddenError, InvalidArgumentError, NotFoundError } from "../../mod.ts";
+import { startEnv } from "../_harness/env.ts";
 
 async function linkUp(netns: string, name: string): Promise<boolean> {
   const out = await new Deno.Command("ip", {
@@ -67,7 +47,7 @@ Deno.test("controller (root, nats-server) keeps ids and states across a restart"
       endpoints: cnm.endpoints(),
       sandboxes: cnm.sandboxes(),
     };
-    const eventsBefore = (await readAll(env)).length;
+    const eventsBefore = (await env.readAll()).length;
     await cnm.close();
 
     const again = await env.open();
@@ -79,12 +59,12 @@ Deno.test("controller (root, nats-server) keeps ids and states across a restart"
       assert.deepEqual(again.recovery.warnings, []);
     });
     await t.step("the restart wrote nothing and re-ran nothing", async () => {
-      assert.equal((await readAll(env)).length, eventsBefore);
+      assert.equal((await env.readAll()).length, eventsBefore);
     });
     await t.step(
       "the stream holds one event per transition, each join intent before its outcome",
       async () => {
-        const events = await readAll(env);
+        const events = await env.readAll();
         for (const e of events) {
           for (
             const f of [
@@ -128,7 +108,7 @@ Deno.test("controller (root, nats-server) keeps ids and states across a restart"
         assert.equal(again.sandbox(sbId), undefined);
         assert.equal(again.endpoint(epId), undefined);
         assert.deepEqual(await env.sandboxesInKernel(), []);
-        const types = (await readAll(env)).slice(eventsBefore).map((e) => e.type);
+        const types = (await env.readAll()).slice(eventsBefore).map((e) => e.type);
         assert.deepEqual(types, [
           "endpoint.leave.requested",
           "endpoint.left",
@@ -151,7 +131,7 @@ Deno.test("controller (root, nats-server) refuses what libnetwork refuses, with 
     const sb = await cnm.createSandbox({ name: "c1" });
     const ep = await cnm.createEndpoint("none", { name: "a" });
     await cnm.join(ep.id, sb.id);
-    const count = (await readAll(env)).length;
+    const count = (await env.readAll()).length;
     const refuse = async (
       name: string,
       f: () => Promise<unknown>,
@@ -264,7 +244,7 @@ Deno.test("controller (root, nats-server) refuses what libnetwork refuses, with 
       "endpoint nope not found",
     );
     await t.step("refused commands wrote nothing", async () => {
-      assert.equal((await readAll(env)).length, count);
+      assert.equal((await env.readAll()).length, count);
     });
     await cnm.leave(ep.id, sb.id);
     await refuse(

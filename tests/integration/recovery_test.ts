@@ -1,34 +1,14 @@
 import assert from "node:assert/strict";
-import { connect } from "@nats-io/transport-node";
 import {
   ConflictError,
   type Driver,
   DriverError,
   ForbiddenError,
-  type RecordedEvent,
   UnavailableError,
 } from "../../mod.ts";
-import { type Journal, openJournal } from "../../src/journal.ts";
 import { newEventId, newObjectId } from "../../src/ids.ts";
 import type { CnmEvent } from "../../src/events.ts";
-import { startEnv, type TestEnv } from "../_harness/env.ts";
-
-async function withJournal<T>(env: TestEnv, f: (j: Journal) => Promise<T>): Promise<T> {
-  const nc = await connect({ servers: env.nats.url });
-  try {
-    return await f(await openJournal(nc, { stream: env.stream, prefix: env.prefix }));
-  } finally {
-    await nc.close();
-  }
-}
-
-async function readAll(env: TestEnv): Promise<RecordedEvent[]> {
-  return await withJournal(env, async (j) => {
-    const out: RecordedEvent[] = [];
-    for await (const e of j.read()) out.push(e);
-    return out;
-  });
-}
+import { startEnv } from "../_harness/env.ts";
 
 function event(
   kind: string,
@@ -100,7 +80,7 @@ Deno.test("controller (root, nats-server) resumes actors left mid-transition", a
     const sbId = newObjectId(), epId = newObjectId(), ep2 = newObjectId();
     const key = `/var/run/netns/${env.host.prefix}-resumed`;
     const intents = new Map<string, CnmEvent>();
-    await withJournal(env, async (j) => {
+    await env.withJournal(async (j) => {
       const sbCreate = event("sandbox", sbId, "sandbox.create.requested", null, "creating", {
         name: "c1",
         key,
@@ -152,7 +132,7 @@ Deno.test("controller (root, nats-server) resumes actors left mid-transition", a
       assert.equal(cnm.recovery.resumed.length, 3);
     });
     await t.step("each outcome carries the effectId of its intent", async () => {
-      const events = await readAll(env);
+      const events = await env.readAll();
       for (const [id, intent] of intents) {
         const outcome = events.filter((e) => e.objectId === id).at(-1)!;
         assert.equal(outcome.effectId, intent.effectId);
@@ -161,10 +141,10 @@ Deno.test("controller (root, nats-server) resumes actors left mid-transition", a
     });
     await cnm.close();
     await t.step("a second restart re-runs nothing", async () => {
-      const count = (await readAll(env)).length;
+      const count = (await env.readAll()).length;
       const again = await env.open();
       assert.deepEqual(again.recovery.resumed, []);
-      assert.equal((await readAll(env)).length, count);
+      assert.equal((await env.readAll()).length, count);
     });
   } finally {
     await env.cleanup();
@@ -269,7 +249,7 @@ Deno.test("controller (root, nats-server) serialises one object and runs differe
         state.failCreate = false;
         await cnm.deleteNetwork("bad");
         assert.equal(cnm.network("bad"), undefined);
-        const types = (await readAll(env)).filter((e) => e.kind === "network").map((e) => e.type);
+        const types = (await env.readAll()).filter((e) => e.kind === "network").map((e) => e.type);
         assert.deepEqual(types.slice(-4), [
           "network.create.requested",
           "network.create.failed",
@@ -299,7 +279,7 @@ Deno.test("controller (root, nats-server) completes an acknowledged command afte
     await env.nats.start();
     const net = await pending;
     assert.equal(net.state, "active");
-    const events = (await readAll(env)).filter((e) => e.objectId === net.id).map((e) => e.type);
+    const events = (await env.readAll()).filter((e) => e.objectId === net.id).map((e) => e.type);
     assert.deepEqual(events, ["network.create.requested", "network.created"]);
   } finally {
     await env.cleanup();
