@@ -47,7 +47,7 @@ import {
   runEffect,
   type SandboxChange,
 } from "./effects.ts";
-import { type Finding, inspectDrift, type ReconcileReport } from "./reconcile.ts";
+import { type Finding, inspectDrift, type ReconcileReport, repairDrift } from "./reconcile.ts";
 import { createFirewall, type Firewall } from "../drivers/bridge/_firewall.ts";
 import {
   CreateEndpointInput,
@@ -76,6 +76,7 @@ import { acquireLease, type Lease } from "./lease.ts";
 import type { Kernel } from "./kernel/types.ts";
 import { createKernel, type KernelOptions } from "./kernel/mod.ts";
 import { createIpam, type Ipam } from "./ipam/mod.ts";
+import { replayRemoteIpam } from "./remote_ipam.ts";
 import {
   allocateEndpoint,
   allocateNetwork,
@@ -481,62 +482,28 @@ class ControllerImpl implements Controller {
       if (dryRun) {
         report.findings = findings.map((f) => ({ ...f, repaired: false }));
       } else {
-        report.findings = await this.#repair(findings, fw);
+        const env = this.#effectEnv();
+        report.findings = await repairDrift(findings, {
+          kernel: this.#kernel,
+          firewall: fw,
+          withObject: (kind, id, f) =>
+            this.#locks.with([id], async () => {
+              const rec = this.#objects[kind].get(id);
+              if (rec) await f(this.#ctx(rec));
+            }),
+          joinedTo: (sandboxId) =>
+            this.#endpointsOf((e) => e.sandboxId === sandboxId)
+              .filter((r) => this.#state(r) === "joined")
+              .map((r) => this.#ctx<EndpointContext>(r)),
+          ensureNetwork: (c) => ensureNetwork(env, c, newEventId()),
+          ensureJoined: (c) => ensureJoined(env, c, newEventId()),
+          record: (kind, objectId, group, error) =>
+            this.#recordReconciled(kind, objectId, group, error === undefined, error),
+        });
       }
       report.ms = performance.now() - started;
       return report;
     });
-  }
-
-  /** Repairs findings object by object (sandboxes, networks, endpoints, then orphans). */
-  async #repair(findings: Finding[], fw: Firewall): Promise<ReconcileReport["findings"]> {
-    const out: ReconcileReport["findings"] = [];
-    const order = { sandbox: 0, network: 1, endpoint: 2, host: 3 };
-    const groups = new Map<string, Finding[]>();
-    for (const f of [...findings].sort((a, b) => order[a.kind] - order[b.kind])) {
-      const key = f.kind === "host" ? `host:${f.resource}:${f.name}` : `${f.kind}:${f.objectId}`;
-      groups.set(key, [...(groups.get(key) ?? []), f]);
-    }
-    const env = this.#effectEnv();
-    for (const group of groups.values()) {
-      const { kind, objectId } = group[0];
-      let error: unknown;
-      try {
-        if (kind === "host") {
-          const f = group[0];
-          if (f.resource === "netns") await this.#kernel.deleteNetns(f.name);
-          else if (f.resource === "firewall") await fw.removeNetwork(f.name.replace(/^net-/, ""));
-          else await this.#kernel.deleteLink(f.name);
-        } else {
-          await this.#locks.with([objectId], async () => {
-            const rec = this.#objects[kind].get(objectId);
-            if (!rec) return;
-            const effectId = newEventId();
-            if (kind === "sandbox") {
-              const c = this.#ctx<SandboxContext>(rec);
-              if (c.owned) await this.#kernel.ensureNetns(netnsNameOf(c.key));
-              for (const ep of this.#endpointsOf((e) => e.sandboxId === c.id)) {
-                if (this.#state(ep) === "joined") await ensureJoined(env, this.#ctx(ep), effectId);
-              }
-            } else if (kind === "network") {
-              await ensureNetwork(env, this.#ctx<NetworkContext>(rec), effectId);
-            } else {
-              await ensureJoined(env, this.#ctx<EndpointContext>(rec), effectId);
-            }
-          });
-        }
-      } catch (err) {
-        error = err;
-      }
-      const repaired = error === undefined;
-      for (const f of group) {
-        out.push({ ...f, repaired, ...(error ? { error: errText(error) } : {}) });
-      }
-      await this.#recordReconciled(kind, objectId, group, repaired, error).catch((err) =>
-        console.error(`cnm: cannot journal a reconcile repair: ${errText(err)}`)
-      );
-    }
-    return out;
   }
 
   async #recordReconciled(
@@ -593,59 +560,19 @@ class ControllerImpl implements Controller {
     }
   }
 
-  /**
-   * Remote IPAM plugins that keep no state of their own (`RequiresRequestReplay`) are told
-   * again, as libnetwork does, of every pool, gateway, aux and endpoint address in use.
-   * These are re-statements of journaled facts, so they are not journaled again.
-   */
+  /** Tells `RequiresRequestReplay` IPAM plugins again what is in use (see remote_ipam.ts). */
   async #replayRemoteIpam(warnings: FoldWarning[]): Promise<void> {
+    const networks = [...this.#objects.network.values()]
+      .filter((r) => !["failed", "deleted"].includes(this.#state(r)))
+      .map((r) => this.#ctx<NetworkContext>(r));
     for (const [name, ipam] of this.#ipamDrivers) {
-      const caps = await ipam.capabilities?.().catch(() => undefined);
-      if (!caps?.requiresRequestReplay) continue;
-      for (const r of this.#objects.network.values()) {
-        const c = this.#ctx<NetworkContext>(r);
-        if (c.ipam?.driver !== name || ["failed", "deleted"].includes(this.#state(r))) continue;
-        try {
-          for (const [v6, entries] of [[false, c.ipam.ipv4], [true, c.ipam.ipv6]] as const) {
-            for (const e of entries) {
-              await ipam.requestPool({
-                addressSpace: e.addressSpace ?? "LocalDefault",
-                pool: e.pool,
-                ...(e.subPool ? { subPool: e.subPool } : {}),
-                options: (c.ipam as NetworkIpam).options ?? {},
-                v6,
-              });
-              const gw = { RequestAddressType: "com.docker.network.gateway" };
-              if (e.gateway) {
-                await ipam.requestAddress(e.poolId, {
-                  address: e.gateway.split("/")[0],
-                  options: gw,
-                });
-              }
-              for (const a of Object.values(e.auxAddresses)) {
-                await ipam.requestAddress(e.poolId, { address: a.split("/")[0], options: {} });
-              }
-            }
-          }
-          for (const ep of this.#endpointsOf((x) => x.networkId === c.id)) {
-            const ec = this.#ctx<EndpointContext>(ep);
-            for (
-              const [entries, a] of [[c.ipam.ipv4, ec.ipv4Address], [
-                c.ipam.ipv6,
-                ec.ipv6Address,
-              ]] as const
-            ) {
-              if (a && entries[0]) {
-                await ipam.requestAddress(entries[0].poolId, {
-                  address: a.split("/")[0],
-                  options: {},
-                });
-              }
-            }
-          }
-        } catch (err) {
-          warnings.push({ seq: 0, objectId: c.id, type: "ipam.replay", reason: errText(err) });
-        }
+      const failures = await replayRemoteIpam(
+        ipam,
+        networks.filter((c) => c.ipam?.driver === name),
+        (networkId) => this.#endpointsOf((e) => e.networkId === networkId).map((r) => this.#ctx(r)),
+      );
+      for (const [objectId, reason] of failures) {
+        warnings.push({ seq: 0, objectId, type: "ipam.replay", reason });
       }
     }
   }

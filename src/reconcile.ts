@@ -15,6 +15,8 @@ import type { SandboxContext } from "../actors/sandbox.ts";
 import { hostVethName } from "../drivers/bridge/mod.ts";
 import type { Kernel, LinkInfo } from "./kernel/types.ts";
 import { netnsNameOf } from "./effects.ts";
+import type { Firewall } from "../drivers/bridge/_firewall.ts";
+import { errText } from "./journal.ts";
 
 /** One difference between the journal's view and the kernel. */
 export interface Finding {
@@ -191,6 +193,83 @@ export async function inspectDrift(v: DriftView): Promise<Finding[]> {
         });
       }
     }
+  }
+  return out;
+}
+
+/** What a repair needs from the controller. */
+export interface RepairDeps {
+  kernel: Kernel;
+  firewall: Firewall;
+  /** Runs `f` on the object's current context while holding its lock (skipped if gone). */
+  withObject(
+    kind: "network" | "endpoint" | "sandbox",
+    id: string,
+    f: (context: unknown) => Promise<void>,
+  ): Promise<void>;
+  /** Endpoints joined to a sandbox. */
+  joinedTo(sandboxId: string): EndpointContext[];
+  /** Re-runs a network's create effect (idempotent ensure). */
+  ensureNetwork(c: NetworkContext): Promise<void>;
+  /** Re-runs a joined endpoint's join effect (idempotent ensure). */
+  ensureJoined(c: EndpointContext): Promise<void>;
+  /** Journals the repair of one object (or orphan) as a `*.reconciled` event. */
+  record(
+    kind: Finding["kind"],
+    objectId: string,
+    findings: Finding[],
+    error: unknown,
+  ): Promise<void>;
+}
+
+/**
+ * Repairs findings object by object — sandboxes first (their namespace), then networks
+ * (bridge, rules), endpoints (interfaces), and last orphans (removed) — and records each.
+ */
+export async function repairDrift(
+  findings: Finding[],
+  deps: RepairDeps,
+): Promise<ReconcileReport["findings"]> {
+  const out: ReconcileReport["findings"] = [];
+  const order = { sandbox: 0, network: 1, endpoint: 2, host: 3 };
+  const groups = new Map<string, Finding[]>();
+  for (const f of [...findings].sort((a, b) => order[a.kind] - order[b.kind])) {
+    const key = f.kind === "host" ? `host:${f.resource}:${f.name}` : `${f.kind}:${f.objectId}`;
+    groups.set(key, [...(groups.get(key) ?? []), f]);
+  }
+  for (const group of groups.values()) {
+    const { kind, objectId } = group[0];
+    let error: unknown;
+    try {
+      if (kind === "host") {
+        const f = group[0];
+        if (f.resource === "netns") await deps.kernel.deleteNetns(f.name);
+        else if (f.resource === "firewall") {
+          await deps.firewall.removeNetwork(f.name.replace(/^net-/, ""));
+        } else await deps.kernel.deleteLink(f.name);
+      } else {
+        await deps.withObject(kind, objectId, async (context) => {
+          if (kind === "sandbox") {
+            const c = context as SandboxContext;
+            if (c.owned) await deps.kernel.ensureNetns(netnsNameOf(c.key));
+            for (const ep of deps.joinedTo(c.id)) await deps.ensureJoined(ep);
+          } else if (kind === "network") {
+            await deps.ensureNetwork(context as NetworkContext);
+          } else {
+            await deps.ensureJoined(context as EndpointContext);
+          }
+        });
+      }
+    } catch (err) {
+      error = err;
+    }
+    const repaired = error === undefined;
+    for (const f of group) {
+      out.push({ ...f, repaired, ...(error ? { error: errText(error) } : {}) });
+    }
+    await deps.record(kind, objectId, group, error).catch((err) =>
+      console.error(`cnm: cannot journal a reconcile repair: ${errText(err)}`)
+    );
   }
   return out;
 }

@@ -9,9 +9,11 @@
  */
 
 import type { IpamDriver } from "../drivers/driver.ts";
-import type { NetworkIpamEntry } from "../actors/network.ts";
+import type { NetworkContext, NetworkIpamEntry } from "../actors/network.ts";
+import type { EndpointContext } from "../actors/endpoint.ts";
 import type { IpamConfigEntry, NetworkIpam } from "./network_ipam.ts";
 import { addressOf, isIPv6 } from "./ipam/cidr.ts";
+import { errText } from "./journal.ts";
 
 const GATEWAY_OPTION = { RequestAddressType: "com.docker.network.gateway" };
 
@@ -137,4 +139,60 @@ export async function releaseRemoteEndpoint(
   if (ep.ipv6Address && facts.ipv6[0]) {
     await ipam.releaseAddress(facts.ipv6[0].poolId, addressOf(ep.ipv6Address));
   }
+}
+
+/**
+ * A plugin that keeps no state of its own (`RequiresRequestReplay`) is told again, as
+ * libnetwork does, of every pool, gateway, aux and endpoint address in use. These are
+ * re-statements of journaled facts, so they are not journaled again. Returns the networks
+ * whose replay failed, with the reason.
+ */
+export async function replayRemoteIpam(
+  ipam: IpamDriver,
+  networks: NetworkContext[],
+  endpointsOf: (networkId: string) => EndpointContext[],
+): Promise<Map<string, string>> {
+  const failures = new Map<string, string>();
+  const caps = await ipam.capabilities?.().catch(() => undefined);
+  if (!caps?.requiresRequestReplay) return failures;
+  for (const c of networks) {
+    const facts = c.ipam as NetworkIpam;
+    try {
+      for (const [v6, entries] of [[false, facts.ipv4], [true, facts.ipv6]] as const) {
+        for (const e of entries) {
+          await ipam.requestPool({
+            addressSpace: e.addressSpace ?? "LocalDefault",
+            pool: e.pool,
+            ...(e.subPool ? { subPool: e.subPool } : {}),
+            options: facts.options ?? {},
+            v6,
+          });
+          if (e.gateway) {
+            await ipam.requestAddress(e.poolId, {
+              address: addressOf(e.gateway),
+              options: GATEWAY_OPTION,
+            });
+          }
+          for (const a of Object.values(e.auxAddresses)) {
+            await ipam.requestAddress(e.poolId, { address: addressOf(a), options: {} });
+          }
+        }
+      }
+      for (const ep of endpointsOf(c.id)) {
+        for (
+          const [entries, a] of [[facts.ipv4, ep.ipv4Address], [
+            facts.ipv6,
+            ep.ipv6Address,
+          ]] as const
+        ) {
+          if (a && entries[0]) {
+            await ipam.requestAddress(entries[0].poolId, { address: addressOf(a), options: {} });
+          }
+        }
+      }
+    } catch (err) {
+      failures.set(c.id, errText(err));
+    }
+  }
+  return failures;
 }
