@@ -795,13 +795,15 @@ class ControllerImpl implements Controller {
         ...(typeof facts.gatewayIPv6 === "string" ? { gatewayIPv6: facts.gatewayIPv6 } : {}),
       });
     }
-    // Routes are programmed when the gateway choice changes (always once after a start).
+    // A leave that does not change the gateway choice leaves the routes alone (the removed
+    // device took its own routes with it); joins and repairs always program them.
     const routes = JSON.stringify(
       [chooseGateway(members, "ipv4"), chooseGateway(members, "ipv6")].map((m) =>
         m && [m.ifname, m.gateway, m.gatewayIPv6]
       ),
     ) + members.some((m) => m.ipv6Address);
-    if (this.#routesOf.get(sandboxId) !== routes && await this.#kernel.netnsExists(sb.key)) {
+    const unchanged = change.remove !== undefined && this.#routesOf.get(sandboxId) === routes;
+    if (!unchanged && await this.#kernel.netnsExists(sb.key)) {
       await programRoutes(this.#kernel, sb.key, members);
       this.#routesOf.set(sandboxId, routes);
     }

@@ -74,6 +74,14 @@ Deno.test("reconcile (root, nats-server) reports drift made by hand, repairs it 
       assert.deepEqual((await cnm.reconcile({ dryRun: true })).findings, []);
       assert.ok(!(await env.sandboxesInKernel()).includes(`${env.host.prefix}-orphan`));
       assert.doesNotMatch(await sh(["ip", "-n", hostNs, "-br", "link"]), /vethdead/);
+      // The repaired interface got its default route back too.
+      assert.match(
+        await sh(["ip", "-n", nsOf(a.key), "route"]),
+        new RegExp(
+          `^default via ${net.ipam.config[0].gateway!.replaceAll(".", "\\.")} dev eth0`,
+          "m",
+        ),
+      );
     });
     await t.step("traffic flows again", async () => {
       const server = await serveTcp(nsOf(a.key), 8080);
