@@ -148,7 +148,10 @@ export function createBridgeDriver(options: BridgeDriverOptions = {}): Driver {
       const existing = (await ctx.kernel.listLinks()).find((l) => l.name === cfg.bridge);
       const alias = ownershipAlias("network", net.id);
       // A device that exists and is not marked as ours is the user's: use it, never delete it.
-      const userOwned = existing !== undefined && existing.alias !== alias;
+      // A default name (`br-<id12>`) is always ours: a crash between creating the bridge and
+      // marking it must not turn it into the user's.
+      const explicit = Boolean(net.options[BridgeOptions.name]);
+      const userOwned = explicit && existing !== undefined && existing.alias !== alias;
       if (existing && existing.kind !== "bridge") {
         throw new InvalidArgumentError(
           `invalid option ${BridgeOptions.name}: ${cfg.bridge} exists and is not a bridge`,

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { ForbiddenError, InvalidArgumentError, UnavailableError } from "../../mod.ts";
 import { sh, startEnv } from "../_harness/env.ts";
+import { newEventId, newObjectId } from "../../src/ids.ts";
 import { connectTcp, serveTcp } from "../_harness/tcp.ts";
 
 const nsOf = (key: string) => key.split("/").pop()!;
@@ -300,6 +301,59 @@ Deno.test("bridge (root, nats-server) an existing bridge is the user's: used, an
         e instanceof InvalidArgumentError &&
         e.message === 'invalid option com.docker.network.driver.mtu: "9x" is not an MTU (68-65535)',
     );
+  } finally {
+    await env.cleanup();
+  }
+});
+
+Deno.test("bridge (root, nats-server) a crash between making the bridge and marking it does not make it the user's", async () => {
+  const env = await startEnv("brk");
+  try {
+    const cnm = await env.open({ defaultBridge: false });
+    await cnm.close();
+    // What a kill inside the create effect leaves: the intent, and a bridge without our mark.
+    const id = newObjectId();
+    await env.withJournal((j) =>
+      j.append({
+        v: 1,
+        eventId: newEventId(),
+        effectId: newEventId(),
+        kind: "network",
+        objectId: id,
+        type: "network.create.requested",
+        from: null,
+        to: "creating",
+        at: new Date().toISOString(),
+        host: "h1",
+        data: {
+          name: "half",
+          driver: "bridge",
+          scope: "local",
+          internal: false,
+          enableIPv6: false,
+          labels: {},
+          options: {},
+          ipam: {
+            driver: "default",
+            ipv4: [{
+              poolId: "LocalDefault/10.55.0.0/24",
+              pool: "10.55.0.0/24",
+              gateway: "10.55.0.1/24",
+              auxAddresses: {},
+            }],
+            ipv6: [],
+          },
+        },
+      }, 0)
+    );
+    const bridge = `br-${id.slice(0, 12)}`;
+    await sh(["ip", "-n", env.host.name, "link", "add", bridge, "type", "bridge"]);
+    const again = await env.open({ defaultBridge: false });
+    const net = again.network("half")!;
+    assert.equal(net.state, "active");
+    assert.equal(net.driverInfo.userOwned, false);
+    await again.deleteNetwork("half");
+    assert.doesNotMatch(await sh(["ip", "-n", env.host.name, "-br", "link"]), new RegExp(bridge));
   } finally {
     await env.cleanup();
   }
