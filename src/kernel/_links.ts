@@ -38,8 +38,11 @@ export function ensureBridge(ns: Resolve, spec: BridgeSpec): void {
   const mac = spec.mac !== undefined ? parseMac(spec.mac) : undefined;
   const addrs = (spec.addresses ?? []).map((a) => parseCidr(a, `address of bridge ${name}`));
   const h = ns();
+  // The ownership alias travels in the same datagram as the create: the kernel handles the
+  // whole datagram inside one sendmsg, so a killed process never leaves an unmarked bridge.
   const [result] = h.sock.transact([
     { ...createLinkRequest(name, "bridge", { mtu, mac, up: true }), ok: [EEXIST] },
+    ...(spec.alias !== undefined ? [setLinkRequest(0, name, { alias: spec.alias })] : []),
   ]);
   const link = getLink(h, name);
   if (!link) throw new DriverError(`link add ${name}: bridge vanished after creation`);
