@@ -42,7 +42,6 @@ import { foldAll, type FoldWarning, MACHINES, stateOf } from "./fold.ts";
 import {
   ensureJoined,
   ensureNetwork,
-  netnsNameOf,
   type Outcome,
   runEffect,
   type SandboxChange,
