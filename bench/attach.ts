@@ -19,28 +19,13 @@ import { createController } from "../mod.ts";
 import { createKernel } from "../src/kernel/mod.ts";
 import { startNats } from "../tests/_harness/nats.ts";
 import { createTestHost } from "../tests/_harness/netns.ts";
+import { sh } from "../tests/_harness/env.ts";
 import { formatSummary, median, summarize } from "./_stats.ts";
 
 const N = Number(Deno.args[0] ?? 200);
 if (!Number.isInteger(N) || N < 1 || N > 4000) throw new Error(`bad N ${Deno.args[0]}`);
 
-async function ip(args: string[], stdin?: string): Promise<void> {
-  const child = new Deno.Command("ip", {
-    args,
-    stdin: stdin === undefined ? "null" : "piped",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  if (stdin !== undefined) {
-    const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(stdin));
-    await w.close();
-  }
-  const out = await child.output();
-  if (!out.success) {
-    throw new Error(`ip ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
-  }
-}
+const ip = (args: string[], stdin?: string) => sh(["ip", ...args], stdin);
 
 const time = async (f: () => Promise<unknown>) => {
   const t0 = performance.now();

@@ -8,8 +8,8 @@
 
 const deno = Deno.execPath();
 
-const serverCode = (port: number) => `
-const l = Deno.listen({ hostname: "::", port: ${port} });
+const serverCode = (port: number, hostname: string) => `
+const l = Deno.listen({ hostname: ${JSON.stringify(hostname)}, port: ${port} });
 console.log("ready");
 for await (const c of l) {
   await c.write(new TextEncoder().encode("ok " + c.remoteAddr.hostname)).catch(() => {});
@@ -34,10 +34,13 @@ export interface TcpServer {
   close(): Promise<void>;
 }
 
-/** Starts a TCP server inside the namespace `netns` (a name under /var/run/netns). */
-export async function serveTcp(netns: string, port: number): Promise<TcpServer> {
+/**
+ * Starts a TCP server inside the namespace `netns` (a name under /var/run/netns), listening on
+ * `hostname` (default `::`, which also takes IPv4 and reports it as `::ffff:a.b.c.d`).
+ */
+export async function serveTcp(netns: string, port: number, hostname = "::"): Promise<TcpServer> {
   const child = new Deno.Command("ip", {
-    args: ["netns", "exec", netns, deno, "eval", serverCode(port)],
+    args: ["netns", "exec", netns, deno, "eval", serverCode(port, hostname)],
     stdout: "piped",
     stderr: "inherit",
   }).spawn();

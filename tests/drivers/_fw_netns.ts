@@ -7,6 +7,7 @@
  * @module
  */
 
+import { connectTcp, serveTcp } from "../_harness/tcp.ts";
 import { deepStrictEqual } from "node:assert/strict";
 
 /** Result of running a command. */
@@ -81,28 +82,6 @@ export interface Lab {
   connect(ns: string, host: string, port: number): Promise<string | null>;
 }
 
-const deno = Deno.execPath();
-
-const serverCode = (port: number) => `
-const l = Deno.listen({ hostname: "0.0.0.0", port: ${port} });
-console.log("ready");
-for await (const c of l) {
-  await c.write(new TextEncoder().encode("ok " + c.remoteAddr.hostname)).catch(() => {});
-  c.close();
-}`;
-
-const clientCode = (host: string, port: number) => `
-setTimeout(() => { console.log("timeout"); Deno.exit(2); }, 1500);
-try {
-  const c = await Deno.connect({ hostname: ${JSON.stringify(host)}, port: ${port} });
-  const buf = new Uint8Array(256);
-  const n = await c.read(buf);
-  console.log(new TextDecoder().decode(buf.subarray(0, n ?? 0)));
-  Deno.exit(0);
-} catch (err) {
-  console.log(String(err));
-  Deno.exit(3);
-}`;
 
 /** Snapshot of what the tests must never change in the root namespace. */
 async function rootSnapshot(): Promise<string> {
@@ -193,44 +172,11 @@ export async function withLab(fn: (lab: Lab) => Promise<void>): Promise<void> {
       return ns;
     },
     async serve(ns, port) {
-      const child = new Deno.Command("ip", {
-        args: ["netns", "exec", ns, deno, "eval", serverCode(port)],
-        stdout: "piped",
-        stderr: "inherit",
-      }).spawn();
-      const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-      let closed: Promise<void> | undefined;
-      const server: Server = {
-        close: () =>
-          closed ??= (async () => {
-            try {
-              child.kill("SIGKILL");
-            } catch { /* already exited */ }
-            await reader.cancel().catch(() => {});
-            await child.status;
-          })(),
-      };
+      const server = await serveTcp(ns, port, "0.0.0.0");
       servers.push(server);
-      let seen = "";
-      while (!seen.includes("ready")) {
-        const { value, done } = await reader.read();
-        if (done) throw new Error(`server in ${ns} exited before listening`);
-        seen += value;
-      }
       return server;
     },
-    async connect(ns, hostname, port) {
-      const out = await output([
-        "ip",
-        "netns",
-        "exec",
-        ns,
-        deno,
-        "eval",
-        clientCode(hostname, port),
-      ]);
-      return out.code === 0 ? out.stdout.trim() : null;
-    },
+    connect: (ns, hostname, port) => connectTcp(ns, hostname, port),
   };
   const errors: unknown[] = [];
   try {
