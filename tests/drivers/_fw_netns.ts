@@ -82,7 +82,6 @@ export interface Lab {
   connect(ns: string, host: string, port: number): Promise<string | null>;
 }
 
-
 /** Snapshot of what the tests must never change in the root namespace. */
 async function rootSnapshot(): Promise<string> {
   const sysctls = ["net/ipv4/ip_forward", "net/bridge/bridge-nf-call-iptables"];
