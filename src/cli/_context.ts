@@ -7,6 +7,7 @@
 
 import type { ConnectionOptions } from "@nats-io/transport-node";
 import { type Flags, UsageError } from "./_args.ts";
+import { replay, type ReplayState } from "../replay.ts";
 
 /** Where output goes (replaceable in tests). */
 export interface Io {
@@ -141,4 +142,25 @@ export function expectArgs(ctx: Ctx, min: number, max: number, what: string): st
     );
   }
   return ctx.args;
+}
+
+/** The state as of `at` (default: the end), with a progress bar when the replay is slow. */
+export async function stateAt(
+  ctx: Ctx,
+  at: number | Date | undefined,
+  verify: boolean,
+): Promise<ReplayState> {
+  const bar = progress(ctx.io, "replaying");
+  try {
+    return await replay({
+      nats: ctx.nats,
+      stream: ctx.stream,
+      prefix: ctx.prefix,
+      ...(at !== undefined ? { until: at } : {}),
+      verify,
+      onProgress: bar.onProgress,
+    });
+  } finally {
+    bar.done();
+  }
 }

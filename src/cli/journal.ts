@@ -10,11 +10,11 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { type RecordedEvent, subjectOf, validateEvent } from "../events.ts";
 import { ConflictError, InvalidArgumentError } from "../errors.ts";
 import { streamConfig } from "../journal.ts";
-import { replay, type ReplayState } from "../replay.ts";
+import type { ReplayState } from "../replay.ts";
 import { history } from "../history.ts";
 import { borrowConnection, readEvents, watch } from "../watch.ts";
 import { parsePoint, UsageError } from "./_args.ts";
-import { type Ctx, expectArgs, json, progress, short, table, type Verb } from "./_context.ts";
+import { type Ctx, expectArgs, json, short, stateAt, table, type Verb } from "./_context.ts";
 import { printHistory } from "./_timeline.ts";
 
 const point = (ctx: Ctx, flag: string) =>
@@ -127,26 +127,6 @@ export const historyVerb: Verb = {
     printHistory(ctx.io, h);
   },
 };
-
-async function stateAt(
-  ctx: Ctx,
-  at: number | Date | undefined,
-  verify: boolean,
-): Promise<ReplayState> {
-  const bar = progress(ctx.io, "replaying");
-  try {
-    return await replay({
-      nats: ctx.nats,
-      stream: ctx.stream,
-      prefix: ctx.prefix,
-      until: at,
-      verify,
-      onProgress: bar.onProgress,
-    });
-  } finally {
-    bar.done();
-  }
-}
 
 /** `cnm state` */
 export const state: Verb = {

@@ -8,23 +8,13 @@
 
 import { type ApiClient, createApiClient } from "../api.ts";
 import { NotFoundError } from "../errors.ts";
-import { replay, type ReplayState } from "../replay.ts";
+import type { ReplayState } from "../replay.ts";
 import { type FlagSpecs, pairs, UsageError } from "./_args.ts";
-import { type Ctx, expectArgs, json, progress, short, table, type Verb } from "./_context.ts";
+import { type Ctx, expectArgs, json, short, stateAt, table, type Verb } from "./_context.ts";
 
 /** Replays the stream to its end (with a progress bar when slow). */
-export async function currentState(ctx: Ctx): Promise<ReplayState> {
-  const bar = progress(ctx.io, "replaying");
-  try {
-    return await replay({
-      nats: ctx.nats,
-      stream: ctx.stream,
-      prefix: ctx.prefix,
-      onProgress: bar.onProgress,
-    });
-  } finally {
-    bar.done();
-  }
+export function currentState(ctx: Ctx): Promise<ReplayState> {
+  return stateAt(ctx, undefined, false);
 }
 
 /** Finds by exact id, then name, then unique id prefix. */

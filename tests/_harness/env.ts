@@ -99,20 +99,4 @@ export async function startEnv(label?: string): Promise<TestEnv> {
   };
 }
 
-/** Runs a command (argv[0] and its arguments); its stdout, or an error with its stderr. */
-export async function sh(args: string[], stdin?: string): Promise<string> {
-  const child = new Deno.Command(args[0], {
-    args: args.slice(1),
-    stdin: stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (stdin !== undefined) {
-    const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(stdin));
-    await w.close();
-  }
-  const out = await child.output();
-  if (!out.success) throw new Error(`${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
-  return new TextDecoder().decode(out.stdout);
-}
+export { sh } from "./command.ts";

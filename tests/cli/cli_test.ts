@@ -8,24 +8,13 @@ import { startNats } from "../_harness/nats.ts";
 import { serve } from "../../src/serve.ts";
 import { fakeOptions } from "./_fake_kernel.ts";
 
+import { output } from "../_harness/command.ts";
+
 const CNM = new URL("../../cnm", import.meta.url).pathname;
 
 async function cnm(env: Record<string, string>, args: string[], stdin?: string) {
-  const child = new Deno.Command(CNM, {
-    args,
-    env,
-    stdin: stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (stdin !== undefined) {
-    const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(stdin));
-    await w.close();
-  }
-  const out = await child.output();
-  const dec = new TextDecoder();
-  return { code: out.code, out: dec.decode(out.stdout), err: dec.decode(out.stderr) };
+  const o = await output([CNM, ...args], { env, stdin });
+  return { code: o.code, out: o.stdout, err: o.stderr };
 }
 
 Deno.test("cnm CLI (needs nats-server): mutating verbs through the API, read verbs from the stream", async () => {

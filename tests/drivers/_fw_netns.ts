@@ -7,36 +7,14 @@
  * @module
  */
 
+import { output } from "../_harness/command.ts";
 import { connectTcp, serveTcp } from "../_harness/tcp.ts";
 import { deepStrictEqual } from "node:assert/strict";
 
 /** Result of running a command. */
-interface Output {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function output(argv: string[], stdin?: string): Promise<Output> {
-  const child = new Deno.Command(argv[0], {
-    args: argv.slice(1),
-    stdin: stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (stdin !== undefined) {
-    const writer = child.stdin.getWriter();
-    await writer.write(new TextEncoder().encode(stdin));
-    await writer.close();
-  }
-  const out = await child.output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
-
 /** Runs a command; rejects with its stderr when it exits non-zero. */
 export async function run(argv: string[], stdin?: string): Promise<string> {
-  const out = await output(argv, stdin);
+  const out = await output(argv, { stdin });
   if (out.code !== 0) {
     throw new Error(`${argv.join(" ")} exited with ${out.code}: ${out.stderr.trim()}`);
   }
@@ -107,6 +85,15 @@ export async function withLab(fn: (lab: Lab) => Promise<void>): Promise<void> {
   const ip = (...args: string[]) => run(["ip", ...args]);
   const inNs = (ns: string, argv: string[]) => run(["ip", "netns", "exec", ns, ...argv]);
   let veths = 0;
+  /** A namespace `<prefix>-<name>` (lo up) with `eth0`, the peer of a new host-side veth. */
+  const attached = async (name: string) => {
+    const ns = `${prefix}-${name}`;
+    const veth = `${prefix}v${++veths}`;
+    await ip("netns", "add", ns);
+    await ip("-n", ns, "link", "set", "lo", "up");
+    await ip("-n", host, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns);
+    return { ns, veth };
+  };
   const lab: Lab = {
     prefix,
     host,
@@ -121,24 +108,7 @@ export async function withLab(fn: (lab: Lab) => Promise<void>): Promise<void> {
       return br;
     },
     async container(name, bridge, address, gateway) {
-      const ns = `${prefix}-${name}`;
-      const veth = `${prefix}v${++veths}`;
-      await ip("netns", "add", ns);
-      await ip("-n", ns, "link", "set", "lo", "up");
-      await ip(
-        "-n",
-        host,
-        "link",
-        "add",
-        veth,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        ns,
-      );
+      const { ns, veth } = await attached(name);
       await ip("-n", host, "link", "set", veth, "master", bridge, "up");
       await ip("-n", ns, "addr", "add", address, "dev", "eth0");
       await ip("-n", ns, "link", "set", "eth0", "up");
@@ -146,24 +116,7 @@ export async function withLab(fn: (lab: Lab) => Promise<void>): Promise<void> {
       return ns;
     },
     async outside(name, hostAddress, address) {
-      const ns = `${prefix}-${name}`;
-      const veth = `${prefix}v${++veths}`;
-      await ip("netns", "add", ns);
-      await ip("-n", ns, "link", "set", "lo", "up");
-      await ip(
-        "-n",
-        host,
-        "link",
-        "add",
-        veth,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        ns,
-      );
+      const { ns, veth } = await attached(name);
       await ip("-n", host, "addr", "add", hostAddress, "dev", veth);
       await ip("-n", host, "link", "set", veth, "up");
       await ip("-n", ns, "addr", "add", address, "dev", "eth0");
