@@ -168,10 +168,11 @@ async function waitLease(nc: NatsConnection, stream: string, prefix: string): Pr
 }
 
 /** Directed commands that reach `target` (after a few random ones). */
-function stepsFor(target: KillTarget, m: Model, tag: string): Op[] {
-  const existing = [...m.nets.values()][0]?.name;
-  const net = existing ?? `d${tag}`;
-  const pre: Op[] = existing ? [] : [{ op: "createNetwork", name: net }];
+function stepsFor(target: KillTarget, tag: string): Op[] {
+  // Its own network: the warm-up's random commands may delete any network that existed
+  // before the child started, and the steps must not depend on one.
+  const net = `d${tag}`;
+  const pre: Op[] = [{ op: "createNetwork", name: net }];
   const sb = `ds${tag}`;
   const ep = `de${tag}`;
   const k = windowKey(target);
@@ -284,7 +285,7 @@ async function main(): Promise<number> {
           ? {
             kill: round.target,
             warmup: Math.floor(rnd() * 4),
-            steps: stepsFor(round.target, model, tag),
+            steps: stepsFor(round.target, tag),
             random: 3,
           }
           : { random: -1 }),
