@@ -32,7 +32,6 @@ import {
   compareKernel,
   compareModel,
   inFlight,
-  type Model,
   newModel,
   probe,
   resync,
