@@ -62,8 +62,8 @@ export {
   Kinds,
   subjectOf,
   validateEvent,
-} from "./src/events.ts";
-export type { CnmEvent, Kind, RecordedEvent } from "./src/events.ts";
+} from "./src/journal/events.ts";
+export type { CnmEvent, Kind, RecordedEvent } from "./src/journal/events.ts";
 export type {
   Driver,
   DriverCapabilities,
@@ -76,12 +76,12 @@ export type {
 } from "./drivers/driver.ts";
 export type { Kernel } from "./src/kernel/types.ts";
 export type { KernelOptions } from "./src/kernel/mod.ts";
-export { NatsUnreachableError, readEvents, watch } from "./src/watch.ts";
-export type { ReadOptions, StreamPoint, WatchOptions } from "./src/watch.ts";
-export { replay, replayEvents } from "./src/replay.ts";
-export type { ReplayOptions, ReplayPoint, ReplayState } from "./src/replay.ts";
-export { history } from "./src/history.ts";
-export type { HistoryOptions, ObjectHistory, Transition } from "./src/history.ts";
+export { NatsUnreachableError, readEvents, watch } from "./src/journal/watch.ts";
+export type { ReadOptions, StreamPoint, WatchOptions } from "./src/journal/watch.ts";
+export { replay, replayEvents } from "./src/journal/replay.ts";
+export type { ReplayOptions, ReplayPoint, ReplayState } from "./src/journal/replay.ts";
+export { history } from "./src/journal/history.ts";
+export type { HistoryOptions, ObjectHistory, Transition } from "./src/journal/history.ts";
 export { apiSubject, createApiClient, NoControllerError } from "./src/api.ts";
 export type { ApiClient, ApiClientOptions } from "./src/api.ts";
 export { serve } from "./src/serve.ts";

@@ -6,7 +6,7 @@
  */
 
 import { fromCallback } from "xstate";
-import type { CnmEvent } from "../src/events.ts";
+import type { CnmEvent } from "../src/journal/events.ts";
 import type { ErrorRecord } from "../src/errors.ts";
 
 /** The intent an object is working on (set on entering a transient state). */

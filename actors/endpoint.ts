@@ -6,7 +6,7 @@
  */
 
 import { assign, setup } from "xstate";
-import type { CnmEvent } from "../src/events.ts";
+import type { CnmEvent } from "../src/journal/events.ts";
 import { type BaseContext, idleEffect, intentFields, outcomeFields } from "./_common.ts";
 
 /** Context of an endpoint actor. */

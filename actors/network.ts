@@ -7,7 +7,7 @@
  */
 
 import { assign, setup } from "xstate";
-import type { CnmEvent } from "../src/events.ts";
+import type { CnmEvent } from "../src/journal/events.ts";
 import { type BaseContext, idleEffect, intentFields, outcomeFields } from "./_common.ts";
 
 /** IPAM facts of one address family entry, as decided at create time. */

@@ -13,9 +13,9 @@
 import { connect, headers, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { startNats } from "../tests/_harness/nats.ts";
-import { streamConfig } from "../src/journal.ts";
-import { type CnmEvent, subjectOf } from "../src/events.ts";
-import { replay } from "../src/replay.ts";
+import { streamConfig } from "../src/journal/journal.ts";
+import { type CnmEvent, subjectOf } from "../src/journal/events.ts";
+import { replay } from "../src/journal/replay.ts";
 
 const STREAM = "BENCH_REPLAY";
 const PREFIX = "bench";

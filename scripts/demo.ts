@@ -11,7 +11,7 @@
 
 import { connect } from "@nats-io/transport-node";
 import { type Controller, createController, history, type RecordedEvent } from "../mod.ts";
-import { openJournal } from "../src/journal.ts";
+import { openJournal } from "../src/journal/journal.ts";
 import { connectTcp, serveTcp } from "../tests/_harness/tcp.ts";
 
 const servers = Deno.env.get("CNM_NATS_URL") ?? "127.0.0.1:4222";

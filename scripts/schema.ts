@@ -7,7 +7,7 @@
  */
 
 import { z } from "zod";
-import { DataSchemas, EnvelopeSchema, EVENT_VERSION } from "../src/events.ts";
+import { DataSchemas, EnvelopeSchema, EVENT_VERSION } from "../src/journal/events.ts";
 
 /** The files to write: path (relative to the repo) → JSON text. */
 export function schemaFiles(): Map<string, string> {

@@ -9,7 +9,7 @@
  */
 
 import { z } from "zod";
-import { formatIssues } from "./events.ts";
+import { formatIssues } from "./journal/events.ts";
 import {
   type CnmError,
   fromErrorRecord,
@@ -23,7 +23,7 @@ import type {
   CreateSandboxOptions,
   DeleteEndpointOptions,
 } from "./inputs.ts";
-import { borrowConnection, type NatsTarget } from "./watch.ts";
+import { borrowConnection, type NatsTarget } from "./journal/watch.ts";
 
 const Ref = z.string({ error: "must be a string" }).min(1, { error: "must not be empty" });
 const Options = z.record(z.string(), z.unknown());

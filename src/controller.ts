@@ -26,10 +26,11 @@ import type { EndpointContext } from "../actors/endpoint.ts";
 import type { NetworkContext } from "../actors/network.ts";
 import type { SandboxContext } from "../actors/sandbox.ts";
 import type { EffectInput } from "../actors/_common.ts";
-import { type CnmEvent, EVENT_VERSION, type Kind, type RecordedEvent } from "./events.ts";
+import { type CnmEvent, EVENT_VERSION, type Kind, type RecordedEvent } from "./journal/events.ts";
 import {
   CnmError,
   ConflictError,
+  errText,
   ForbiddenError,
   fromErrorRecord,
   InvalidArgumentError,
@@ -37,8 +38,9 @@ import {
   toErrorRecord,
   UnavailableError,
 } from "./errors.ts";
-import { errText, type Journal, openJournal } from "./journal.ts";
-import { foldAll, type FoldWarning, MACHINES, stateOf } from "./fold.ts";
+import { type Journal, openJournal } from "./journal/journal.ts";
+import { foldAll, type FoldWarning, stateOf } from "./journal/fold.ts";
+import { MACHINES, outcomeTarget, TRANSIENT_STATES, verbOf } from "../actors/mod.ts";
 import {
   ensureJoined,
   ensureNetwork,
@@ -67,7 +69,6 @@ import {
   networkInfo,
   type SandboxInfo,
   sandboxInfo,
-  TRANSIENT_STATES,
 } from "./info.ts";
 import { newEventId, newObjectId, shortId } from "./ids.ts";
 import { KeyedMutex } from "./locks.ts";
@@ -707,7 +708,7 @@ class ControllerImpl implements Controller {
       ctx.id,
       outcome.type,
       input.state,
-      targetOf(kind, outcome.type, input),
+      outcomeTarget(outcome.type, input.state, (input.context as { resume?: string }).resume),
       outcome.data,
       {
         effectId: pending.effectId,
@@ -1521,31 +1522,6 @@ function unique(recs: Rec[]): Rec | undefined {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
-}
-
-/** `creating` → `create`, `joining` → `join`, … (for `<kind>.<verb>.failed`). */
-function verbOf(state: string): string {
-  return { creating: "create", joining: "join", leaving: "leave", deleting: "delete" }[state] ??
-    state;
-}
-
-/** The state an outcome leads to (for the event's `to`). */
-function targetOf(kind: Kind, type: string, input: EffectInput<unknown>): string {
-  const resume = (input.context as { resume?: string }).resume ?? "failed";
-  if (type.endsWith(".failed")) return input.state === "creating" ? "failed" : resume;
-  switch (type) {
-    case "network.created":
-      return "active";
-    case "sandbox.created":
-      return "ready";
-    case "endpoint.created":
-    case "endpoint.left":
-      return "created";
-    case "endpoint.joined":
-      return "joined";
-    default:
-      return kind && "deleted";
-  }
 }
 
 export { CnmError };

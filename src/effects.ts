@@ -18,7 +18,7 @@ import type {
   IpamData,
   IpamDriver,
 } from "../drivers/driver.ts";
-import type { Kind } from "./events.ts";
+import type { Kind } from "./journal/events.ts";
 import { DriverError, NotFoundError } from "./errors.ts";
 import type { Kernel } from "./kernel/types.ts";
 import type { NetworkIpam } from "./network_ipam.ts";

@@ -112,3 +112,8 @@ export function fromErrorRecord(record: ErrorRecord): CnmError {
   err.name = record.name;
   return err;
 }
+
+/** Message of anything thrown. */
+export function errText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -25,14 +25,6 @@ export type EndpointState =
 /** Sandbox states (public contract). */
 export type SandboxState = "creating" | "ready" | "deleting" | "deleted" | "failed";
 
-/** States in which a driver effect is running. */
-export const TRANSIENT_STATES: ReadonlySet<string> = new Set([
-  "creating",
-  "joining",
-  "leaving",
-  "deleting",
-]);
-
 /** One subnet of a network as callers see it. */
 export interface IpamConfigInfo {
   subnet: string;

@@ -6,7 +6,7 @@
  */
 
 import { z } from "zod";
-import { formatIssues } from "./events.ts";
+import { formatIssues } from "./journal/events.ts";
 import { InvalidArgumentError } from "./errors.ts";
 
 const StringMap = z.record(z.string(), z.string());

@@ -13,7 +13,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
 import type { KV } from "@nats-io/kv";
 import { ConflictError, UnavailableError } from "./errors.ts";
-import { errText } from "./journal.ts";
+import { errText } from "./errors.ts";
 
 /** What a lease says about its holder. */
 export interface LeaseRecord {

@@ -16,7 +16,7 @@ import { hostVethName } from "../drivers/bridge/mod.ts";
 import type { Kernel, LinkInfo } from "./kernel/types.ts";
 import { netnsNameOf } from "./effects.ts";
 import type { Firewall } from "../drivers/bridge/_firewall.ts";
-import { errText } from "./journal.ts";
+import { errText } from "./errors.ts";
 
 /** One difference between the journal's view and the kernel. */
 export interface Finding {

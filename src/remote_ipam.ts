@@ -13,7 +13,7 @@ import type { NetworkContext, NetworkIpamEntry } from "../actors/network.ts";
 import type { EndpointContext } from "../actors/endpoint.ts";
 import type { IpamConfigEntry, NetworkIpam } from "./network_ipam.ts";
 import { addressOf, isIPv6 } from "./ipam/cidr.ts";
-import { errText } from "./journal.ts";
+import { errText } from "./errors.ts";
 
 const GATEWAY_OPTION = { RequestAddressType: "com.docker.network.gateway" };
 

@@ -5,7 +5,7 @@ import {
   EventValidationError,
   subjectOf,
   validateEvent,
-} from "../src/events.ts";
+} from "../src/journal/events.ts";
 import { ev } from "./actors/_events.ts";
 
 Deno.test("validateEvent accepts a well-formed event and checks its data", () => {

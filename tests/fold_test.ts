@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { foldAll, stateOf } from "../src/fold.ts";
-import type { RecordedEvent } from "../src/events.ts";
+import { foldAll, stateOf } from "../src/journal/fold.ts";
+import type { RecordedEvent } from "../src/journal/events.ts";
 import { ev } from "./actors/_events.ts";
 
 const rec = (seq: number, e: ReturnType<typeof ev>): RecordedEvent => ({ ...e, seq });

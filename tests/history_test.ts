@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createController } from "../mod.ts";
 import { startNats } from "./_harness/nats.ts";
-import { history } from "../src/history.ts";
+import { history } from "../src/journal/history.ts";
 import { InvalidArgumentError, NotFoundError } from "../src/errors.ts";
 import { fakeOptions } from "./cli/_fake_kernel.ts";
 

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { createController } from "../mod.ts";
 import { startNats } from "./_harness/nats.ts";
-import { replay, replayEvents } from "../src/replay.ts";
-import { readEvents } from "../src/watch.ts";
+import { replay, replayEvents } from "../src/journal/replay.ts";
+import { readEvents } from "../src/journal/watch.ts";
 import { connect } from "@nats-io/transport-node";
 import { NotFoundError } from "../src/errors.ts";
-import type { RecordedEvent } from "../src/events.ts";
+import type { RecordedEvent } from "../src/journal/events.ts";
 import { fakeOptions } from "./cli/_fake_kernel.ts";
 
 /** A controller on a real server with a fake kernel; returns the sequence numbers of steps. */

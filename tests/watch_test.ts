@@ -4,8 +4,8 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { firstValueFrom, take, toArray } from "rxjs";
 import { createController } from "../mod.ts";
 import { startNats } from "./_harness/nats.ts";
-import { watch } from "../src/watch.ts";
-import type { RecordedEvent } from "../src/events.ts";
+import { watch } from "../src/journal/watch.ts";
+import type { RecordedEvent } from "../src/journal/events.ts";
 import { fakeOptions } from "./cli/_fake_kernel.ts";
 
 Deno.test("watch (needs nats-server) follows live events, filters by kind and resumes from a sequence", async () => {

@@ -11,7 +11,7 @@
 
 import { z } from "zod";
 import { DriverError } from "../../src/errors.ts";
-import { formatIssues } from "../../src/events.ts";
+import { formatIssues } from "../../src/journal/events.ts";
 
 /** The `Accept` header Docker sends to plugins. */
 export const PLUGIN_MIME = "application/vnd.docker.plugins.v1.2+json";

@@ -19,7 +19,7 @@
 
 import { z } from "zod";
 import { DriverError, InvalidArgumentError } from "../../src/errors.ts";
-import { formatIssues } from "../../src/events.ts";
+import { formatIssues } from "../../src/journal/events.ts";
 import {
   createPluginClient,
   type PluginAddress,

@@ -7,7 +7,7 @@
 
 import type { ConnectionOptions } from "@nats-io/transport-node";
 import { type Flags, UsageError } from "./_args.ts";
-import { replay, type ReplayState } from "../replay.ts";
+import { replay, type ReplayState } from "../journal/replay.ts";
 
 /** Where output goes (replaceable in tests). */
 export interface Io {

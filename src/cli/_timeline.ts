@@ -4,7 +4,7 @@
  * @module
  */
 
-import type { ObjectHistory, Transition } from "../history.ts";
+import type { ObjectHistory, Transition } from "../journal/history.ts";
 import { duration, type Io, short, table } from "./_context.ts";
 
 /** What an event says, in words. */

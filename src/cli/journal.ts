@@ -7,12 +7,12 @@
 
 import { headers } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { type RecordedEvent, subjectOf, validateEvent } from "../events.ts";
+import { type RecordedEvent, subjectOf, validateEvent } from "../journal/events.ts";
 import { ConflictError, InvalidArgumentError } from "../errors.ts";
-import { streamConfig } from "../journal.ts";
-import type { ReplayState } from "../replay.ts";
-import { history } from "../history.ts";
-import { borrowConnection, readEvents, watch } from "../watch.ts";
+import { streamConfig } from "../journal/journal.ts";
+import type { ReplayState } from "../journal/replay.ts";
+import { history } from "../journal/history.ts";
+import { borrowConnection, readEvents, watch } from "../journal/watch.ts";
 import { parsePoint, UsageError } from "./_args.ts";
 import { type Ctx, expectArgs, json, short, stateAt, table, type Verb } from "./_context.ts";
 import { printHistory } from "./_timeline.ts";

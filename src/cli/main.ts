@@ -7,7 +7,7 @@
 
 import { NoControllerError } from "../api.ts";
 import { toErrorRecord, UnavailableError } from "../errors.ts";
-import { NatsUnreachableError } from "../watch.ts";
+import { NatsUnreachableError } from "../journal/watch.ts";
 import { Exit, GLOBAL_FLAGS, helpText, parseArgs, UsageError } from "./_args.ts";
 import { type Io, makeCtx, stdio, type Verb } from "./_context.ts";
 import { connectVerb, disconnectVerb, endpoint, network, sandbox } from "./objects.ts";

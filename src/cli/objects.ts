@@ -8,7 +8,7 @@
 
 import { type ApiClient, createApiClient } from "../api.ts";
 import { NotFoundError } from "../errors.ts";
-import type { ReplayState } from "../replay.ts";
+import type { ReplayState } from "../journal/replay.ts";
 import { type FlagSpecs, pairs, UsageError } from "./_args.ts";
 import { type Ctx, expectArgs, json, short, stateAt, table, type Verb } from "./_context.ts";
 

@@ -8,7 +8,7 @@
 import { connect } from "@nats-io/transport-node";
 import { createController } from "../../mod.ts";
 import type { Controller, ControllerOptions, RecordedEvent } from "../../mod.ts";
-import { type Journal, openJournal } from "../../src/journal.ts";
+import { type Journal, openJournal } from "../../src/journal/journal.ts";
 import { startNats, type TestNats } from "./nats.ts";
 import { createTestHost, listPrefixed, type TestHost } from "./netns.ts";
 

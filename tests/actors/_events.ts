@@ -1,5 +1,5 @@
 /** Builds envelope-valid events for pure machine tests. */
-import type { CnmEvent } from "../../src/events.ts";
+import type { CnmEvent } from "../../src/journal/events.ts";
 
 let n = 0;
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { connect } from "@nats-io/transport-node";
-import { openJournal } from "../../src/journal.ts";
+import { openJournal } from "../../src/journal/journal.ts";
 import { ConflictError, UnavailableError } from "../../src/errors.ts";
 import { startNats } from "../_harness/nats.ts";
 import { ev } from "../actors/_events.ts";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { connect } from "@nats-io/transport-node";
 import { ConflictError } from "../../mod.ts";
-import { openJournal } from "../../src/journal.ts";
+import { openJournal } from "../../src/journal/journal.ts";
 import { newEventId } from "../../src/ids.ts";
 import { startEnv } from "../_harness/env.ts";
 

@@ -7,7 +7,7 @@ import {
   UnavailableError,
 } from "../../mod.ts";
 import { newEventId, newObjectId } from "../../src/ids.ts";
-import type { CnmEvent } from "../../src/events.ts";
+import type { CnmEvent } from "../../src/journal/events.ts";
 import { startEnv } from "../_harness/env.ts";
 
 function event(

@@ -7,10 +7,10 @@
 
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { RecordedEvent } from "./events.ts";
-import type { ErrorRecord } from "./errors.ts";
-import { InvalidArgumentError, NotFoundError } from "./errors.ts";
+import type { ErrorRecord } from "../errors.ts";
+import { InvalidArgumentError, NotFoundError } from "../errors.ts";
 import { foldAll, type FoldWarning, stateOf } from "./fold.ts";
-import { TRANSIENT_STATES } from "./info.ts";
+import { TRANSIENT_STATES } from "../../actors/mod.ts";
 import { decodeAt, type RawObject, scanStream } from "./replay.ts";
 import { borrowConnection, type NatsTarget } from "./watch.ts";
 

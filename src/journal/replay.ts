@@ -9,15 +9,9 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { decodeEvent, type RecordedEvent } from "./events.ts";
-import { InvalidArgumentError } from "./errors.ts";
-import {
-  emptyFold,
-  foldEvent,
-  type FoldState,
-  type FoldWarning,
-  MACHINES,
-  stateOf,
-} from "./fold.ts";
+import { InvalidArgumentError } from "../errors.ts";
+import { emptyFold, foldEvent, type FoldState, type FoldWarning, stateOf } from "./fold.ts";
+import { MACHINES } from "../../actors/mod.ts";
 import {
   type EndpointInfo,
   endpointInfo,
@@ -25,10 +19,10 @@ import {
   networkInfo,
   type SandboxInfo,
   sandboxInfo,
-} from "./info.ts";
-import type { EndpointContext } from "../actors/endpoint.ts";
-import type { NetworkContext } from "../actors/network.ts";
-import type { SandboxContext } from "../actors/sandbox.ts";
+} from "../info.ts";
+import type { EndpointContext } from "../../actors/endpoint.ts";
+import type { NetworkContext } from "../../actors/network.ts";
+import type { SandboxContext } from "../../actors/sandbox.ts";
 import { borrowConnection, type NatsTarget, readEvents, streamError } from "./watch.ts";
 
 /** A stream sequence (number) or a time (ISO-8601 string or Date). */

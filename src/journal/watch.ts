@@ -10,7 +10,7 @@ import { connect, type ConnectionOptions, type NatsConnection } from "@nats-io/t
 import { type ConsumerMessages, DeliverPolicy, jetstream, type JsMsg } from "@nats-io/jetstream";
 import { Observable } from "rxjs";
 import { decodeEvent, type RecordedEvent } from "./events.ts";
-import { NotFoundError, UnavailableError } from "./errors.ts";
+import { NotFoundError, UnavailableError } from "../errors.ts";
 
 /** Connect options for a connection of our own, or a connection to borrow (never closed). */
 export type NatsTarget = ConnectionOptions | NatsConnection;

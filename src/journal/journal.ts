@@ -23,7 +23,7 @@ import {
   type RecordedEvent,
   subjectOf,
 } from "./events.ts";
-import { ConflictError, UnavailableError } from "./errors.ts";
+import { ConflictError, errText, UnavailableError } from "../errors.ts";
 
 /** Options of {@link openJournal}. */
 export interface JournalOptions {
@@ -147,11 +147,6 @@ function isStreamNotFound(err: unknown): boolean {
   const e = err as { name?: string; code?: number; message?: string };
   return e?.name === "StreamNotFoundError" || e?.code === 10059 ||
     /stream not found/i.test(String(e?.message));
-}
-
-/** Message of anything thrown. */
-export function errText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 /** True for the server's "wrong last sequence" answer (definitely not stored). */

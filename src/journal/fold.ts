@@ -6,18 +6,8 @@
  */
 
 import { type AnyStateMachine, createActor } from "xstate";
-import { endpointMachine } from "../actors/endpoint.ts";
-import { networkMachine } from "../actors/network.ts";
-import { sandboxMachine } from "../actors/sandbox.ts";
+import { MACHINES, TRANSIENT_STATES } from "../../actors/mod.ts";
 import type { Kind, RecordedEvent } from "./events.ts";
-import { TRANSIENT_STATES } from "./info.ts";
-
-/** The machine of each object kind. */
-export const MACHINES: Record<Kind, AnyStateMachine> = {
-  network: networkMachine,
-  endpoint: endpointMachine,
-  sandbox: sandboxMachine,
-};
 
 // deno-lint-ignore no-explicit-any
 type Snapshot = any;
