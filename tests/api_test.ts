@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { createController } from "../mod.ts";
 import { startNats } from "./_harness/nats.ts";
-import { serve } from "../src/serve.ts";
-import { createApiClient, NoControllerError } from "../src/api.ts";
+import { serve } from "../src/api/serve.ts";
+import { createApiClient, NoControllerError } from "../src/api/client.ts";
 import {
   ConflictError,
   ForbiddenError,

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { NoControllerError } from "../api.ts";
+import { NoControllerError } from "../api/client.ts";
 import { toErrorRecord, UnavailableError } from "../errors.ts";
 import { NatsUnreachableError } from "../journal/watch.ts";
 import { Exit, GLOBAL_FLAGS, helpText, parseArgs, UsageError } from "./_args.ts";

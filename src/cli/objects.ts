@@ -6,7 +6,7 @@
  * @module
  */
 
-import { type ApiClient, createApiClient } from "../api.ts";
+import { type ApiClient, createApiClient } from "../api/client.ts";
 import { NotFoundError } from "../errors.ts";
 import type { ReplayState } from "../journal/replay.ts";
 import { type FlagSpecs, pairs, UsageError } from "./_args.ts";

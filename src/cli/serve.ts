@@ -5,7 +5,7 @@
  */
 
 import { createController } from "../controller.ts";
-import { serve } from "../serve.ts";
+import { serve } from "../api/serve.ts";
 import { type Ctx, expectArgs, type Verb } from "./_context.ts";
 
 /** `cnm serve` */

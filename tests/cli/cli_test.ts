@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { createController } from "../../mod.ts";
 import { startNats } from "../_harness/nats.ts";
-import { serve } from "../../src/serve.ts";
+import { serve } from "../../src/api/serve.ts";
 import { fakeOptions } from "./_fake_kernel.ts";
 
 import { output } from "../_harness/command.ts";

@@ -8,10 +8,10 @@
  */
 
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
-import type { Controller } from "./controller.ts";
-import { InvalidArgumentError, toErrorRecord } from "./errors.ts";
-import { API_VERBS, ApiRequests, apiSubject, type ApiVerb, parseRequest } from "./api.ts";
-import { borrowConnection, type NatsTarget } from "./journal/watch.ts";
+import type { Controller } from "../controller.ts";
+import { InvalidArgumentError, toErrorRecord } from "../errors.ts";
+import { API_VERBS, ApiRequests, apiSubject, type ApiVerb, parseRequest } from "./client.ts";
+import { borrowConnection, type NatsTarget } from "../journal/watch.ts";
 
 /** Options of {@link serve}. */
 export interface ServeOptions {

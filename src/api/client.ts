@@ -9,21 +9,21 @@
  */
 
 import { z } from "zod";
-import { formatIssues } from "./journal/events.ts";
+import { formatIssues } from "../journal/events.ts";
 import {
   type CnmError,
   fromErrorRecord,
   InvalidArgumentError,
   UnavailableError,
-} from "./errors.ts";
-import type { EndpointInfo, NetworkInfo, SandboxInfo } from "./info.ts";
+} from "../errors.ts";
+import type { EndpointInfo, NetworkInfo, SandboxInfo } from "../info.ts";
 import type {
   CreateEndpointOptions,
   CreateNetworkOptions,
   CreateSandboxOptions,
   DeleteEndpointOptions,
-} from "./inputs.ts";
-import { borrowConnection, type NatsTarget } from "./journal/watch.ts";
+} from "../inputs.ts";
+import { borrowConnection, type NatsTarget } from "../journal/watch.ts";
 
 const Ref = z.string({ error: "must be a string" }).min(1, { error: "must not be empty" });
 const Options = z.record(z.string(), z.unknown());
