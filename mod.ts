@@ -20,14 +20,14 @@
  * @module
  */
 
-export { createController } from "./src/controller.ts";
+export { createController } from "./src/controller/mod.ts";
 export type {
   Controller,
   ControllerOptions,
   CrashPoint,
   RecoveryReport,
-} from "./src/controller.ts";
-export type { Finding, ReconcileReport } from "./src/reconcile.ts";
+} from "./src/controller/mod.ts";
+export type { Finding, ReconcileReport } from "./src/controller/reconcile.ts";
 export type {
   EndpointInfo,
   EndpointState,
@@ -42,7 +42,7 @@ export type {
   CreateNetworkOptions,
   CreateSandboxOptions,
   DeleteEndpointOptions,
-} from "./src/inputs.ts";
+} from "./src/controller/inputs.ts";
 export {
   CnmError,
   ConflictError,

@@ -23,7 +23,7 @@ import { createController } from "../mod.ts";
 import type { Controller, ControllerOptions, CrashPoint } from "../mod.ts";
 import { startNats, type TestNats } from "../tests/_harness/nats.ts";
 import { createTestHost, type TestHost } from "../tests/_harness/netns.ts";
-import { leaseBucketOf } from "../src/lease.ts";
+import { leaseBucketOf } from "../src/controller/lease.ts";
 import type { ChildConfig, ChildLine, KillTarget, Op } from "./_crash_child.ts";
 import { prng } from "./_crash_child.ts";
 import {

@@ -22,7 +22,7 @@ import type {
   CreateNetworkOptions,
   CreateSandboxOptions,
   DeleteEndpointOptions,
-} from "../inputs.ts";
+} from "../controller/inputs.ts";
 import { borrowConnection, type NatsTarget } from "../journal/watch.ts";
 
 const Ref = z.string({ error: "must be a string" }).min(1, { error: "must not be empty" });

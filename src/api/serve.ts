@@ -8,7 +8,7 @@
  */
 
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
-import type { Controller } from "../controller.ts";
+import type { Controller } from "../controller/mod.ts";
 import { InvalidArgumentError, toErrorRecord } from "../errors.ts";
 import { API_VERBS, ApiRequests, apiSubject, type ApiVerb, parseRequest } from "./client.ts";
 import { borrowConnection, type NatsTarget } from "../journal/watch.ts";

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { createController } from "../controller.ts";
+import { createController } from "../controller/mod.ts";
 import { serve } from "../api/serve.ts";
 import { type Ctx, expectArgs, type Verb } from "./_context.ts";
 

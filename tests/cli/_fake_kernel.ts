@@ -6,7 +6,7 @@
  */
 
 import type { Kernel } from "../../src/kernel/types.ts";
-import type { ControllerOptions } from "../../src/controller.ts";
+import type { ControllerOptions } from "../../src/controller/mod.ts";
 
 /** A do-nothing kernel: namespaces "exist", lists are empty. */
 export function fakeKernel(): Kernel {

@@ -9,14 +9,14 @@
  * @module
  */
 
-import type { EndpointContext } from "../actors/endpoint.ts";
-import type { NetworkContext } from "../actors/network.ts";
-import type { SandboxContext } from "../actors/sandbox.ts";
-import { hostVethName } from "../drivers/bridge/mod.ts";
-import type { Kernel, LinkInfo } from "./kernel/types.ts";
+import type { EndpointContext } from "../../actors/endpoint.ts";
+import type { NetworkContext } from "../../actors/network.ts";
+import type { SandboxContext } from "../../actors/sandbox.ts";
+import { hostVethName } from "../../drivers/bridge/mod.ts";
+import type { Kernel, LinkInfo } from "../kernel/types.ts";
 import { netnsNameOf } from "./effects.ts";
-import type { Firewall } from "../drivers/bridge/_firewall.ts";
-import { errText } from "./errors.ts";
+import type { Firewall } from "../../drivers/bridge/_firewall.ts";
+import { errText } from "../errors.ts";
 
 /** One difference between the journal's view and the kernel. */
 export interface Finding {

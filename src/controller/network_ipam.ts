@@ -6,11 +6,11 @@
  * @module
  */
 
-import type { NetworkIpamEntry } from "../actors/network.ts";
-import type { EndpointContext } from "../actors/endpoint.ts";
-import { InvalidArgumentError, NotFoundError, UnavailableError } from "./errors.ts";
-import { addressOf, cidrContains, isIPv6, normalizeIp } from "./ipam/cidr.ts";
-import { type Ipam, LocalDefault } from "./ipam/mod.ts";
+import type { NetworkIpamEntry } from "../../actors/network.ts";
+import type { EndpointContext } from "../../actors/endpoint.ts";
+import { InvalidArgumentError, NotFoundError, UnavailableError } from "../errors.ts";
+import { addressOf, cidrContains, isIPv6, normalizeIp } from "../ipam/cidr.ts";
+import { type Ipam, LocalDefault } from "../ipam/mod.ts";
 
 /** IPAM facts of a network, as journaled in `network.create.requested`. */
 export interface NetworkIpam {

@@ -8,12 +8,12 @@
  * @module
  */
 
-import type { IpamDriver } from "../drivers/driver.ts";
-import type { NetworkContext, NetworkIpamEntry } from "../actors/network.ts";
-import type { EndpointContext } from "../actors/endpoint.ts";
+import type { IpamDriver } from "../../drivers/driver.ts";
+import type { NetworkContext, NetworkIpamEntry } from "../../actors/network.ts";
+import type { EndpointContext } from "../../actors/endpoint.ts";
 import type { IpamConfigEntry, NetworkIpam } from "./network_ipam.ts";
-import { addressOf, isIPv6 } from "./ipam/cidr.ts";
-import { errText } from "./errors.ts";
+import { addressOf, isIPv6 } from "../ipam/cidr.ts";
+import { errText } from "../errors.ts";
 
 const GATEWAY_OPTION = { RequestAddressType: "com.docker.network.gateway" };
 

@@ -6,8 +6,8 @@
  */
 
 import { z } from "zod";
-import { formatIssues } from "./journal/events.ts";
-import { InvalidArgumentError } from "./errors.ts";
+import { formatIssues } from "../journal/events.ts";
+import { InvalidArgumentError } from "../errors.ts";
 
 const StringMap = z.record(z.string(), z.string());
 const Name = z.string({ error: "must be a string" });

@@ -12,8 +12,8 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
 import type { KV } from "@nats-io/kv";
-import { ConflictError, UnavailableError } from "./errors.ts";
-import { errText } from "./errors.ts";
+import { ConflictError, UnavailableError } from "../errors.ts";
+import { errText } from "../errors.ts";
 
 /** What a lease says about its holder. */
 export interface LeaseRecord {

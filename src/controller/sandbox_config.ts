@@ -7,8 +7,8 @@
  * @module
  */
 
-import type { Kernel } from "./kernel/types.ts";
-import { addressOf } from "./ipam/cidr.ts";
+import type { Kernel } from "../kernel/types.ts";
+import { addressOf } from "../ipam/cidr.ts";
 
 /** One endpoint attached to the sandbox, as the programming needs it. */
 export interface SandboxMember {

@@ -6,9 +6,9 @@
  * @module
  */
 
-import type { EndpointContext } from "../actors/endpoint.ts";
-import type { NetworkContext } from "../actors/network.ts";
-import type { SandboxContext } from "../actors/sandbox.ts";
+import type { EndpointContext } from "../../actors/endpoint.ts";
+import type { NetworkContext } from "../../actors/network.ts";
+import type { SandboxContext } from "../../actors/sandbox.ts";
 import type {
   Driver,
   DriverEndpoint,
@@ -17,10 +17,10 @@ import type {
   EffectContext,
   IpamData,
   IpamDriver,
-} from "../drivers/driver.ts";
-import type { Kind } from "./journal/events.ts";
-import { DriverError, NotFoundError } from "./errors.ts";
-import type { Kernel } from "./kernel/types.ts";
+} from "../../drivers/driver.ts";
+import type { Kind } from "../journal/events.ts";
+import { DriverError, NotFoundError } from "../errors.ts";
+import type { Kernel } from "../kernel/types.ts";
 import type { NetworkIpam } from "./network_ipam.ts";
 import {
   allocateRemoteEndpoint,

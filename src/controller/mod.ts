@@ -14,19 +14,19 @@ import { type AnyActorRef, createActor, fromCallback, type Subscription } from "
 import { Subject } from "rxjs";
 import type { Observable } from "rxjs";
 import { connect, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node";
-import type { Driver, IpamDriver } from "../drivers/driver.ts";
+import type { Driver, IpamDriver } from "../../drivers/driver.ts";
 import {
   createPluginResolver,
   type PluginClientOptions,
   type PluginResolver,
-} from "../drivers/remote/mod.ts";
-import { builtinDrivers, NO_IPAM_DRIVERS, SINGLETON_DRIVERS } from "../drivers/mod.ts";
-import { BridgeOptions } from "../drivers/bridge/mod.ts";
-import type { EndpointContext } from "../actors/endpoint.ts";
-import type { NetworkContext } from "../actors/network.ts";
-import type { SandboxContext } from "../actors/sandbox.ts";
-import type { EffectInput } from "../actors/_common.ts";
-import { type CnmEvent, EVENT_VERSION, type Kind, type RecordedEvent } from "./journal/events.ts";
+} from "../../drivers/remote/mod.ts";
+import { builtinDrivers, NO_IPAM_DRIVERS, SINGLETON_DRIVERS } from "../../drivers/mod.ts";
+import { BridgeOptions } from "../../drivers/bridge/mod.ts";
+import type { EndpointContext } from "../../actors/endpoint.ts";
+import type { NetworkContext } from "../../actors/network.ts";
+import type { SandboxContext } from "../../actors/sandbox.ts";
+import type { EffectInput } from "../../actors/_common.ts";
+import { type CnmEvent, EVENT_VERSION, type Kind, type RecordedEvent } from "../journal/events.ts";
 import {
   CnmError,
   ConflictError,
@@ -37,10 +37,10 @@ import {
   NotFoundError,
   toErrorRecord,
   UnavailableError,
-} from "./errors.ts";
-import { type Journal, openJournal } from "./journal/journal.ts";
-import { foldAll, type FoldWarning, stateOf } from "./journal/fold.ts";
-import { MACHINES, outcomeTarget, TRANSIENT_STATES, verbOf } from "../actors/mod.ts";
+} from "../errors.ts";
+import { type Journal, openJournal } from "../journal/journal.ts";
+import { foldAll, type FoldWarning, stateOf } from "../journal/fold.ts";
+import { MACHINES, outcomeTarget, TRANSIENT_STATES, verbOf } from "../../actors/mod.ts";
 import {
   ensureJoined,
   ensureNetwork,
@@ -49,7 +49,7 @@ import {
   type SandboxChange,
 } from "./effects.ts";
 import { type Finding, inspectDrift, type ReconcileReport, repairDrift } from "./reconcile.ts";
-import { createFirewall, type Firewall } from "../drivers/bridge/_firewall.ts";
+import { createFirewall, type Firewall } from "../../drivers/bridge/_firewall.ts";
 import {
   CreateEndpointInput,
   type CreateEndpointOptions,
@@ -69,13 +69,13 @@ import {
   networkInfo,
   type SandboxInfo,
   sandboxInfo,
-} from "./info.ts";
-import { newEventId, newObjectId, shortId } from "./ids.ts";
+} from "../info.ts";
+import { newEventId, newObjectId, shortId } from "../ids.ts";
 import { KeyedMutex } from "./locks.ts";
 import { acquireLease, type Lease } from "./lease.ts";
-import type { Kernel } from "./kernel/types.ts";
-import { createKernel, type KernelOptions } from "./kernel/mod.ts";
-import { createIpam, type Ipam } from "./ipam/mod.ts";
+import type { Kernel } from "../kernel/types.ts";
+import { createKernel, type KernelOptions } from "../kernel/mod.ts";
+import { createIpam, type Ipam } from "../ipam/mod.ts";
 import { replayRemoteIpam } from "./remote_ipam.ts";
 import {
   allocateEndpoint,
