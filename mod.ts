@@ -27,7 +27,7 @@ export type {
   CrashPoint,
   RecoveryReport,
 } from "./src/controller/mod.ts";
-export type { Finding, ReconcileReport } from "./src/controller/reconcile.ts";
+export type { Finding, ReconcileReport } from "./src/controller/drift.ts";
 export type {
   EndpointInfo,
   EndpointState,

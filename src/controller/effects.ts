@@ -22,18 +22,13 @@ import type { Kind } from "../journal/events.ts";
 import { DriverError, NotFoundError } from "../errors.ts";
 import type { Kernel } from "../kernel/types.ts";
 import type { NetworkIpam } from "./network_ipam.ts";
+import type { Outcome } from "./runtime.ts";
 import {
   allocateRemoteEndpoint,
   allocateRemoteNetwork,
   releaseRemoteEndpoint,
   releaseRemoteNetwork,
 } from "./remote_ipam.ts";
-
-/** What an effect produced: the outcome event's type and data. */
-export interface Outcome {
-  type: string;
-  data: Record<string, unknown>;
-}
 
 /** A change of a sandbox's members, for sandbox-level programming. */
 export interface SandboxChange {

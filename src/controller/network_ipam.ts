@@ -237,3 +237,31 @@ export function randomMac(): string {
   b[0] = (b[0] & 0xfc) | 0x02;
   return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join(":");
 }
+
+/** The network's IPAM facts when the built-in IPAM manages them. */
+export function defaultIpamOf(
+  c: { ipam?: { driver: string } } | undefined,
+): NetworkIpam | undefined {
+  return c?.ipam?.driver === "default" ? c.ipam as NetworkIpam : undefined;
+}
+
+/**
+ * Releases what a failed create or a finished delete no longer holds, once its outcome is
+ * durable. `networkOf` finds an endpoint's network.
+ */
+export function releaseOnOutcome(
+  ipam: Ipam,
+  kind: string,
+  context: unknown,
+  outcome: { type: string },
+  networkOf: (id: string) => { ipam?: { driver: string } } | undefined,
+): void {
+  const t = outcome.type;
+  if (kind === "network" && (t === "network.deleted" || t === "network.create.failed")) {
+    releaseNetwork(ipam, defaultIpamOf(context as { ipam?: { driver: string } }));
+  }
+  if (kind === "endpoint" && (t === "endpoint.deleted" || t === "endpoint.create.failed")) {
+    const c = context as EndpointContext;
+    releaseEndpoint(ipam, defaultIpamOf(networkOf(c.networkId)), c);
+  }
+}

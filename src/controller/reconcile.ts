@@ -1,10 +1,7 @@
 /**
- * Drift between the journal's view and the kernel: what should exist (from the actors)
- * against what does (namespaces, bridges, veths, sandbox addresses, firewall chains).
- * Kernel objects carrying cnm's ownership mark but unknown to the journal are orphans.
- *
- * Ownership marks: namespaces carry the controller's `namePrefix`; bridges and host-side
- * veths the link alias `cnm:<network|endpoint>:<id12>`; firewall chains `<id12>`.
+ * The reconcile command: compares the journal's view with the kernel (drift.ts) and, unless
+ * dry, repairs each difference under the object's lock and journals it as
+ * `<kind>.reconciled` (orphans: `host.reconciled`).
  *
  * @module
  */
@@ -12,264 +9,90 @@
 import type { EndpointContext } from "../../actors/endpoint.ts";
 import type { NetworkContext } from "../../actors/network.ts";
 import type { SandboxContext } from "../../actors/sandbox.ts";
-import { hostVethName } from "../../drivers/bridge/mod.ts";
-import type { Kernel, LinkInfo } from "../kernel/types.ts";
-import { netnsNameOf } from "./effects.ts";
-import type { Firewall } from "../../drivers/bridge/_firewall.ts";
-import { errText } from "../errors.ts";
+import { toErrorRecord } from "../errors.ts";
+import { newEventId } from "../ids.ts";
+import { type ControllerContext, effectEnv } from "./context.ts";
+import { type Finding, inspectDrift, type ReconcileReport, repairDrift } from "./drift.ts";
+import { ensureJoined, ensureNetwork } from "./effects.ts";
+import { endpointsOf } from "./objects.ts";
+import type { Rec } from "./runtime.ts";
 
-/** One difference between the journal's view and the kernel. */
-export interface Finding {
-  /** The object it concerns (`host` for orphans). */
-  kind: "network" | "endpoint" | "sandbox" | "host";
-  objectId: string;
-  resource: "netns" | "bridge" | "veth" | "address" | "firewall";
-  name: string;
-  problem: "missing" | "unexpected" | "different";
-  expected?: string;
-  actual?: string;
+/** Options of {@link reconcile}. */
+export interface ReconcileOptions {
+  /** Only report; change nothing and journal nothing. Default false. */
+  dryRun?: boolean;
 }
 
-/** What reconcile found and, unless dry, did. */
-export interface ReconcileReport {
-  dryRun: boolean;
-  findings: (Finding & { repaired: boolean; error?: string })[];
-  ms: number;
+/** Compares the journal's view with the kernel and, unless `dryRun`, repairs it. */
+export async function reconcile(
+  ctx: ControllerContext,
+  options: ReconcileOptions = {},
+): Promise<ReconcileReport> {
+  const rt = ctx.runtime;
+  rt.assertOpen();
+  const started = performance.now();
+  const dryRun = options.dryRun ?? false;
+  return await rt.locks.with(["reconcile"], async () => {
+    const view = <C>(m: Map<string, Rec>) =>
+      [...m.values()].map((r) => ({ state: rt.state(r), c: rt.context<C>(r) }));
+    const networks = view<NetworkContext>(rt.objects.network);
+    const firewall = ctx.firewall;
+    const findings = await inspectDrift({
+      kernel: ctx.kernel,
+      namePrefix: ctx.settings.namePrefix,
+      hostNamespace: ctx.settings.hostNamespace,
+      networks,
+      endpoints: view<EndpointContext>(rt.objects.endpoint),
+      sandboxes: view<SandboxContext>(rt.objects.sandbox),
+      firewallNetworks: async () =>
+        networks.some((n) => n.c.driver === "bridge") ? await firewall.listNetworks() : undefined,
+    });
+    const report: ReconcileReport = { dryRun, findings: [], ms: 0 };
+    if (dryRun) {
+      report.findings = findings.map((f) => ({ ...f, repaired: false }));
+    } else {
+      const env = effectEnv(ctx);
+      report.findings = await repairDrift(findings, {
+        kernel: ctx.kernel,
+        firewall,
+        withObject: (kind, id, f) =>
+          rt.locks.with([id], async () => {
+            const rec = rt.objects[kind].get(id);
+            if (rec) await f(rt.context(rec));
+          }),
+        joinedTo: (sandboxId) =>
+          endpointsOf(rt, (e) => e.sandboxId === sandboxId)
+            .filter((r) => rt.state(r) === "joined")
+            .map((r) => rt.context<EndpointContext>(r)),
+        ensureNetwork: (c) => ensureNetwork(env, c, newEventId()),
+        ensureJoined: (c) => ensureJoined(env, c, newEventId()),
+        record: (kind, objectId, group, error) =>
+          recordReconciled(ctx, kind, objectId, group, error),
+      });
+    }
+    report.ms = performance.now() - started;
+    return report;
+  });
 }
 
-/** What the inspection reads from the controller. */
-export interface DriftView {
-  kernel: Kernel;
-  namePrefix: string;
-  /** Path of the controller's host namespace (never an orphan). */
-  hostNamespace?: string;
-  networks: { state: string; c: NetworkContext }[];
-  endpoints: { state: string; c: EndpointContext }[];
-  sandboxes: { state: string; c: SandboxContext }[];
-  /** Network ids (12 chars) with firewall rules, or undefined when there is no firewall. */
-  firewallNetworks(): Promise<string[] | undefined>;
-}
-
-const aliasId = (l: LinkInfo, kind: string) =>
-  l.alias?.startsWith(`cnm:${kind}:`) ? l.alias.slice(kind.length + 5) : undefined;
-
-/** Compares the journal's view with the kernel. Reads only. */
-export async function inspectDrift(v: DriftView): Promise<Finding[]> {
-  const out: Finding[] = [];
-  const hostNs = v.hostNamespace ? netnsNameOf(v.hostNamespace) : undefined;
-
-  // Namespaces of owned sandboxes.
-  const nsNames = new Set(await v.kernel.listNetns(v.namePrefix));
-  const knownNs = new Set(v.sandboxes.filter((s) => s.c.owned).map((s) => netnsNameOf(s.c.key)));
-  for (const s of v.sandboxes) {
-    if (s.state !== "ready") continue;
-    // (An owned namespace may carry an older name prefix than the controller's current one.)
-    const present = (s.c.owned && nsNames.has(netnsNameOf(s.c.key))) ||
-      await v.kernel.netnsExists(s.c.key);
-    if (!present) {
-      out.push({
-        kind: "sandbox",
-        objectId: s.c.id,
-        resource: "netns",
-        name: s.c.key,
-        problem: "missing",
-      });
-    }
-  }
-  for (const name of nsNames) {
-    if (name === hostNs || knownNs.has(name)) continue;
-    out.push({ kind: "host", objectId: "", resource: "netns", name, problem: "unexpected" });
-  }
-
-  // Bridges and veths in the host namespace.
-  const links = await v.kernel.listLinks();
-  const byName = new Map(links.map((l) => [l.name, l]));
-  const bridgeNets = v.networks.filter((n) => n.c.driver === "bridge");
-  const activeBridges = bridgeNets.filter((n) => n.state === "active");
-  for (const n of activeBridges) {
-    const name = String(n.c.facts.bridge ?? "");
-    if (name && !byName.has(name)) {
-      out.push({ kind: "network", objectId: n.c.id, resource: "bridge", name, problem: "missing" });
-    }
-  }
-  const knownNetIds = new Set(bridgeNets.map((n) => n.c.id.slice(0, 12)));
-  const knownEpIds = new Set(v.endpoints.map((e) => e.c.id.slice(0, 12)));
-  for (const l of links) {
-    const net = aliasId(l, "network");
-    if (net && !knownNetIds.has(net)) {
-      out.push({
-        kind: "host",
-        objectId: "",
-        resource: "bridge",
-        name: l.name,
-        problem: "unexpected",
-      });
-    }
-    const ep = aliasId(l, "endpoint");
-    if (ep && !knownEpIds.has(ep)) {
-      out.push({
-        kind: "host",
-        objectId: "",
-        resource: "veth",
-        name: l.name,
-        problem: "unexpected",
-      });
-    }
-  }
-
-  // Joined bridge endpoints: the host end on its bridge, the address inside the sandbox.
-  const netById = new Map(v.networks.map((n) => [n.c.id, n]));
-  const sbById = new Map(v.sandboxes.map((s) => [s.c.id, s]));
-  for (const e of v.endpoints) {
-    const net = netById.get(e.c.networkId);
-    if (e.state !== "joined" || net?.c.driver !== "bridge") continue;
-    const vethName = typeof e.c.facts.hostVeth === "string"
-      ? e.c.facts.hostVeth
-      : hostVethName(e.c.id);
-    const veth = byName.get(vethName);
-    const bridge = String(net.c.facts.bridge ?? "");
-    if (!veth) {
-      out.push({
-        kind: "endpoint",
-        objectId: e.c.id,
-        resource: "veth",
-        name: vethName,
-        problem: "missing",
-      });
-      continue;
-    }
-    if (veth.master !== bridge) {
-      out.push({
-        kind: "endpoint",
-        objectId: e.c.id,
-        resource: "veth",
-        name: veth.name,
-        problem: "different",
-        expected: `master ${bridge}`,
-        actual: veth.master ? `master ${veth.master}` : "no master",
-      });
-    }
-    const sb = e.c.sandboxId ? sbById.get(e.c.sandboxId) : undefined;
-    if (!sb || !e.c.ifname || !(await v.kernel.netnsExists(sb.c.key))) continue;
-    const addrs = (await v.kernel.listAddrs(sb.c.key)).filter((a) => a.link === e.c.ifname);
-    for (const want of [e.c.ipv4Address, e.c.ipv6Address]) {
-      if (want && !addrs.some((a) => a.address === want)) {
-        out.push({
-          kind: "endpoint",
-          objectId: e.c.id,
-          resource: "address",
-          name: `${e.c.ifname} in ${sb.c.name}`,
-          problem: addrs.length ? "different" : "missing",
-          expected: want,
-          actual: addrs.map((a) => a.address).join(",") || undefined,
-        });
-      }
-    }
-  }
-
-  // Firewall chains.
-  const fw = await v.firewallNetworks();
-  if (fw) {
-    const have = new Set(fw);
-    for (const n of activeBridges) {
-      if (!have.has(n.c.id.slice(0, 12))) {
-        out.push({
-          kind: "network",
-          objectId: n.c.id,
-          resource: "firewall",
-          name: `net-${n.c.id.slice(0, 12)}`,
-          problem: "missing",
-        });
-      }
-    }
-    for (const id of have) {
-      if (!knownNetIds.has(id)) {
-        out.push({
-          kind: "host",
-          objectId: "",
-          resource: "firewall",
-          name: `net-${id}`,
-          problem: "unexpected",
-        });
-      }
-    }
-  }
-  return out;
-}
-
-/** What a repair needs from the controller. */
-export interface RepairDeps {
-  kernel: Kernel;
-  firewall: Firewall;
-  /** Runs `f` on the object's current context while holding its lock (skipped if gone). */
-  withObject(
-    kind: "network" | "endpoint" | "sandbox",
-    id: string,
-    f: (context: unknown) => Promise<void>,
-  ): Promise<void>;
-  /** Endpoints joined to a sandbox. */
-  joinedTo(sandboxId: string): EndpointContext[];
-  /** Re-runs a network's create effect (idempotent ensure). */
-  ensureNetwork(c: NetworkContext): Promise<void>;
-  /** Re-runs a joined endpoint's join effect (idempotent ensure). */
-  ensureJoined(c: EndpointContext): Promise<void>;
-  /** Journals the repair of one object (or orphan) as a `*.reconciled` event. */
-  record(
-    kind: Finding["kind"],
-    objectId: string,
-    findings: Finding[],
-    error: unknown,
-  ): Promise<void>;
-}
-
-/**
- * Repairs findings object by object — sandboxes first (their namespace), then networks
- * (bridge, rules), endpoints (interfaces), and last orphans (removed) — and records each.
- */
-export async function repairDrift(
+/** Journals one repair (or its failure): `<kind>.reconciled`, or `host.reconciled`. */
+async function recordReconciled(
+  ctx: ControllerContext,
+  kind: Finding["kind"],
+  objectId: string,
   findings: Finding[],
-  deps: RepairDeps,
-): Promise<ReconcileReport["findings"]> {
-  const out: ReconcileReport["findings"] = [];
-  const order = { sandbox: 0, network: 1, endpoint: 2, host: 3 };
-  const groups = new Map<string, Finding[]>();
-  for (const f of [...findings].sort((a, b) => order[a.kind] - order[b.kind])) {
-    const key = f.kind === "host" ? `host:${f.resource}:${f.name}` : `${f.kind}:${f.objectId}`;
-    groups.set(key, [...(groups.get(key) ?? []), f]);
+  error: unknown,
+): Promise<void> {
+  const rt = ctx.runtime;
+  const data = {
+    findings: findings.map(({ kind: _k, objectId: _o, ...f }) => f),
+    repaired: error === undefined,
+    ...(error ? { error: toErrorRecord(error) } : {}),
+  };
+  if (kind === "host") {
+    await rt.append(rt.event("host", rt.hostId, "host.reconciled", "active", "active", data));
+    return;
   }
-  for (const group of groups.values()) {
-    const { kind, objectId } = group[0];
-    let error: unknown;
-    try {
-      if (kind === "host") {
-        const f = group[0];
-        if (f.resource === "netns") await deps.kernel.deleteNetns(f.name);
-        else if (f.resource === "firewall") {
-          await deps.firewall.removeNetwork(f.name.replace(/^net-/, ""));
-        } else await deps.kernel.deleteLink(f.name);
-      } else {
-        await deps.withObject(kind, objectId, async (context) => {
-          if (kind === "sandbox") {
-            const c = context as SandboxContext;
-            if (c.owned) await deps.kernel.ensureNetns(netnsNameOf(c.key));
-            for (const ep of deps.joinedTo(c.id)) await deps.ensureJoined(ep);
-          } else if (kind === "network") {
-            await deps.ensureNetwork(context as NetworkContext);
-          } else {
-            await deps.ensureJoined(context as EndpointContext);
-          }
-        });
-      }
-    } catch (err) {
-      error = err;
-    }
-    const repaired = error === undefined;
-    for (const f of group) {
-      out.push({ ...f, repaired, ...(error ? { error: errText(error) } : {}) });
-    }
-    await deps.record(kind, objectId, group, error).catch((err) =>
-      console.error(`cnm: cannot journal a reconcile repair: ${errText(err)}`)
-    );
-  }
-  return out;
+  const rec = rt.objects[kind].get(objectId);
+  if (rec) await rt.note(rec, `${kind}.reconciled`, data);
 }

@@ -1,0 +1,60 @@
+/**
+ * What the controller's command, recovery and reconcile functions share: the runtime, the
+ * kernel, the default IPAM, the drivers, the sandbox programmer and the settings. Plain data
+ * passed to plain functions, built once by `createController`.
+ *
+ * @module
+ */
+
+import type { Firewall } from "../../drivers/bridge/_firewall.ts";
+import type { Kernel } from "../kernel/types.ts";
+import type { Ipam } from "../ipam/mod.ts";
+import type { DriverRegistry } from "./drivers.ts";
+import type { EffectEnv } from "./effects.ts";
+import { networkContext, sandboxContext } from "./objects.ts";
+import type { Runtime } from "./runtime.ts";
+import type { SandboxProgrammer } from "./sandbox_program.ts";
+
+/** The controller's settings, with defaults applied. */
+export interface ControllerSettings {
+  hostId: string;
+  /** Prefix of the namespaces this controller creates. */
+  namePrefix: string;
+  /** Directory of per-sandbox files. */
+  stateDir: string;
+  predefined: boolean;
+  defaultBridge: boolean;
+  reconcileOnStart: boolean;
+  /** Path of the host namespace, when the kernel was given one. */
+  hostNamespace?: string;
+}
+
+/** The shared context. */
+export interface ControllerContext {
+  runtime: Runtime;
+  kernel: Kernel;
+  /** The built-in (default) IPAM, rebuilt from the journal on start. */
+  ipam: Ipam;
+  /** The host namespace's routed subnets, which automatic pools avoid (read per create). */
+  hostNetworks: string[];
+  drivers: DriverRegistry;
+  sandboxes: SandboxProgrammer;
+  /** The bridge firewall of the host namespace, as reconcile reads and repairs it. */
+  firewall: Firewall;
+  settings: ControllerSettings;
+}
+
+/** What effects see of the controller. */
+export function effectEnv(ctx: ControllerContext): EffectEnv {
+  const rt = ctx.runtime;
+  return {
+    kernel: ctx.kernel,
+    prefix: ctx.settings.namePrefix,
+    driver: (name) => ctx.drivers.driver(name),
+    ipamDriver: (name) => ctx.drivers.ipamDriver(name),
+    networkContext: (id) => networkContext(rt, id),
+    sandboxContext: (id) => sandboxContext(rt, id),
+    sandboxChanged: (sandboxId, change) => ctx.sandboxes.changed(sandboxId, change),
+    sandboxDir: (id) => ctx.sandboxes.dir(id),
+  };
+}

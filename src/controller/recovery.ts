@@ -1,0 +1,170 @@
+/**
+ * Start-up (DESIGN §5): fold the journal into actor snapshots without side effects, rebuild
+ * IPAM from the events, let stable actors go live, re-run the effects left mid-transition
+ * with their effectIds, create the predefined networks, then reconcile the kernel. Also the
+ * NATS reconnect handling.
+ *
+ * @module
+ */
+
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { EndpointContext } from "../../actors/endpoint.ts";
+import type { NetworkContext } from "../../actors/network.ts";
+import type { RecordedEvent } from "../journal/events.ts";
+import { foldAll, type FoldWarning, stateOf } from "../journal/fold.ts";
+import { errText } from "../errors.ts";
+import type { ControllerContext } from "./context.ts";
+import type { ReconcileReport } from "./drift.ts";
+import { defaultIpamOf, restoreEndpoint, restoreNetwork } from "./network_ipam.ts";
+import { ensurePredefined } from "./networks.ts";
+import { endpointsOf, isLive, networkContext } from "./objects.ts";
+import { reconcile } from "./reconcile.ts";
+import { replayRemoteIpam } from "./remote_ipam.ts";
+import type { Rec } from "./runtime.ts";
+
+/** Result of the start-up recovery. */
+export interface RecoveryReport {
+  /** Events read from the journal. */
+  events: number;
+  /** Objects rebuilt (not deleted). */
+  objects: number;
+  /** Objects whose interrupted effect was run again. */
+  resumed: string[];
+  /** Events that could not be applied. */
+  warnings: FoldWarning[];
+  /** Milliseconds from connect to ready. */
+  ms: number;
+  /** What the start-up reconciliation found and repaired. */
+  reconcile?: ReconcileReport;
+}
+
+interface Resumed {
+  rec: Rec;
+  /** The intent to send again (absent for `creating`: the actor carries its create intent). */
+  intent?: RecordedEvent;
+}
+
+/** Rebuilds the controller from the journal; `started` is when connecting began. */
+export async function recover(ctx: ControllerContext, started: number): Promise<RecoveryReport> {
+  const rt = ctx.runtime;
+  const { hostId } = ctx.settings;
+  const fold = await foldAll(rt.journal.read(), undefined);
+  // Plugins the journal's networks use are resolved before any effect runs again.
+  for (const obj of fold.objects.values()) {
+    if (obj.kind !== "network" || obj.host !== hostId) continue;
+    const c = obj.snapshot.context as NetworkContext;
+    if (stateOf(obj.snapshot) === "deleted") continue;
+    await ctx.drivers.resolve(c.driver).catch(() => {});
+    const ipamName = c.ipamRequest?.driver ?? c.ipam?.driver;
+    if (ipamName && ipamName !== "default") await ctx.drivers.resolveIpam(ipamName).catch(() => {});
+  }
+  const resumed: Resumed[] = [];
+  let objects = 0;
+  for (const obj of fold.objects.values()) {
+    if (obj.host !== hostId) continue; // another host's objects are not ours to run
+    const state = stateOf(obj.snapshot);
+    if (state === "deleted") continue;
+    objects++;
+    if (state === "creating") {
+      resumed.push({
+        rec: rt.restore(obj.kind, obj.id, { intent: obj.createIntent }, obj.lastSeq),
+      });
+    } else if (obj.intent && obj.before) {
+      resumed.push({
+        rec: rt.restore(obj.kind, obj.id, { snapshot: obj.before }, obj.lastSeq),
+        intent: obj.intent,
+      });
+    } else {
+      rt.restore(obj.kind, obj.id, { snapshot: obj.snapshot }, obj.lastSeq);
+    }
+  }
+  rebuildIpam(ctx, fold.warnings);
+  await replayRemote(ctx, fold.warnings);
+  // Stable actors first; then interrupted effects, sandboxes and networks before endpoints
+  // (a join needs its namespace), endpoint deletes before network deletes.
+  for (const m of [rt.objects.sandbox, rt.objects.network, rt.objects.endpoint]) {
+    for (const rec of m.values()) {
+      if (!resumed.some((r) => r.rec === rec)) rec.actor.start();
+    }
+  }
+  const order = (r: Resumed) => {
+    const s = stateOf(r.rec.actor.getSnapshot?.() ?? { value: "creating" });
+    if (r.rec.kind === "endpoint") return 2;
+    if (r.intent && s !== "creating") return r.rec.kind === "sandbox" ? 3 : 4;
+    return r.rec.kind === "sandbox" ? 0 : 1;
+  };
+  resumed.sort((a, b) => order(a) - order(b));
+  for (const r of resumed) {
+    await rt.locks.with([r.rec.id], async () => {
+      const done = rt.waitOutcome(r.intent?.eventId ?? rt.pendingEventId(r.rec));
+      r.rec.actor.start();
+      if (r.intent) r.rec.actor.send(r.intent);
+      await done.catch(() => {}); // failures are recorded as events; keep going
+    });
+  }
+  const report: RecoveryReport = {
+    events: fold.lastSeq,
+    objects,
+    resumed: resumed.map((r) => `${r.rec.kind} ${r.rec.id}`),
+    warnings: fold.warnings,
+    ms: performance.now() - started,
+  };
+  if (ctx.settings.predefined) await ensurePredefined(ctx);
+  if (ctx.settings.reconcileOnStart) {
+    try {
+      report.reconcile = await reconcile(ctx);
+    } catch (err) {
+      report.warnings.push({ seq: 0, objectId: "", type: "reconcile", reason: errText(err) });
+    }
+  }
+  return report;
+}
+
+/** Keeps the runtime told whether NATS is connected (a reconnect settles uncertain intents). */
+export function watchConnection(nc: NatsConnection, ctx: ControllerContext): void {
+  (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === "disconnect") ctx.runtime.setConnected(false);
+      if (s.type === "reconnect") ctx.runtime.setConnected(true);
+    }
+  })().catch(() => {});
+}
+
+/** IPAM state from the journal, before anything else runs (libnetwork's replay). */
+function rebuildIpam(ctx: ControllerContext, warnings: FoldWarning[]): void {
+  const rt = ctx.runtime;
+  const restore = (id: string, f: () => void) => {
+    try {
+      f();
+    } catch (err) {
+      warnings.push({ seq: 0, objectId: id, type: "ipam", reason: errText(err) });
+    }
+  };
+  for (const r of rt.objects.network.values()) {
+    const facts = defaultIpamOf(rt.context<NetworkContext>(r));
+    if (isLive(rt, r) && facts) restore(r.id, () => restoreNetwork(ctx.ipam, facts));
+  }
+  for (const r of rt.objects.endpoint.values()) {
+    const c = rt.context<EndpointContext>(r);
+    const facts = defaultIpamOf(networkContext(rt, c.networkId));
+    if (isLive(rt, r) && facts) restore(r.id, () => restoreEndpoint(ctx.ipam, facts, c));
+  }
+}
+
+/** Tells `RequiresRequestReplay` IPAM plugins again what is in use (see remote_ipam.ts). */
+async function replayRemote(ctx: ControllerContext, warnings: FoldWarning[]): Promise<void> {
+  const rt = ctx.runtime;
+  const networks = [...rt.objects.network.values()]
+    .filter((r) => isLive(rt, r))
+    .map((r) => rt.context<NetworkContext>(r));
+  for (const [name, ipam] of ctx.drivers.ipamDrivers()) {
+    const failures = await replayRemoteIpam(
+      ipam,
+      networks.filter((c) => c.ipam?.driver === name),
+      (networkId) => endpointsOf(rt, (e) => e.networkId === networkId).map((r) => rt.context(r)),
+    );
+    for (const [objectId, reason] of failures) {
+      warnings.push({ seq: 0, objectId, type: "ipam.replay", reason });
+    }
+  }
+}

@@ -1,0 +1,420 @@
+/**
+ * The event-sourced write path, generic over object kinds (DESIGN §3): a command's intent is
+ * appended (`expect.lastSubjectSequence`, msgID) → the actor takes it and its transient state
+ * runs the effect → the outcome is appended → the actor applies it → the command settles.
+ * Also: the actor registry, intents whose append timed out (settled before the object is used
+ * again), reload of an object another writer changed, and fencing once the lease is lost.
+ *
+ * The runtime knows the machines (actors/mod.ts) and the journal, nothing about networks,
+ * endpoints or sandboxes: what an effect does is the `runEffect` it is given.
+ *
+ * @module
+ */
+
+import { type AnyActorRef, createActor, fromCallback, type Subscription } from "xstate";
+import { type Observable, Subject } from "rxjs";
+import { MACHINES, outcomeTarget, TRANSIENT_STATES, verbOf } from "../../actors/mod.ts";
+import type { EffectInput } from "../../actors/_common.ts";
+import { type CnmEvent, EVENT_VERSION, type Kind, type RecordedEvent } from "../journal/events.ts";
+import type { Journal } from "../journal/journal.ts";
+import { foldAll, stateOf } from "../journal/fold.ts";
+import { ConflictError, fromErrorRecord, toErrorRecord, UnavailableError } from "../errors.ts";
+import { newEventId } from "../ids.ts";
+import { KeyedMutex } from "./locks.ts";
+import { createUncertainIntents } from "./uncertain.ts";
+import { createWaiters } from "./waiters.ts";
+
+/** Where {@link RuntimeOptions.hook} is called (crash tests kill the process there). */
+export type CrashPoint = "intent-appended" | "effect-done" | "outcome-appended";
+
+/** What an effect produced: the outcome event's type and data. */
+export interface Outcome {
+  type: string;
+  data: Record<string, unknown>;
+}
+
+/** One live object: its actor and the stream sequence of its last event. */
+export interface Rec {
+  kind: Kind;
+  id: string;
+  actor: AnyActorRef;
+  lastSeq: number;
+  sub?: Subscription;
+}
+
+/** Options of {@link createRuntime}. */
+export interface RuntimeOptions {
+  journal: Journal;
+  /** Written into every event's `host`. */
+  hostId: string;
+  /** Milliseconds a command waits for its outcome. */
+  commandTimeoutMs: number;
+  /** Runs the effect of `kind` in transient `state`; throws on failure. */
+  runEffect(kind: Kind, state: string, context: unknown, effectId: string): Promise<Outcome>;
+  /** Called once an outcome is durable, before its command settles. */
+  onOutcome?(kind: Kind, context: unknown, outcome: CnmEvent): void;
+  /** Fault-injection points (crash tests). */
+  hook?(point: CrashPoint, event: CnmEvent): void;
+}
+
+/** The write path and the actor registry. */
+export interface Runtime {
+  readonly hostId: string;
+  readonly journal: Journal;
+  /** Every event this runtime appends, once durable. */
+  readonly events$: Observable<RecordedEvent>;
+  /** Keyed locks: commands on one object run one at a time. */
+  readonly locks: KeyedMutex;
+  /** Live objects by kind and id (deleted ones leave). */
+  readonly objects: Readonly<Record<Kind, Map<string, Rec>>>;
+  /** Top-level state of an object. */
+  state(rec: Rec): string;
+  /** Context of an object's actor. */
+  context<C>(rec: Rec): C;
+  /** The intent that creates a new object: `from` null, a fresh effectId. */
+  createIntent(kind: Kind, id: string, data: Record<string, unknown>): CnmEvent;
+  /** An intent for an existing object: `from` its current state, a fresh effectId. */
+  intent(rec: Rec, type: string, to: string, data: Record<string, unknown>): CnmEvent;
+  /**
+   * Appends an intent for `rec` (or, without `rec`, creates the object it starts) and hands
+   * it to the actor. `done` resolves once the outcome is durable and rejects with the
+   * recorded error for `*.failed` outcomes. Locks that only guard the decision may be
+   * released as soon as this returns; the effect runs on.
+   */
+  begin(kind: Kind, rec: Rec | undefined, intent: CnmEvent): Promise<{ done: Promise<CnmEvent> }>;
+  /** {@link begin}, then waits for the outcome. */
+  decide(kind: Kind, rec: Rec | undefined, intent: CnmEvent): Promise<CnmEvent>;
+  /** An actor rebuilt from the journal (not started): from its create intent, or a snapshot. */
+  restore(
+    kind: Kind,
+    id: string,
+    from: { intent: CnmEvent } | { snapshot: unknown },
+    lastSeq: number,
+  ): Rec;
+  /** The eventId of the intent a restored, not yet started `creating` actor carries. */
+  pendingEventId(rec: Rec): string;
+  /** Waits for the outcome of the intent `eventId`. */
+  waitOutcome(eventId: string): Promise<CnmEvent>;
+  /** Appends a non-transition event (e.g. `network.reconciled`) to a live object. */
+  note(rec: Rec, type: string, data: Record<string, unknown>): Promise<void>;
+  /** Appends an event to a subject of its own that no actor folds (e.g. `host.reconciled`). */
+  append(event: CnmEvent): Promise<number>;
+  /** Builds an event of this host. */
+  event(
+    kind: string,
+    objectId: string,
+    type: string,
+    from: string | null,
+    to: string,
+    data: Record<string, unknown>,
+    extra?: { effectId?: string; cause?: string },
+  ): CnmEvent;
+  /** Rebuilds one object's actor from its events in the journal. */
+  reload(kind: Kind, id: string): Promise<void>;
+  /** Throws when closed or fenced. */
+  assertOpen(): void;
+  /** Stops all writes: another controller owns this host now. */
+  fence(reason: string): void;
+  /** Tells the runtime whether NATS is connected; a reconnect settles uncertain intents. */
+  setConnected(connected: boolean): void;
+  /** Stops every actor and fails every waiting command. */
+  close(): void;
+}
+
+/** Creates the runtime. */
+export function createRuntime(options: RuntimeOptions): Runtime {
+  const { journal, hostId } = options;
+  const hook = options.hook ?? (() => {});
+  const events = new Subject<RecordedEvent>();
+  const locks = new KeyedMutex();
+  const objects: Record<Kind, Map<string, Rec>> = {
+    network: new Map(),
+    endpoint: new Map(),
+    sandbox: new Map(),
+  };
+  const waiters = createWaiters(options.commandTimeoutMs);
+  let connected = true;
+  let closed = false;
+  let fenced: string | undefined;
+
+  const state = (rec: Rec) => stateOf(rec.actor.getSnapshot());
+  const context = <C>(rec: Rec) => rec.actor.getSnapshot().context as C;
+  const emit = (event: CnmEvent, seq: number) => events.next({ ...event, seq });
+
+  const event: Runtime["event"] = (kind, objectId, type, from, to, data, extra = {}) => ({
+    v: EVENT_VERSION,
+    eventId: newEventId(),
+    kind,
+    objectId,
+    type,
+    from,
+    to,
+    at: new Date().toISOString(),
+    host: hostId,
+    data,
+    ...(extra.effectId ? { effectId: extra.effectId } : {}),
+    ...(extra.cause ? { cause: extra.cause } : {}),
+  });
+
+  const assertOpen = () => {
+    if (closed) throw new UnavailableError("controller is closed");
+    if (fenced) throw new ConflictError(`controller stopped writing: ${fenced}`);
+  };
+
+  /** Runs a transient state's effect and journals its outcome; returns the outcome. */
+  async function runEffect(
+    kind: Kind,
+    input: EffectInput<unknown>,
+    cancelled: () => boolean,
+  ): Promise<CnmEvent | undefined> {
+    const ctx = input.context as {
+      id: string;
+      resume?: string;
+      pending?: { eventId: string; effectId: string };
+    };
+    const pending = ctx.pending!;
+    const started = performance.now();
+    let outcome: Outcome;
+    try {
+      outcome = await options.runEffect(kind, input.state, input.context, pending.effectId);
+    } catch (err) {
+      outcome = {
+        type: `${kind}.${verbOf(input.state)}.failed`,
+        data: { error: toErrorRecord(err) },
+      };
+    }
+    outcome.data.elapsedMs = Math.round((performance.now() - started) * 1000) / 1000;
+    const e = event(
+      kind,
+      ctx.id,
+      outcome.type,
+      input.state,
+      outcomeTarget(outcome.type, input.state, ctx.resume),
+      outcome.data,
+      { effectId: pending.effectId, cause: pending.eventId },
+    );
+    const rec = objects[kind].get(ctx.id);
+    if (!rec) return undefined;
+    hook("effect-done", e);
+    // The outcome must be durable before the actor applies it: retry until it is.
+    for (let attempt = 0; !closed && !cancelled(); attempt++) {
+      try {
+        const { seq } = await journal.append(e, rec.lastSeq);
+        rec.lastSeq = seq;
+        emit(e, seq);
+        hook("outcome-appended", e);
+        options.onOutcome?.(kind, input.context, e);
+        waiters.settle(pending.eventId, e);
+        return e;
+      } catch (err) {
+        if (err instanceof ConflictError) {
+          waiters.fail(pending.eventId, err);
+          return undefined;
+        }
+        await sleep(Math.min(2000, 100 * 2 ** Math.min(attempt, 5)));
+      }
+    }
+    waiters.fail(
+      pending.eventId,
+      new UnavailableError("controller closed before the outcome was journaled"),
+    );
+    return undefined;
+  }
+
+  /** The machine of `kind` with the effect actor that runs {@link runEffect}. */
+  const provided = (kind: Kind) => {
+    const effect = fromCallback<CnmEvent, EffectInput<unknown>>(({ input, sendBack }) => {
+      let cancelled = false;
+      runEffect(kind, input, () => cancelled).then((outcome) => {
+        if (outcome && !cancelled) sendBack(outcome);
+      });
+      return () => (cancelled = true);
+    });
+    return MACHINES[kind].provide({ actors: { effect } });
+  };
+
+  const register = (kind: Kind, id: string, actor: AnyActorRef, lastSeq: number): Rec => {
+    const rec: Rec = { kind, id, actor, lastSeq };
+    objects[kind].set(id, rec);
+    rec.sub = actor.subscribe((snap: { value: unknown }) => {
+      if (stateOf(snap) === "deleted") {
+        objects[kind].delete(id);
+        rec.sub?.unsubscribe();
+      }
+    });
+    return rec;
+  };
+
+  const restore: Runtime["restore"] = (kind, id, from, lastSeq) => {
+    const machine = provided(kind);
+    const actor = "intent" in from
+      ? createActor(machine, { input: { event: from.intent } })
+      : createActor(machine, {
+        snapshot: MACHINES[kind].getPersistedSnapshot(from.snapshot as never),
+      });
+    return register(kind, id, actor, lastSeq);
+  };
+
+  async function reload(kind: Kind, id: string): Promise<void> {
+    const list: RecordedEvent[] = [];
+    for await (const e of journal.read({ subject: `${journal.prefix}.${kind}.${id}` })) {
+      list.push(e);
+    }
+    const obj = (await foldAll(list)).objects.get(id);
+    const old = objects[kind].get(id);
+    if (old) {
+      old.sub?.unsubscribe();
+      old.actor.stop();
+      objects[kind].delete(id);
+    }
+    if (!obj || stateOf(obj.snapshot) === "deleted") return;
+    const s = stateOf(obj.snapshot);
+    if (TRANSIENT_STATES.has(s) && obj.intent) {
+      // Another writer left it mid-effect; run it like recovery does.
+      const rec = s === "creating"
+        ? restore(kind, id, { intent: obj.createIntent }, obj.lastSeq)
+        : restore(kind, id, { snapshot: obj.before }, obj.lastSeq);
+      rec.actor.start();
+      if (s !== "creating") rec.actor.send(obj.intent);
+      return;
+    }
+    restore(kind, id, { snapshot: obj.snapshot }, obj.lastSeq).actor.start();
+  }
+
+  const uncertain = createUncertainIntents({
+    journal,
+    locks,
+    abandon: (intent, to) =>
+      event(
+        intent.kind,
+        intent.objectId,
+        intent.type.replace(/\.requested$/, ".failed"),
+        intent.to,
+        to,
+        {
+          error: {
+            name: "UnavailableError",
+            code: "UNAVAILABLE",
+            message:
+              "abandoned: the journal did not acknowledge the intent in time; nothing was changed",
+          },
+        },
+        { effectId: intent.effectId, cause: intent.eventId },
+      ),
+    stateOf: (kind, id) => {
+      const rec = objects[kind].get(id);
+      return rec ? state(rec) : undefined;
+    },
+    emit,
+    reload,
+  });
+
+  async function begin(
+    kind: Kind,
+    rec: Rec | undefined,
+    intent: CnmEvent,
+  ): Promise<{ done: Promise<CnmEvent> }> {
+    assertOpen();
+    if (!connected) {
+      throw new UnavailableError("journal unavailable: the NATS connection is down (reconnecting)");
+    }
+    if (rec && !rec.actor.getSnapshot().can(intent)) {
+      throw new ConflictError(
+        `${kind} ${intent.objectId} cannot take ${intent.type} in state ${state(rec)}`,
+      );
+    }
+    await uncertain.settle(intent.objectId);
+    let seq: number;
+    try {
+      ({ seq } = await journal.append(intent, rec?.lastSeq ?? 0));
+    } catch (err) {
+      // A timeout may still have stored it: remember, and settle before the object is used.
+      if (err instanceof UnavailableError) uncertain.add(kind, intent);
+      // Someone else wrote this object: take the journal's view.
+      if (err instanceof ConflictError && rec) await reload(kind, rec.id).catch(() => {});
+      throw err;
+    }
+    emit(intent, seq);
+    hook("intent-appended", intent);
+    const done = waiters.wait(intent.eventId);
+    if (rec) {
+      rec.lastSeq = seq;
+      rec.actor.send(intent);
+    } else {
+      restore(kind, intent.objectId, { intent }, seq).actor.start();
+    }
+    const checked = done.then((outcome) => {
+      if (outcome.type.endsWith(".failed")) {
+        throw fromErrorRecord((outcome.data as { error: ReturnType<typeof toErrorRecord> }).error);
+      }
+      return outcome;
+    });
+    checked.catch(() => {}); // awaited by the caller; never an unhandled rejection
+    return { done: checked };
+  }
+
+  return {
+    hostId,
+    journal,
+    events$: events.asObservable(),
+    locks,
+    objects,
+    state,
+    context,
+    event,
+    createIntent: (kind, id, data) =>
+      event(kind, id, `${kind}.create.requested`, null, "creating", data, {
+        effectId: newEventId(),
+      }),
+    intent: (rec, type, to, data) =>
+      event(rec.kind, rec.id, type, state(rec), to, data, { effectId: newEventId() }),
+    begin,
+    decide: async (kind, rec, intent) => await (await begin(kind, rec, intent)).done,
+    restore,
+    // A fresh actor in `creating` carries its create intent as `pending`.
+    pendingEventId: (rec) =>
+      (rec.actor.getSnapshot().context as { pending?: { eventId: string } }).pending?.eventId ??
+        "",
+    waitOutcome: (eventId) => waiters.wait(eventId),
+    async note(rec, type, data) {
+      const s = state(rec);
+      const e = event(rec.kind, rec.id, type, s, s, data);
+      const { seq } = await journal.append(e, rec.lastSeq);
+      rec.lastSeq = seq;
+      rec.actor.send(e);
+      emit(e, seq);
+    },
+    async append(e) {
+      const last = await journal.last(e.kind, e.objectId);
+      const { seq } = await journal.append(e, last?.seq ?? 0);
+      emit(e, seq);
+      return seq;
+    },
+    reload,
+    assertOpen,
+    fence(reason) {
+      fenced = reason;
+      console.error(`cnm: ${reason}; this controller no longer writes`);
+    },
+    setConnected(c) {
+      connected = c;
+      if (c) uncertain.settleAll();
+    },
+    close() {
+      if (closed) return;
+      closed = true;
+      for (const m of [objects.sandbox, objects.network, objects.endpoint]) {
+        for (const rec of m.values()) {
+          rec.sub?.unsubscribe();
+          rec.actor.stop();
+        }
+      }
+      waiters.failAll(new UnavailableError("controller closed"));
+      events.complete();
+    },
+  };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
