@@ -18,26 +18,24 @@
  */
 
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { Kvm } from "@nats-io/kv";
 import { createController } from "../mod.ts";
 import type { Controller, ControllerOptions, CrashPoint } from "../mod.ts";
 import { startNats, type TestNats } from "../tests/_harness/nats.ts";
 import { createTestHost, type TestHost } from "../tests/_harness/netns.ts";
-import { leaseBucketOf } from "../src/controller/lease.ts";
-import type { ChildConfig, ChildLine, KillTarget, Op } from "./_crash_child.ts";
+import type { ChildConfig, KillTarget, Op } from "./_crash_child.ts";
 import { prng } from "./_crash_child.ts";
+import { cleanupOld, probe } from "./_crash_check.ts";
+import { type Child, killAndRead, spawnChild, waitLease } from "./_crash_process.ts";
+import { compareKernel } from "./_crash_kernel.ts";
 import {
   apply,
-  cleanupOld,
-  compareKernel,
   compareModel,
   inFlight,
   newModel,
-  probe,
   resync,
   userNetworks,
   type Verdict,
-} from "./_crash_check.ts";
+} from "./_crash_model.ts";
 
 const POINTS: CrashPoint[] = ["intent-appended", "effect-done", "outcome-appended"];
 const WINDOWS: Pick<KillTarget, "kind" | "state">[] = [
@@ -84,87 +82,6 @@ type Round =
   | { kind: "point"; target: KillTarget; retry: number };
 
 const windowKey = (t: Pick<KillTarget, "kind" | "state">) => `${t.kind} ${t.state}`;
-
-/** The child process, its stdout as lines, and a way to wait for a line. */
-function spawnChild(cfg: ChildConfig) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      new URL("./_crash_child.ts", import.meta.url).pathname,
-      JSON.stringify(cfg),
-    ],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const lines: ChildLine[] = [];
-  let notify = () => {};
-  const reading = (async () => {
-    let buf = "";
-    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
-      buf += chunk;
-      let nl;
-      while ((nl = buf.indexOf("\n")) >= 0) {
-        const text = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        if (text.trim()) lines.push(JSON.parse(text));
-      }
-      notify();
-    }
-    notify();
-  })();
-  const stderr = (async () => {
-    let s = "";
-    for await (const c of child.stderr.pipeThrough(new TextDecoderStream())) s += c;
-    return s;
-  })();
-  let exited = false;
-  const status = child.status.then((s) => {
-    exited = true;
-    notify();
-    return s;
-  });
-  return {
-    child,
-    lines,
-    status,
-    stderr,
-    reading,
-    /** Resolves when a line of type `t` arrived or the child exited; false on timeout. */
-    async waitFor(t: ChildLine["t"], ms: number): Promise<boolean> {
-      const deadline = Date.now() + ms;
-      while (!lines.some((l) => l.t === t)) {
-        if (exited || Date.now() > deadline) return false;
-        await new Promise<void>((r) => {
-          notify = r;
-          setTimeout(r, 100);
-        });
-      }
-      return true;
-    },
-    kill() {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* already gone */ }
-    },
-  };
-}
-
-/** Waits until the lease a killed controller held has expired (a restart would wait too). */
-async function waitLease(nc: NatsConnection, stream: string, prefix: string): Promise<number> {
-  const t0 = performance.now();
-  const kv = await new Kvm(nc).open(leaseBucketOf(stream));
-  for (;;) {
-    const e = await kv.get(`${prefix}.${HOST_ID}`);
-    if (!e || e.operation !== "PUT" || !e.value.length) break;
-    const rec = JSON.parse(new TextDecoder().decode(e.value)) as { expiresAt: string };
-    const left = Date.parse(rec.expiresAt) - Date.now();
-    if (left < 0) break;
-    await new Promise((r) => setTimeout(r, Math.min(left + 20, 250)));
-  }
-  return performance.now() - t0;
-}
 
 /** Directed commands that reach `target` (after a few random ones). */
 function stepsFor(target: KillTarget, tag: string): Op[] {
@@ -225,7 +142,7 @@ async function main(): Promise<number> {
   let nats: TestNats | undefined;
   let nc: NatsConnection | undefined;
   let ctl: Controller | undefined;
-  let live: ReturnType<typeof spawnChild> | undefined;
+  let live: Child | undefined;
   let stateDir: string | undefined;
   const problems: { round: number; what: string; kind: "divergence" | "leak" }[] = [];
   const coverage = new Map<string, number>();
@@ -373,7 +290,7 @@ async function main(): Promise<number> {
       }
 
       // Restart on the same stream, once the dead controller's lease has lapsed.
-      await waitLease(nc, stream, host.prefix);
+      await waitLease(nc, stream, host.prefix, HOST_ID);
       const t0 = performance.now();
       try {
         ctl = await createController(options);
@@ -468,12 +385,6 @@ async function main(): Promise<number> {
   }
   if (uncovered.length) console.log(`\nnot covered: ${uncovered.join(", ")}`);
   return divergences || leaks || uncovered.length || stop ? 1 : 0;
-}
-
-async function killAndRead(c: ReturnType<typeof spawnChild>): Promise<string> {
-  c.kill();
-  await c.status;
-  return await c.stderr;
 }
 
 function report(

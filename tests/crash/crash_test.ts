@@ -17,16 +17,8 @@ import { ForbiddenError } from "../../mod.ts";
 import type { Controller, CrashPoint } from "../../mod.ts";
 import { hostVethName } from "../../drivers/bridge/mod.ts";
 import type { ChildConfig, ChildLine, KillTarget, Op } from "../../scripts/_crash_child.ts";
-import {
-  cnmFirewall,
-  compareKernel,
-  compareModel,
-  ipAddrs,
-  newModel,
-  nftRuleset,
-  resync,
-  type Verdict,
-} from "../../scripts/_crash_check.ts";
+import { cnmFirewall, compareKernel, ipAddrs, nftRuleset } from "../../scripts/_crash_kernel.ts";
+import { compareModel, newModel, resync, type Verdict } from "../../scripts/_crash_model.ts";
 import { startEnv, type TestEnv } from "../_harness/env.ts";
 
 const LEASE_TTL_MS = 1500;

@@ -1,0 +1,272 @@
+/**
+ * The crash test's independent look at the kernel: the journal's view (through the fresh
+ * controller) against what `ip -j` and `nft -j` report — namespaces, host links, addresses
+ * and default routes inside sandboxes, firewall chains.
+ *
+ * @module
+ */
+
+import type { Controller } from "../mod.ts";
+import { hostVethName } from "../drivers/bridge/mod.ts";
+import { ipOf, userNetworks, type Verdict } from "./_crash_model.ts";
+
+// ------------------------------------------------------------------ kernel
+
+async function run(cmd: string, args: string[]): Promise<string> {
+  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
+  if (!out.success) {
+    throw new Error(`${cmd} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr).trim()}`);
+  }
+  return new TextDecoder().decode(out.stdout);
+}
+
+interface IpAddrLink {
+  ifname: string;
+  address?: string;
+  master?: string;
+  ifalias?: string;
+  linkinfo?: { info_kind?: string };
+  addr_info?: { family: string; local: string; prefixlen: number; scope: string }[];
+}
+
+/** `ip -n <ns> -d -j addr show`. */
+export async function ipAddrs(ns: string): Promise<IpAddrLink[]> {
+  return JSON.parse(await run("ip", ["-n", ns, "-d", "-j", "addr", "show"]) || "[]");
+}
+
+/** Default IPv4 routes' gateways in `ns`. */
+export async function defaultGateways(ns: string): Promise<string[]> {
+  const routes = JSON.parse(await run("ip", ["-n", ns, "-j", "route", "show"]) || "[]") as {
+    dst: string;
+    gateway?: string;
+  }[];
+  return routes.filter((r) => r.dst === "default").map((r) => r.gateway ?? "");
+}
+
+/** `nft -j list ruleset` inside `ns`, parsed. */
+export async function nftRuleset(ns: string): Promise<Record<string, any>[]> {
+  const out = await run("ip", ["netns", "exec", ns, "nft", "-j", "list", "ruleset"]);
+  return (JSON.parse(out).nftables ?? []) as Record<string, any>[];
+}
+
+/** Our tables' chains and rules (`inet cnm`, `bridge cnm`), with handles stripped. */
+export function cnmFirewall(ruleset: Record<string, any>[]): {
+  chains: string[];
+  rules: { chain: string; key: string }[];
+} {
+  const ours = (o: { family: string; table: string }) =>
+    o.table === "cnm" && (o.family === "inet" || o.family === "bridge");
+  const chains = ruleset.filter((x) => x.chain && ours(x.chain)).map((x) =>
+    `${x.chain.family} ${x.chain.name}`
+  );
+  const rules = ruleset.filter((x) => x.rule && ours(x.rule)).map((x) => ({
+    chain: `${x.rule.family} ${x.rule.chain}`,
+    key: JSON.stringify([x.rule.expr, x.rule.comment ?? null]),
+  }));
+  return { chains: chains.sort(), rules };
+}
+
+/** Namespaces in /var/run/netns starting with `prefix`. */
+export async function netnsWithPrefix(prefix: string): Promise<string[]> {
+  const names: string[] = [];
+  for await (const e of Deno.readDir("/var/run/netns")) {
+    if (e.name.startsWith(prefix)) names.push(e.name);
+  }
+  return names.sort();
+}
+
+export const base = (key: string) => key.slice(key.lastIndexOf("/") + 1);
+
+/** Where the controller under test lives. */
+export interface Site {
+  /** Name of the throwaway host namespace. */
+  hostNs: string;
+  /** Name prefix of the sandboxes' namespaces (the host's name excluded). */
+  namePrefix: string;
+  /** The controller's `stateDir` (per-sandbox files), when they should be checked too. */
+  stateDir?: string;
+}
+
+/**
+ * Compares the controller's networks, endpoints and sandboxes with the kernel, without the
+ * controller's help: namespaces, host links (bridges, veths and their masters), addresses
+ * and default routes inside sandboxes, firewall chains and duplicated rules.
+ */
+export async function compareKernel(cnm: Controller, site: Site, v: Verdict): Promise<void> {
+  const nets = userNetworks(cnm).filter((n) => n.state === "active");
+  const eps = cnm.endpoints();
+  const sbs = cnm.sandboxes();
+  const joined = eps.filter((e) => e.state === "joined");
+
+  // Namespaces.
+  const have = new Set(
+    (await netnsWithPrefix(site.namePrefix)).filter((n) => n !== site.hostNs),
+  );
+  const want = new Set(sbs.map((s) => base(s.key)));
+  for (const n of want) if (!have.has(n)) v.divergences.push(`namespace ${n} missing`);
+  for (const n of have) if (!want.has(n)) v.leaks.push(`namespace ${n} leaked`);
+
+  // Host links.
+  const links = await ipAddrs(site.hostNs);
+  const byName = new Map(links.map((l) => [l.ifname, l]));
+  const wantLinks = new Map<string, string>();
+  for (const n of nets) wantLinks.set(String(n.driverInfo.bridge), "bridge");
+  const netById = new Map(nets.map((n) => [n.id, n]));
+  for (const e of joined) wantLinks.set(hostVethName(e.id), "veth");
+  for (const [name, kind] of wantLinks) {
+    const l = byName.get(name);
+    if (!l) v.divergences.push(`${kind} ${name} missing in the host namespace`);
+    else if (l.linkinfo?.info_kind !== kind) {
+      v.divergences.push(`${name} is a ${l.linkinfo?.info_kind}, not a ${kind}`);
+    }
+  }
+  for (const l of links) {
+    if (l.ifname !== "lo" && !wantLinks.has(l.ifname)) {
+      v.leaks.push(
+        `link ${l.ifname} (${l.linkinfo?.info_kind}, ${l.ifalias ?? "no alias"}) leaked`,
+      );
+    }
+  }
+  for (const n of nets) {
+    const l = byName.get(String(n.driverInfo.bridge));
+    for (const c of n.ipam.config) {
+      const gw = `${c.gateway}/${c.subnet.split("/")[1]}`;
+      if (l && c.gateway && !l.addr_info?.some((a) => `${a.local}/${a.prefixlen}` === gw)) {
+        v.divergences.push(`bridge ${l.ifname} lacks gateway ${gw}`);
+      }
+    }
+  }
+  for (const e of joined) {
+    const l = byName.get(hostVethName(e.id));
+    const bridge = String(netById.get(e.networkId)?.driverInfo.bridge);
+    if (l && l.master !== bridge) {
+      v.divergences.push(`veth ${l.ifname} master ${l.master}, expected ${bridge}`);
+    }
+  }
+
+  // Inside each sandbox: one interface per joined endpoint with its addresses, the default
+  // route via a gateway of a joined endpoint.
+  for (const s of sbs) {
+    const ns = base(s.key);
+    if (!have.has(ns)) continue;
+    const mine = joined.filter((e) => e.sandboxId === s.id);
+    const inside = (await ipAddrs(ns)).filter((l) => l.ifname !== "lo");
+    const seen = new Set<string>();
+    for (const e of mine) {
+      const l = inside.find((x) => x.ifname === e.ifname);
+      if (!l) {
+        v.divergences.push(`${e.ifname} of endpoint ${e.name} missing in ${s.name}`);
+        continue;
+      }
+      seen.add(l.ifname);
+      if (e.macAddress && l.address !== e.macAddress) {
+        v.divergences.push(`${e.ifname} in ${s.name}: MAC ${l.address}, expected ${e.macAddress}`);
+      }
+      const global = (l.addr_info ?? []).filter((a) => a.scope === "global")
+        .map((a) => `${a.local}/${a.prefixlen}`).sort();
+      const expected = [e.ipv4Address, e.ipv6Address].filter((a): a is string => !!a).sort();
+      if (JSON.stringify(global) !== JSON.stringify(expected)) {
+        v.divergences.push(
+          `${e.ifname} in ${s.name}: addresses ${global.join(",") || "none"}, ` +
+            `expected ${expected.join(",")}`,
+        );
+      }
+    }
+    for (const l of inside) {
+      if (!seen.has(l.ifname)) v.leaks.push(`interface ${l.ifname} leaked in ${s.name}`);
+    }
+    const gws = await defaultGateways(ns);
+    const candidates = mine.map((e) => ipOf(e.gateway)).filter(Boolean);
+    if (candidates.length && !(gws.length === 1 && candidates.includes(gws[0]))) {
+      v.divergences.push(
+        `${s.name}: default route via ${gws.join(",") || "none"}, expected one of ${
+          candidates.join(",")
+        }`,
+      );
+    }
+    if (!candidates.length && gws.length) {
+      v.leaks.push(`${s.name}: default route via ${gws.join(",")} with no endpoint joined`);
+    }
+  }
+
+  // Per-sandbox files: a directory per sandbox; its hosts file names the joined addresses.
+  if (site.stateDir) {
+    const dirs: string[] = [];
+    try {
+      for await (const d of Deno.readDir(`${site.stateDir}/sandboxes`)) dirs.push(d.name);
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+    }
+    for (const s of sbs) {
+      if (!dirs.includes(s.id)) {
+        v.divergences.push(`files of sandbox ${s.name} missing`);
+        continue;
+      }
+      const hosts = await Deno.readTextFile(s.hostsPath).catch(() => "");
+      const listed = hosts.split("\n").map((l) => l.split(/\s+/)[0])
+        .filter((a) => /^(172|10|192|fd)/.test(a)).sort();
+      const want = joined.filter((e) => e.sandboxId === s.id)
+        .flatMap((e) => [ipOf(e.ipv4Address), ipOf(e.ipv6Address)])
+        .filter((a): a is string => !!a).sort();
+      if (JSON.stringify(listed) !== JSON.stringify(want)) {
+        v.divergences.push(
+          `hosts of ${s.name} lists ${listed.join(",")}, expected ${want.join(",")}`,
+        );
+      }
+    }
+    for (const d of dirs) {
+      if (!sbs.some((s) => s.id === d)) v.leaks.push(`files of sandbox ${d.slice(0, 12)} leaked`);
+    }
+  }
+
+  // Firewall: a net- and a nat- chain per active bridge network, nothing else, no rule twice;
+  // set and map elements only for active networks' bridges and subnets.
+  const ruleset = await nftRuleset(site.hostNs);
+  const elems = (name: string) =>
+    ruleset.flatMap((x) => {
+      const o = x.set ?? x.map;
+      if (!o || o.table !== "cnm" || o.name !== name) return [];
+      return (o.elem ?? []).map((e: unknown) => {
+        const k = Array.isArray(e) ? e[0] : e;
+        return typeof k === "string" ? k : `${k.prefix.addr}/${k.prefix.len}`;
+      }) as string[];
+    }).sort();
+  const bridges = nets.map((n) => String(n.driverInfo.bridge)).sort();
+  const subnets = (v6: boolean) =>
+    nets.filter((n) => !n.internal).flatMap((n) => n.ipam.config.map((c) => c.subnet))
+      .filter((c) => c.includes(":") === v6).sort();
+  for (
+    const [set, want] of [
+      ["cnm_bridges", bridges],
+      ["cnm_fwd_in", bridges],
+      ["cnm_fwd_out", bridges],
+      ["cnm_nat4", subnets(false)],
+      ["cnm_nat6", subnets(true)],
+    ] as [string, string[]][]
+  ) {
+    const got = elems(set);
+    for (const w of want) if (!got.includes(w)) v.divergences.push(`${set} lacks ${w}`);
+    for (const g of got) if (!want.includes(g)) v.leaks.push(`${set} element ${g} leaked`);
+  }
+  const fw = cnmFirewall(ruleset);
+  const wantChains = new Set<string>();
+  for (const n of nets) {
+    wantChains.add(`inet net-${n.id.slice(0, 12)}`);
+    if (!n.internal) wantChains.add(`inet nat-${n.id.slice(0, 12)}`);
+  }
+  const perNet = fw.chains.filter((c) => /\s(net|nat|icc)-[0-9a-f]{12}$/.test(c));
+  for (const c of wantChains) {
+    if (!perNet.includes(c)) v.divergences.push(`firewall chain ${c} missing`);
+  }
+  for (const c of perNet) {
+    if (!wantChains.has(c) && !c.startsWith("bridge icc-")) {
+      v.leaks.push(`firewall chain ${c} leaked`);
+    }
+  }
+  const seenRules = new Set<string>();
+  for (const r of fw.rules) {
+    const k = `${r.chain} ${r.key}`;
+    if (seenRules.has(k)) v.leaks.push(`firewall rule duplicated in ${r.chain}: ${r.key}`);
+    seenRules.add(k);
+  }
+}
