@@ -16,6 +16,13 @@ import type { Kernel } from "../src/kernel/types.ts";
 export interface DriverCapabilities {
   dataScope: "local" | "global";
   connectivityScope: "local" | "global";
+  /**
+   * For global drivers that need VXLAN ids: the network option that carries them (a comma
+   * list, one per IPv4 subnet, as libnetwork's `com.docker.network.driver.overlay.vxlanid_list`).
+   * The controller decides them cluster-wide (lowest free ≥ 4096, or the user's list, each
+   * claimed in JetStream KV) and writes them into that option of the create intent.
+   */
+  vniOption?: string;
 }
 
 /** Per-address-family IPAM data handed to drivers (libnetwork's IPAMData). */

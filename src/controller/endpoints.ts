@@ -30,6 +30,7 @@ import {
   releaseEndpoint,
 } from "./network_ipam.ts";
 import { endpointsOf, findEndpoint, findNetwork, findSandbox } from "./objects.ts";
+import { decideGlobalAddresses, isGlobal } from "./global.ts";
 import type { Rec } from "./runtime.ts";
 
 /**
@@ -58,6 +59,7 @@ export async function createEndpoint(
     let done: Promise<CnmEvent>;
     let addresses: { ipv4Address?: string; ipv6Address?: string } = {};
     let netIpam: NetworkIpam | undefined;
+    let releaseClaims = () => Promise.resolve();
     try {
       const net = rt.objects.network.get(found.id);
       if (!net) throw new NotFoundError(`network ${ref} not found`);
@@ -71,12 +73,15 @@ export async function createEndpoint(
         );
       }
       netIpam = defaultIpamOf(nc);
-      addresses = netIpam
-        ? allocateEndpoint(ctx.ipam, netIpam, {
-          ipv4Address: input.ipv4Address,
-          ipv6Address: input.ipv6Address,
-        })
-        : {};
+      const req = { ipv4Address: input.ipv4Address, ipv6Address: input.ipv6Address };
+      if (netIpam && isGlobal(nc)) {
+        // Addresses of a global network are unique across hosts: claimed in KV.
+        const decided = await decideGlobalAddresses(ctx, id, nc, netIpam, req);
+        ({ addresses } = decided);
+        releaseClaims = decided.release;
+      } else {
+        addresses = netIpam ? allocateEndpoint(ctx.ipam, netIpam, req) : {};
+      }
       const data = {
         networkId: net.id,
         name: input.name,
@@ -97,7 +102,10 @@ export async function createEndpoint(
       ({ done } = await rt.begin("endpoint", undefined, intent));
     } catch (err) {
       // Not journaled: give the addresses back.
-      if (!rt.objects.endpoint.has(id)) releaseEndpoint(ctx.ipam, netIpam, addresses);
+      if (!rt.objects.endpoint.has(id)) {
+        releaseEndpoint(ctx.ipam, netIpam, addresses);
+        await releaseClaims();
+      }
       throw err;
     } finally {
       unlockNetwork();

@@ -43,6 +43,10 @@ import { reconcile } from "./reconcile.ts";
 import { recover, type RecoveryReport, watchConnection } from "./recovery.ts";
 import { type CrashPoint, createRuntime, type Runtime } from "./runtime.ts";
 import { createSandboxProgrammer } from "./sandbox_program.ts";
+import { openClaims } from "./claims.ts";
+import { applyRemote, checkGlobalOrder, releaseGlobalClaims } from "./global.ts";
+import { createWorld } from "./world.ts";
+import { emptyFold } from "../journal/fold.ts";
 import * as sandboxes from "./sandboxes.ts";
 
 export type { CrashPoint } from "./runtime.ts";
@@ -84,6 +88,11 @@ export interface ControllerOptions {
   commandTimeoutMs?: number;
   /** Milliseconds to wait for one PubAck. Default 4000. */
   publishTimeoutMs?: number;
+  /**
+   * Replicas of the stream and KV buckets this controller creates (1 for a single server, 3
+   * for a JetStream cluster). Existing streams keep theirs. Default 1.
+   */
+  replicas?: number;
   /** Lifetime of the single-writer lease without a refresh. Default 10000. */
   leaseTtlMs?: number;
   /** How long to wait for another controller's lease of this host to expire. Default ttl + 2 s. */
@@ -178,6 +187,7 @@ async function start(
     stream: options.stream,
     prefix: options.prefix,
     publishTimeoutMs: options.publishTimeoutMs,
+    ...(options.replicas ? { replicas: options.replicas } : {}),
   });
   const ownsKernel = !isKernel(options.kernel);
   const kernel = isKernel(options.kernel)
@@ -203,14 +213,22 @@ async function start(
     hostId,
     commandTimeoutMs: options.commandTimeoutMs ?? 30_000,
     hook: options.hooks?.point,
-    runEffect: (kind, state, context, effectId) =>
-      runEffect(effectEnv(ctx), kind, state, context, effectId),
+    runEffect: async (kind, state, context, effectId, intentSeq) => {
+      await checkGlobalOrder(ctx, kind, state, context, intentSeq);
+      return await runEffect(effectEnv(ctx), kind, state, context, effectId);
+    },
     onOutcome: (kind, context, outcome) => {
       releaseOnOutcome(ctx.ipam, kind, context, outcome, (id) => networkContext(runtime, id));
+      releaseGlobalClaims(ctx, kind, context, outcome);
       if (kind === "endpoint") ctx.sandboxes.settled((context as EndpointContext).id);
     },
   });
   fence.runtime = runtime;
+  const claims = await openClaims(nc, {
+    stream: journal.stream,
+    hostId,
+    ...(options.replicas ? { replicas: options.replicas } : {}),
+  });
   const stateDir = options.stateDir ?? `/var/lib/cnm/${hostId}`;
   ctx = {
     runtime,
@@ -220,6 +238,13 @@ async function start(
     drivers,
     sandboxes: createSandboxProgrammer({ runtime, kernel, stateDir }),
     firewall: createFirewall({ exec: (argv, o) => kernel.exec(argv, o) }),
+    claims,
+    world: createWorld({
+      journal,
+      hostId,
+      fold: emptyFold(),
+      onRemote: (change) => applyRemote(ctx, change),
+    }),
     settings: {
       hostId,
       namePrefix: options.namePrefix ?? "cnm-",
@@ -259,6 +284,7 @@ async function start(
     async close() {
       if (closed) return;
       closed = true;
+      ctx.world.close();
       runtime.close();
       const errors: unknown[] = [];
       if (ownsKernel) await kernel.close().catch((e) => errors.push(e));
@@ -270,6 +296,8 @@ async function start(
   };
   try {
     controller.recovery = await recover(ctx, started);
+    // From here on, other hosts' events reach this host's view as they are appended.
+    ctx.world.start();
   } catch (err) {
     await controller.close().catch(() => {});
     throw err;

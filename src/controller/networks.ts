@@ -17,6 +17,12 @@ import type { ControllerContext } from "./context.ts";
 import { CreateNetworkInput, type CreateNetworkOptions, parseInput, parseRef } from "./inputs.ts";
 import { allocateNetwork, type NetworkIpam, releaseNetwork } from "./network_ipam.ts";
 import { endpointsOf, findNetwork } from "./objects.ts";
+import {
+  decideGlobalNetwork,
+  endpointsOnNetwork,
+  type GlobalDecision,
+  isGlobal,
+} from "./global.ts";
 
 /**
  * Creates a network (`predefined` marks `none`, `host` and `bridge` made at first start).
@@ -59,8 +65,15 @@ export async function createNetwork(
       facts: {},
     });
     let ipam: NetworkIpam | undefined;
+    let options = input.options;
+    let global: GlobalDecision | undefined;
     const remoteIpam = ipamDriver !== "default" ? input.ipam : undefined;
-    if (!NO_IPAM_DRIVERS.has(driver.name) && !remoteIpam) {
+    const withIpam = !NO_IPAM_DRIVERS.has(driver.name) && !remoteIpam;
+    if (caps.dataScope === "global") {
+      // Decided cluster-wide: the name, subnets (GlobalDefault) and VNIs, claimed in KV.
+      global = await decideGlobalNetwork(ctx, id, input, caps, withIpam);
+      ({ ipam, options } = global);
+    } else if (withIpam) {
       ctx.hostNetworks = (await ctx.kernel.listRoutes())
         .map((r) => r.dst).filter((d) => d !== "default" && d.includes("/"));
       ipam = allocateNetwork(ctx.ipam, input);
@@ -72,7 +85,7 @@ export async function createNetwork(
       internal: input.internal,
       enableIPv6: input.enableIPv6,
       labels: input.labels,
-      options: input.options,
+      options,
       ...(ipam ? { ipam } : {}),
       ...(remoteIpam ? { ipamRequest: remoteIpam } : {}),
       ...(predefined ? { predefined: true } : {}),
@@ -82,7 +95,10 @@ export async function createNetwork(
       await rt.decide("network", undefined, intent);
     } catch (err) {
       // Not journaled: give the pools back. (A journaled failure released them already.)
-      if (!rt.objects.network.has(id)) releaseNetwork(ctx.ipam, ipam);
+      if (!rt.objects.network.has(id)) {
+        if (global) await global.release();
+        else releaseNetwork(ctx.ipam, ipam);
+      }
       throw err;
     }
     return network(ctx, id)!;
@@ -110,12 +126,14 @@ export async function deleteNetwork(ctx: ControllerContext, idOrName: string): P
     if (c.predefined) {
       throw new ForbiddenError(`${c.name} is a pre-defined network and cannot be removed`);
     }
-    const eps = endpointsOf(rt, (e) => e.networkId === rec.id);
+    // A global network's endpoints may be on any host.
+    const eps = isGlobal(c)
+      ? endpointsOnNetwork(ctx, rec.id)
+      : endpointsOf(rt, (e) => e.networkId === rec.id).map((r) => rt.context<EndpointContext>(r));
     if (eps.length) {
-      const list = eps.map((r) => {
-        const e = rt.context<EndpointContext>(r);
-        return `name:${JSON.stringify(e.name)} id:${JSON.stringify(shortId(e.id))}`;
-      }).join(", ");
+      const list = eps.map((e) =>
+        `name:${JSON.stringify(e.name)} id:${JSON.stringify(shortId(e.id))}`
+      ).join(", ");
       throw new ForbiddenError(`network ${c.name} has active endpoints (${list})`);
     }
     const intent = rt.intent(rec, "network.delete.requested", "deleting", {});
