@@ -38,10 +38,13 @@ const decoder = new TextDecoder();
 export class NetlinkError extends Error {
   /** Positive errno (EEXIST = 17, ...). */
   readonly errno: number;
+  /** The kernel's extended-ACK text, when it sent one (e.g. which VNI clashed). */
+  readonly extack?: string;
   constructor(what: string, code: number, extack?: string) {
     super(`${what}: ${describeErrno(code)}${extack ? `: ${extack}` : ""}`);
     this.name = "NetlinkError";
     this.errno = code;
+    if (extack) this.extack = extack;
   }
 }
 
@@ -99,6 +102,13 @@ export class MessageBuilder {
     const p = new Uint8Array(4);
     new DataView(p.buffer).setUint32(0, v >>> 0, LE);
     return this.attr(type, p);
+  }
+  attrU8(type: number, v: number): this {
+    return this.attr(type, new Uint8Array([v & 0xff]));
+  }
+  /** A 16-bit attribute in network byte order (ports, e.g. IFLA_VXLAN_PORT). */
+  attrBe16(type: number, v: number): this {
+    return this.attr(type, new Uint8Array([(v >> 8) & 0xff, v & 0xff]));
   }
   attrStr(type: number, s: string): this {
     const bytes = encoder.encode(s);
@@ -175,6 +185,21 @@ export function attrU32(v: DataView | undefined): number | undefined {
   return v && v.byteLength >= 4 ? v.getUint32(0, LE) : undefined;
 }
 
+/** Reads a u8 attribute. */
+export function attrU8(v: DataView | undefined): number | undefined {
+  return v && v.byteLength >= 1 ? v.getUint8(0) : undefined;
+}
+
+/** Reads a 16-bit attribute in network byte order. */
+export function attrBe16(v: DataView | undefined): number | undefined {
+  return v && v.byteLength >= 2 ? v.getUint16(0, false) : undefined;
+}
+
+/** Reads a signed 32-bit attribute (host order). */
+export function attrI32(v: DataView | undefined): number | undefined {
+  return v && v.byteLength >= 4 ? v.getInt32(0, LE) : undefined;
+}
+
 /** Reads the raw bytes of an attribute. */
 export function attrBytes(v: DataView | undefined): Uint8Array | undefined {
   return v ? new Uint8Array(v.buffer, v.byteOffset, v.byteLength) : undefined;
@@ -234,6 +259,19 @@ export class NetlinkSocket {
     return batch.finish();
   }
 
+  /**
+   * Like {@link transact}, but never throws for a refused request: returns every request's
+   * verdict (errno 0 on success or when listed in `ok`, else a {@link NetlinkError}). The
+   * kernel handles each message of a datagram on its own, so one refusal does not stop the
+   * others.
+   */
+  transactSettled(requests: Request[]): (NetlinkError | undefined)[] {
+    const batch = this.#start(requests);
+    sendToKernel(this.fd, batch.out);
+    while (batch.pending > 0) this.#parse(recvFromKernel(this.fd, this.#buf), batch.absorb);
+    return batch.settle();
+  }
+
   #start(requests: Request[]) {
     if (this.#closed) throw new Error("netlink socket is closed");
     const first = this.#seq + 1;
@@ -265,6 +303,12 @@ export class NetlinkSocket {
           const c = code ?? 0;
           if (c === 0 || requests[i].ok?.includes(c)) return c;
           throw new NetlinkError(requests[i].what, c, texts[i]);
+        }),
+      settle: () =>
+        results.map((code, i) => {
+          const c = code ?? 0;
+          if (c === 0 || requests[i].ok?.includes(c)) return undefined;
+          return new NetlinkError(requests[i].what, c, texts[i]);
         }),
     };
     return batch;
