@@ -199,11 +199,12 @@ export function deleteChange(e: PeerEntry): NeighborChange {
  * Changes that make the kernel match a diff: deletes of undesired entries first (FDB before
  * neighbour), then replaces of missing, different and learned desired ones (neighbour before
  * FDB, as flannel orders them). A learned entry is rewritten, never deleted first, so traffic
- * does not see a gap.
+ * does not see a gap. Undesired entries for which `keep` is true stay (an incomplete table).
  */
 export function repairChanges(
   d: Omit<PeerState, "networkId" | "namespace">,
   want: Desired,
+  keep: (e: PeerEntry) => boolean = () => false,
 ): NeighborChange[] {
   const key = (e: PeerEntry) => `${e.kind}|${e.dev}|${e.kind === "neighbor" ? e.ip : e.mac}`;
   const wanted = new Set([...want.neighbors.values(), ...want.fdb.values()].map(key));
@@ -211,8 +212,9 @@ export function repairChanges(
   // remote (NDA_DST), which also clears a second remote the replace below would not touch.
   const dels: NeighborChange[] = [];
   for (const e of d.stale) {
-    if (!wanted.has(key(e))) dels.push(deleteChange(e));
-    else if (e.kind === "fdb" && e.vtep) {
+    if (!wanted.has(key(e))) {
+      if (!keep(e)) dels.push(deleteChange(e));
+    } else if (e.kind === "fdb" && e.vtep) {
       dels.push({ op: "delete", fdb: { dev: e.dev, mac: e.mac, dst: e.vtep } });
     }
   }

@@ -65,6 +65,7 @@ import {
   type LocalView,
   type OverlayPeer,
   parsePeers,
+  type PeerEntry,
   type PeerState,
   PeerTable,
   repairChanges,
@@ -121,6 +122,13 @@ interface NetState {
   /** Endpoints joined here: id → IP and MAC. */
   local: Map<string, { ip: string; mac: string }>;
   lock: Promise<unknown>;
+  /**
+   * Whether the controller has handed over the whole table (setPeers) since this driver
+   * started. Until then the table may be incomplete, so entries the kernel has and the table
+   * lacks are kept, not deleted: a restarted controller re-running a join must not wipe the
+   * peers it has not re-read yet.
+   */
+  complete: boolean;
 }
 
 /** Creates the overlay driver. */
@@ -138,7 +146,10 @@ export function createOverlayDriver(options: OverlayDriverOptions = {}): Overlay
   const net = (id: string): NetState => {
     let st = nets.get(id);
     if (!st) {
-      nets.set(id, st = { table: new PeerTable(), local: new Map(), lock: Promise.resolve() });
+      nets.set(
+        id,
+        st = { table: new PeerTable(), local: new Map(), lock: Promise.resolve(), complete: false },
+      );
     }
     return st;
   };
@@ -174,7 +185,11 @@ export function createOverlayDriver(options: OverlayDriverOptions = {}): Overlay
       ctx.kernel.listNeighbors(path),
       ctx.kernel.listFdb(path),
     ]);
-    const changes = repairChanges(diff(cfg, want, neighbors, fdb), want);
+    const local = localView(st);
+    const keep = st.complete
+      ? undefined
+      : (e: PeerEntry) => !(e.ip !== undefined && local.ips.has(e.ip)) && !local.macs.has(e.mac);
+    const changes = repairChanges(diff(cfg, want, neighbors, fdb), want, keep);
     if (changes.length) await ctx.kernel.applyNeighbors(changes, path);
     return changes.length;
   };
@@ -192,7 +207,7 @@ export function createOverlayDriver(options: OverlayDriverOptions = {}): Overlay
       if (!(await hasEndpoints(e, path))) await removeNamespace(e, network.id);
     });
 
-  const peerOp = (
+  const peerOp = async (
     network: DriverNetwork,
     peers: OverlayPeer[],
     ctx: PeerContext,
@@ -205,7 +220,7 @@ export function createOverlayDriver(options: OverlayDriverOptions = {}): Overlay
   ) => {
     const parsed = parsePeers(peers);
     const cfg = overlayConfig(network);
-    return locked(network.id, async (st): Promise<PeerSync> => {
+    return await locked(network.id, async (st): Promise<PeerSync> => {
       if (!vtep) await advertise(ctx).catch(() => {}); // own peers are recognised by it
       const changes = apply(st, cfg, parsed, localView(st));
       const path = await existing(network, ctx);
@@ -226,10 +241,10 @@ export function createOverlayDriver(options: OverlayDriverOptions = {}): Overlay
       if (cfg.encrypted) throw new InvalidArgumentError(ipsecRefusal(probeIpsec()));
     },
 
-    createNetwork(network) {
+    async createNetwork(network) {
       // Nothing in the kernel yet: the namespace comes with the first local join.
       const cfg = config(network);
-      return Promise.resolve({
+      return await Promise.resolve({
         vnis: cfg.subnets.map((s) => s.vni),
         mtu: cfg.mtu,
         port,
@@ -248,10 +263,10 @@ export function createOverlayDriver(options: OverlayDriverOptions = {}): Overlay
         nets.delete(network.id);
       }),
 
-    createEndpoint(network, ep) {
+    async createEndpoint(network, ep) {
       const cfg = config(network);
       const ip = checkAddress(cfg, network, ep);
-      return Promise.resolve({
+      return await Promise.resolve({
         macAddress: ep.macAddress ?? macFromIp(ip),
         hostVeth: hostVethName(ep.id),
         mtu: cfg.mtu,
@@ -317,6 +332,7 @@ export function createOverlayDriver(options: OverlayDriverOptions = {}): Overlay
     setPeers: (network, peers, ctx) =>
       peerOp(network, peers, ctx, (st, _cfg, parsed) => {
         st.table.reset(parsed);
+        st.complete = true;
         return "reset";
       }),
     addPeers: (network, peers, ctx) =>
@@ -324,9 +340,9 @@ export function createOverlayDriver(options: OverlayDriverOptions = {}): Overlay
     removePeers: (network, peers, ctx) =>
       peerOp(network, peers, ctx, (st, cfg, parsed, local) => st.table.remove(cfg, parsed, local)),
 
-    peerState: (network, ctx) => {
+    peerState: async (network, ctx) => {
       const cfg = overlayConfig(network);
-      return locked(network.id, async (st): Promise<PeerState> => {
+      return await locked(network.id, async (st): Promise<PeerState> => {
         const want = desired(cfg, st.table.all(), localView(st));
         const path = await existing(network, ctx);
         if (!path) {
