@@ -9,7 +9,7 @@
 import { createHash } from "node:crypto";
 import type { DriverNetwork } from "../driver.ts";
 import { InvalidArgumentError } from "../../src/errors.ts";
-import { addressOf, cidrContains } from "../../src/ipam/cidr.ts";
+import { addressOf, type Cidr, cidrContains, parseCidr, parseIp } from "../../src/ipam/cidr.ts";
 
 /** Option keys the overlay driver reads (libnetwork's). */
 export const OverlayOptions = {
@@ -145,7 +145,23 @@ export function checkPort(port: number): number {
 
 /** The subnet of `cfg` holding `ip` (an address, or a CIDR whose address is used). */
 export function subnetOf(cfg: OverlayConfig, ip: string): OverlaySubnet | undefined {
+  if (cfg.subnets.length === 1) {
+    // The common case, on the hot path: one subnet, compared as numbers.
+    const [s] = cfg.subnets;
+    const range = rangeOf(s.pool);
+    const a = parseIp(ip.includes("/") ? addressOf(ip) : ip);
+    return a.family === range.family && range.network <= a.value && a.value <= range.last
+      ? s
+      : undefined;
+  }
   return cfg.subnets.find((s) => cidrContains(s.pool, ip));
+}
+
+const ranges = new Map<string, Cidr>();
+function rangeOf(pool: string): Cidr {
+  let r = ranges.get(pool);
+  if (!r) ranges.set(pool, r = parseCidr(pool));
+  return r;
 }
 
 /** libnetwork's MAC for an IPv4 address: `02:42:` + its four octets. */

@@ -8,9 +8,7 @@
  * @module
  */
 
-import { z } from "zod";
 import { InvalidArgumentError } from "../../src/errors.ts";
-import { addressOf } from "../../src/ipam/cidr.ts";
 import type { FdbInfo, NeighborChange, NeighborInfo } from "../../src/kernel/types.ts";
 import { type OverlayConfig, subnetOf } from "./_config.ts";
 
@@ -23,31 +21,35 @@ export interface OverlayPeer {
   vtep: string;
 }
 
-const ipv4 = z.string().refine((s) => z.ipv4().safeParse(s.split("/")[0]).success, {
-  message: "not an IPv4 address",
-});
-const peerSchema = z.object({
-  ip: ipv4,
-  mac: z.string().regex(/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/, { message: "not a MAC address" }),
-  vtep: z.ipv4({ message: "not an IPv4 address" }),
-});
+const MAC = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
+const V4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(\/\d{1,2})?$/;
+
+/** A dotted IPv4 address (an optional /len is dropped), canonical; undefined when malformed. */
+function v4(s: unknown, allowPrefix: boolean): string | undefined {
+  const m = typeof s === "string" ? V4.exec(s) : null;
+  if (!m || (m[5] && (!allowPrefix || Number(m[5].slice(1)) > 32))) return undefined;
+  const o = [m[1], m[2], m[3], m[4]].map(Number);
+  return o.every((x) => x <= 255) ? o.join(".") : undefined;
+}
 
 /**
- * Validates peers at the edge and normalises them (bare IP, lower-case MAC).
+ * Validates peers at the edge and normalises them (bare IP, lower-case MAC). Hand-written
+ * rather than a schema: it runs for every peer of every update, on the hot path.
  *
  * @throws {InvalidArgumentError} naming the peer and the field.
  */
 export function parsePeers(peers: unknown): OverlayPeer[] {
   if (!Array.isArray(peers)) throw new InvalidArgumentError("invalid peers: expected an array");
   return peers.map((p, i) => {
-    const r = peerSchema.safeParse(p);
-    if (!r.success) {
-      const issue = r.error.issues[0];
-      throw new InvalidArgumentError(
-        `invalid peer ${i}: ${issue.path.join(".") || "value"}: ${issue.message}`,
-      );
-    }
-    return { ip: addressOf(r.data.ip), mac: r.data.mac.toLowerCase(), vtep: r.data.vtep };
+    const bad = (field: string, what: string) =>
+      new InvalidArgumentError(`invalid peer ${i}: ${field}: ${what}`);
+    if (typeof p !== "object" || p === null) throw bad("value", "expected an object");
+    const ip = v4(p.ip, true);
+    if (!ip) throw bad("ip", "not an IPv4 address");
+    if (typeof p.mac !== "string" || !MAC.test(p.mac)) throw bad("mac", "not a MAC address");
+    const vtep = v4(p.vtep, false);
+    if (!vtep) throw bad("vtep", "not an IPv4 address");
+    return { ip, mac: p.mac.toLowerCase(), vtep };
   });
 }
 
@@ -242,6 +244,8 @@ export function repairChanges(
  */
 export class PeerTable {
   readonly #byIp = new Map<string, OverlayPeer>();
+  /** MAC → IPs of the peers using it (an index, so "still in use" is not a scan). */
+  readonly #byMac = new Map<string, Set<string>>();
 
   /** Every peer. */
   all(): OverlayPeer[] {
@@ -251,7 +255,31 @@ export class PeerTable {
   /** Replaces the whole table. */
   reset(peers: OverlayPeer[]): void {
     this.#byIp.clear();
-    for (const p of peers) this.#byIp.set(p.ip, p);
+    this.#byMac.clear();
+    for (const p of peers) this.#set(p);
+  }
+
+  #set(p: OverlayPeer): OverlayPeer | undefined {
+    const old = this.#byIp.get(p.ip);
+    if (old) this.#unindex(old);
+    this.#byIp.set(p.ip, p);
+    let ips = this.#byMac.get(p.mac);
+    if (!ips) this.#byMac.set(p.mac, ips = new Set());
+    ips.add(p.ip);
+    return old;
+  }
+
+  #delete(ip: string): void {
+    const old = this.#byIp.get(ip);
+    if (!old) return;
+    this.#byIp.delete(ip);
+    this.#unindex(old);
+  }
+
+  #unindex(p: OverlayPeer): void {
+    const ips = this.#byMac.get(p.mac);
+    ips?.delete(p.ip);
+    if (ips?.size === 0) this.#byMac.delete(p.mac);
   }
 
   /**
@@ -263,8 +291,7 @@ export class PeerTable {
     const dels: PeerEntry[] = [];
     const adds: PeerEntry[] = [];
     for (const p of peers) {
-      const old = this.#byIp.get(p.ip);
-      this.#byIp.set(p.ip, p);
+      const old = this.#set(p);
       const sub = subnetOf(cfg, p.ip);
       if (!sub) continue;
       if (old && old.mac !== p.mac && !this.#macInUse(old.mac, sub.vxlan, cfg, local)) {
@@ -294,7 +321,7 @@ export class PeerTable {
     for (const p of peers) {
       const cur = this.#byIp.get(p.ip);
       if (cur && (cur.vtep !== p.vtep || cur.mac !== p.mac)) continue; // moved meanwhile
-      this.#byIp.delete(p.ip);
+      this.#delete(p.ip);
       const sub = subnetOf(cfg, p.ip);
       if (!sub || isLocal(p, local)) continue;
       dels.push({ kind: "neighbor", dev: sub.vxlan, ip: p.ip, mac: p.mac });
@@ -309,8 +336,9 @@ export class PeerTable {
   }
 
   #macInUse(mac: string, dev: string, cfg: OverlayConfig, local: LocalView): boolean {
-    for (const p of this.#byIp.values()) {
-      if (p.mac === mac && !isLocal(p, local) && subnetOf(cfg, p.ip)?.vxlan === dev) return true;
+    for (const ip of this.#byMac.get(mac) ?? []) {
+      const p = this.#byIp.get(ip)!;
+      if (!isLocal(p, local) && subnetOf(cfg, p.ip)?.vxlan === dev) return true;
     }
     return false;
   }

@@ -50,7 +50,7 @@ export class NetlinkError extends Error {
 
 /** Builds one netlink message: header, fixed family struct, then (nested) attributes. */
 export class MessageBuilder {
-  #buf: Uint8Array<ArrayBuffer> = new Uint8Array(1024);
+  #buf: Uint8Array<ArrayBuffer> = new Uint8Array(128);
   #view = new DataView(this.#buf.buffer);
   #len = 0;
   #nests: number[] = [];
