@@ -89,7 +89,7 @@ export async function createLab(options: LabOptions = {}): Promise<Lab> {
     namespaces: () => listPrefixed(prefix),
     cleanup: () => deletePrefixed(prefix),
   };
-  const ip = (...args: string[]) => sh(["ip", ...args]);
+  const ip = (...args: string[]) => sh(["ip", ...args.flatMap((a) => a.split(" "))]);
   try {
     await ip("netns", "add", underlay);
     await ip("-n", underlay, "link", "set", "lo", "up");
@@ -99,7 +99,13 @@ export async function createLab(options: LabOptions = {}): Promise<Lab> {
       const port = `h${h.index}`;
       await ip("netns", "add", h.name);
       await ip("-n", h.name, "link", "set", "lo", "up");
-      await ip("-n", h.name, "link", "add", "ul0", "mtu", mtu, "type", "veth", "peer", "name", port, "mtu", mtu, "netns", underlay);
+      await ip(
+        "-n",
+        h.name,
+        `link add ul0 mtu ${mtu} type veth peer name ${port} mtu ${mtu}`,
+        "netns",
+        underlay,
+      );
       await ip("-n", underlay, "link", "set", port, "master", "br-ul", "up");
       await ip("-n", h.name, "addr", "add", `${h.address}/24`, "dev", "ul0");
       await ip("-n", h.name, "link", "set", "ul0", "up");
@@ -129,7 +135,11 @@ export async function ping(netns: string, address: string, options: PingOptions 
   args.push("-c", String(options.count ?? 1), "-W", String(options.waitSeconds ?? 1));
   if (options.size !== undefined) args.push("-s", String(options.size));
   if (options.dontFragment) args.push("-M", "do");
-  const out = await new Deno.Command("ip", { args: [...args, address], stdout: "piped", stderr: "piped" })
+  const out = await new Deno.Command("ip", {
+    args: [...args, address],
+    stdout: "piped",
+    stderr: "piped",
+  })
     .output();
   return out.success;
 }
