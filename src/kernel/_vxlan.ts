@@ -22,6 +22,7 @@ import {
   type RawLink,
   type RawVxlan,
   setLinkRequest,
+  type VxlanCreate,
 } from "./_rtnl.ts";
 import type { VxlanInfo, VxlanSpec } from "./types.ts";
 
@@ -37,17 +38,8 @@ export interface VxlanEnv {
   allNetns(): string[];
 }
 
-interface Validated {
-  name: string;
-  vni: number;
-  port: number;
-  learning: boolean;
-  proxy: boolean;
-  l2miss: boolean;
-  l3miss: boolean;
-  local?: Uint8Array;
-  mtu?: number;
-}
+/** A validated spec: what the create request takes, less where and how it is attached. */
+type Validated = Omit<VxlanCreate, "nsFd" | "changes"> & { mtu?: number };
 
 function validate(spec: VxlanSpec): Validated {
   const name = checkIfName(spec?.name, "VXLAN device name");

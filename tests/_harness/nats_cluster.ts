@@ -26,7 +26,7 @@
 
 import { connect, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { freePort } from "./nats.ts";
+import { endProcess, freePort } from "./nats.ts";
 
 /** One server of the cluster. */
 export interface ClusterNode {
@@ -172,16 +172,7 @@ export async function startNatsCluster(options: NatsClusterOptions = {}): Promis
     if (!child) return;
     children.delete(i);
     nodes[i].pid = undefined;
-    try {
-      child.kill(signal);
-    } catch { /* already gone */ }
-    const timer = setTimeout(() => {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* gone */ }
-    }, 5000);
-    await child.status;
-    clearTimeout(timer);
+    await endProcess(child, signal);
   };
   const running = () => nodes.map((_, i) => i).filter((i) => children.has(i));
 

@@ -15,6 +15,7 @@ import {
 import { createKernel, type Kernel } from "../../src/kernel/mod.ts";
 import { sh } from "../_harness/command.ts";
 import { createLab, type Lab, type LabHost } from "../_harness/multihost.ts";
+import { requireRoot } from "../_harness/netns.ts";
 
 /** One lab host with its kernel and driver. */
 export interface OverlayHost {
@@ -139,6 +140,25 @@ export async function startOverlayLab(hosts = 3): Promise<OverlayLab> {
       await lab.cleanup();
     },
   };
+}
+
+/**
+ * Runs `fn` on a fresh lab of `hosts` hosts (needs root), then removes it and checks that no
+ * namespace of it is left.
+ */
+export async function withOverlayLab(
+  hosts: number,
+  fn: (lab: OverlayLab) => Promise<void>,
+): Promise<void> {
+  requireRoot();
+  const lab = await startOverlayLab(hosts);
+  try {
+    await fn(lab);
+  } finally {
+    await lab.cleanup();
+  }
+  const left = await lab.lab.namespaces();
+  if (left.length) throw new Error(`namespaces left behind: ${left.join(" ")}`);
 }
 
 /** `ip -n NS -j neigh show dev DEV nud permanent`: [ip, mac] pairs. */

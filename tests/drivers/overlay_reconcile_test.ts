@@ -11,25 +11,9 @@ import { createOverlayDriver } from "../../drivers/overlay/mod.ts";
 import { VNI_EXISTS } from "../../src/kernel/mod.ts";
 import { sh } from "../_harness/command.ts";
 import { ping } from "../_harness/multihost.ts";
-import { requireRoot } from "../_harness/netns.ts";
-import {
-  kernelFdb,
-  kernelNeighbors,
-  type OverlayLab,
-  overlayNs,
-  startOverlayLab,
-} from "./_overlay_lab.ts";
+import { kernelFdb, kernelNeighbors, overlayNs, withOverlayLab } from "./_overlay_lab.ts";
 
-async function withLab(hosts: number, fn: (lab: OverlayLab) => Promise<void>): Promise<void> {
-  requireRoot();
-  const lab = await startOverlayLab(hosts);
-  try {
-    await fn(lab);
-  } finally {
-    await lab.cleanup();
-    assert.deepEqual(await lab.lab.namespaces(), [], "namespaces left behind");
-  }
-}
+const withLab = withOverlayLab;
 
 const VX = "vx-001000-0001a";
 const bridge = (ns: string, ...args: string[]) => sh(["bridge", "-n", ns, "fdb", ...args]);

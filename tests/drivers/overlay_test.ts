@@ -5,7 +5,6 @@
  */
 
 import assert from "node:assert/strict";
-import { requireRoot } from "../_harness/netns.ts";
 import { ping } from "../_harness/multihost.ts";
 import { connectTcp, serveTcp } from "../_harness/tcp.ts";
 import { sh } from "../_harness/command.ts";
@@ -15,19 +14,10 @@ import {
   kernelNeighbors,
   type OverlayLab,
   overlayNs,
-  startOverlayLab,
+  withOverlayLab,
 } from "./_overlay_lab.ts";
 
-async function withLab(fn: (lab: OverlayLab) => Promise<void>): Promise<void> {
-  requireRoot();
-  const lab = await startOverlayLab(3);
-  try {
-    await fn(lab);
-  } finally {
-    await lab.cleanup();
-    assert.deepEqual(await lab.lab.namespaces(), [], "namespaces left behind");
-  }
-}
+const withLab = (fn: (lab: OverlayLab) => Promise<void>) => withOverlayLab(3, fn);
 
 const ipOf = (a: Attached) => a.peer.ip;
 

@@ -198,36 +198,27 @@ Deno.test("kernel neighbour and FDB entries are permanent, self and replaced (ro
     });
     await t.step("a learned entry: `bridge fdb add` fails, ensureFdb replaces it", async () => {
       const other = "02:42:0a:00:01:09";
-      await sh([
+      const fdbCmd = (
+        verb: string,
+        state: string,
+      ) => [
         "bridge",
         "-n",
         ovName,
         "fdb",
-        "replace",
+        verb,
         other,
         "dev",
         "vx0",
         "dst",
         "192.0.2.9",
         "self",
-        "dynamic",
-      ]);
+        state,
+      ];
+      await sh(fdbCmd("replace", "dynamic"));
       const learned = (await k.listFdb(ov, "vx0")).find((e) => e.mac === other);
       assert.equal(learned?.permanent, false);
-      const add = await output([
-        "bridge",
-        "-n",
-        ovName,
-        "fdb",
-        "add",
-        other,
-        "dev",
-        "vx0",
-        "dst",
-        "192.0.2.9",
-        "self",
-        "permanent",
-      ]);
+      const add = await output(fdbCmd("add", "permanent"));
       assert.notEqual(add.code, 0);
       assert.match(add.stderr, /File exists/);
       await k.ensureFdb({ dev: "vx0", mac: other, dst: "192.0.2.9" }, ov);
