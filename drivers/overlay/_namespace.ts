@@ -41,6 +41,11 @@ export async function ensureNamespace(env: NamespaceEnv, cfg: OverlayConfig): Pr
     });
     await ensureVxlan(env, cfg, sub, path, alias);
   }
+  if (cfg.subnets.length > 1) {
+    // Between its subnets the namespace routes (containers reach the others via their
+    // gateway); a new namespace does not forward unless the root one does. Set here only.
+    await env.kernel.exec(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"], { netns: path });
+  }
   return path;
 }
 

@@ -296,3 +296,29 @@ Deno.test("overlay namespace comes with the first local join and goes with the l
     });
   });
 });
+
+Deno.test("overlay a network with two subnets routes between them through the gateways (root)", async () => {
+  await withLab(async (lab) => {
+    const [h1, h2] = lab.hosts;
+    const two = lab.network(1);
+    two.options["com.docker.network.driver.overlay.vxlanid_list"] = "4096,4097";
+    two.ipv4.push({
+      addressSpace: "GlobalDefault",
+      pool: "10.0.2.0/24",
+      gateway: "10.0.2.1/24",
+      auxAddresses: {},
+    });
+    const a = await lab.attach(h1, two, { ip: "10.0.1.2/24" });
+    const b = await lab.attach(h2, two, { ip: "10.0.2.3/24" });
+    await lab.setPeersEverywhere(two, [a.peer, b.peer]);
+    assert.deepEqual(a.facts.staticRoutes, [
+      { destination: "10.0.2.0/24", routeType: 0, nextHop: "10.0.1.1" },
+    ]);
+    assert.equal(b.facts.vni, 4097);
+    assert.equal(b.facts.vxlan, "vx-001001-0001a");
+    const routes = JSON.parse(await sh(["ip", "-n", a.sandbox, "-j", "route"]));
+    assert.ok(routes.some((r: any) => r.dst === "10.0.2.0/24" && r.gateway === "10.0.1.1"));
+    assert.ok(await ping(a.sandbox, "10.0.2.3"), "10.0.1.2 -> 10.0.2.3");
+    assert.ok(await ping(b.sandbox, "10.0.1.2"), "10.0.2.3 -> 10.0.1.2");
+  });
+});
