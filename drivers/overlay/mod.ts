@@ -36,8 +36,8 @@ import type {
   EffectContext,
   JoinResult,
 } from "../driver.ts";
-import { DriverError, InvalidArgumentError } from "../../src/errors.ts";
-import { addressOf, parseIp } from "../../src/ipam/cidr.ts";
+import { InvalidArgumentError } from "../../src/errors.ts";
+import { addressOf } from "../../src/ipam/cidr.ts";
 import type { NeighborChange } from "../../src/kernel/types.ts";
 import {
   checkPort,
@@ -50,6 +50,7 @@ import {
   ownerId,
   subnetOf,
 } from "./_config.ts";
+import { checkAddress, detectVtep, isIPv4, macOf, vethOf } from "./_endpoint.ts";
 import { ipsecRefusal, probeIpsec } from "./_ipsec.ts";
 import {
   ensureNamespace,
@@ -171,7 +172,8 @@ export function createOverlayDriver(options: OverlayDriverOptions = {}): Overlay
     if (cfg.encrypted) throw new InvalidArgumentError(ipsecRefusal(probeIpsec()));
     return cfg;
   };
-  const advertise = async (ctx: PeerContext): Promise<string> => vtep ??= await detectVtep(ctx);
+  const advertise = async (ctx: PeerContext): Promise<string> =>
+    vtep ??= await detectVtep(ctx.kernel);
   const localView = (st: NetState): LocalView => ({
     vtep,
     ips: new Set([...st.local.values()].map((l) => l.ip)),
@@ -380,47 +382,4 @@ export function createOverlayDriver(options: OverlayDriverOptions = {}): Overlay
       await ctx.kernel.deleteNetns(name);
     },
   };
-}
-
-/** The endpoint's IPv4 address, checked against the network's subnets (libnetwork's words). */
-function checkAddress(cfg: OverlayConfig, network: DriverNetwork, ep: DriverEndpoint): string {
-  if (!ep.ipv4Address) {
-    throw new InvalidArgumentError("create endpoint was not passed interface IP address");
-  }
-  if (!subnetOf(cfg, ep.ipv4Address)) {
-    throw new InvalidArgumentError(
-      `no matching subnet for IP "${ep.ipv4Address}" in network "${network.id}"`,
-    );
-  }
-  return addressOf(ep.ipv4Address);
-}
-
-function macOf(ep: DriverEndpoint, ip: string): string {
-  const fact = ep.facts.macAddress;
-  return (ep.macAddress ?? (typeof fact === "string" ? fact : macFromIp(ip))).toLowerCase();
-}
-
-function vethOf(ep: DriverEndpoint): string {
-  return typeof ep.facts.hostVeth === "string" ? ep.facts.hostVeth : hostVethName(ep.id);
-}
-
-function isIPv4(s: string): boolean {
-  try {
-    return parseIp(s).family === 4;
-  } catch {
-    return false;
-  }
-}
-
-/** The first IPv4 address of the device holding the host namespace's default route. */
-async function detectVtep(ctx: PeerContext): Promise<string> {
-  const route = (await ctx.kernel.listRoutes()).find((r) => r.dst === "default" && r.dev);
-  const addr = route &&
-    (await ctx.kernel.listAddrs()).find((a) => a.link === route.dev && !a.address.includes(":"));
-  if (!addr) {
-    throw new DriverError(
-      "overlay: cannot tell this host's advertise address (no IPv4 default route in the host namespace); set advertiseAddress",
-    );
-  }
-  return addressOf(addr.address);
 }
