@@ -24,6 +24,20 @@ export interface StartNatsOptions {
   noJetStream?: boolean;
 }
 
+/** Sends `signal` to a child we started, SIGKILL after 5 s if it is still there; waits for it. */
+export async function endProcess(child: Deno.ChildProcess, signal: Deno.Signal): Promise<void> {
+  try {
+    child.kill(signal);
+  } catch { /* already gone */ }
+  const timer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* gone */ }
+  }, 5000);
+  await child.status;
+  clearTimeout(timer);
+}
+
 /** Picks a free loopback TCP port. */
 export function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -56,17 +70,7 @@ export async function startNats(options: StartNatsOptions = {}): Promise<TestNat
   const stop = async () => {
     const c = child;
     child = undefined;
-    if (!c) return;
-    try {
-      c.kill("SIGTERM");
-    } catch { /* already gone */ }
-    const timer = setTimeout(() => {
-      try {
-        c.kill("SIGKILL");
-      } catch { /* gone */ }
-    }, 5000);
-    await c.status;
-    clearTimeout(timer);
+    if (c) await endProcess(c, "SIGTERM");
   };
   await start();
   return {
