@@ -89,6 +89,18 @@ export interface JoinResult extends DriverFacts {
   disableGatewayService?: boolean;
 }
 
+/** A remote endpoint of a global network, as its host's join outcome records it. */
+export interface Peer {
+  /** The endpoint's address. */
+  ip: string;
+  mac: string;
+  /** Underlay address of the endpoint's host (its VTEP). */
+  vtep: string;
+}
+
+/** What peer programming needs of the controller. */
+export type PeerContext = Pick<EffectContext, "kernel" | "prefix">;
+
 /** A network driver. */
 export interface Driver {
   /** The name networks use in `driver`. */
@@ -120,6 +132,16 @@ export interface Driver {
     sandbox: DriverSandbox,
     ctx: EffectContext,
   ): Promise<void>;
+  /**
+   * Global drivers that program remote endpoints (overlay): the whole peer table of a network,
+   * learned from the stream (after a start, and by reconcile). Peers at the driver's own VTEP
+   * and this host's endpoints are the driver's to ignore.
+   */
+  setPeers?(network: DriverNetwork, peers: Peer[], ctx: PeerContext): Promise<unknown>;
+  /** Peers that joined (one call per delivery and network). */
+  addPeers?(network: DriverNetwork, peers: Peer[], ctx: PeerContext): Promise<unknown>;
+  /** Peers that left or were deleted, as they were recorded at join. */
+  removePeers?(network: DriverNetwork, peers: Peer[], ctx: PeerContext): Promise<unknown>;
 }
 
 /** A pool request to an IPAM driver (libnetwork's RequestPool). */

@@ -6,7 +6,6 @@
  * @module
  */
 
-import { createHash } from "node:crypto";
 import type { DriverNetwork } from "../driver.ts";
 import { InvalidArgumentError } from "../../src/errors.ts";
 import { addressOf, type Cidr, cidrContains, parseCidr, parseIp } from "../../src/ipam/cidr.ts";
@@ -170,14 +169,7 @@ export function macFromIp(ip: string): string {
   return ["02", "42", ...octets.map((o) => o.toString(16).padStart(2, "0"))].join(":");
 }
 
-/**
- * A short identity of a controller for ownership marks: the first 8 hex digits of
- * SHA-256(stream NUL hostId). Two controllers on one kernel (other stream or other host id)
- * get different marks, so neither mistakes the other's devices for its orphans.
- */
-export function ownerId(stream: string, hostId: string): string {
-  return createHash("sha256").update(`${stream}\0${hostId}`).digest("hex").slice(0, 8);
-}
+export { ownerId } from "../../src/ids.ts";
 
 /** Names and marks of what one driver instance (one controller) makes. */
 export interface OverlayNames {

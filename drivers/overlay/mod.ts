@@ -47,6 +47,7 @@ import {
   type OverlayConfig,
   overlayConfig,
   overlayNames,
+  OverlayOptions,
   ownerId,
   subnetOf,
 } from "./_config.ts";
@@ -237,7 +238,11 @@ export function createOverlayDriver(options: OverlayDriverOptions = {}): Overlay
 
   return {
     name: "overlay",
-    capabilities: () => ({ dataScope: "global", connectivityScope: "global" }),
+    capabilities: () => ({
+      dataScope: "global",
+      connectivityScope: "global",
+      vniOption: OverlayOptions.vxlanIdList,
+    }),
     validateNetwork(network) {
       const cfg = overlayConfig(network, { requireVnis: false });
       if (cfg.encrypted) throw new InvalidArgumentError(ipsecRefusal(probeIpsec()));

@@ -24,6 +24,7 @@ import type {
   DeleteEndpointOptions,
 } from "../controller/inputs.ts";
 import { borrowConnection, type NatsTarget } from "../journal/watch.ts";
+import type { ReconcileReport } from "../controller/drift.ts";
 
 const Ref = z.string({ error: "must be a string" }).min(1, { error: "must not be empty" });
 const Options = z.record(z.string(), z.unknown());
@@ -45,6 +46,7 @@ export const ApiRequests = {
   endpoints: z.strictObject({ network: Ref.optional() }),
   sandbox: z.strictObject({ sandbox: Ref }),
   sandboxes: z.strictObject({}),
+  reconcile: z.strictObject({ dryRun: z.boolean().optional() }),
 } as const;
 
 /** One of the API's verbs. */
@@ -95,6 +97,8 @@ export const ApiResults: Record<ApiVerb, z.ZodType> = {
   endpoints: z.array(EndpointInfoSchema),
   sandbox: SandboxInfoSchema.nullable(),
   sandboxes: z.array(SandboxInfoSchema),
+  reconcile: z.object({ dryRun: z.boolean(), findings: z.array(z.unknown()), ms: z.number() })
+    .loose(),
 };
 
 /** A reply: exactly one of `result` and `error`. */
@@ -153,6 +157,8 @@ export interface ApiClient {
   endpoints(filter?: { network?: string }): Promise<EndpointInfo[]>;
   sandbox(idOrName: string): Promise<SandboxInfo | undefined>;
   sandboxes(): Promise<SandboxInfo[]>;
+  /** Compares the journal with the kernel and, unless `dryRun`, repairs (journaled). */
+  reconcile(options?: { dryRun?: boolean }): Promise<ReconcileReport>;
   /** Closes the connection the client opened (a borrowed one stays open). */
   close(): Promise<void>;
 }
@@ -225,6 +231,11 @@ export async function createApiClient(options: ApiClientOptions): Promise<ApiCli
     leave: async (endpoint, sandbox) => void await call("leave", { endpoint, sandbox }),
     network: async (network) => orUndefined<NetworkInfo>(await call("network", { network })),
     networks: async () => await call("networks", {}) as NetworkInfo[],
+    reconcile: async (o) =>
+      await call(
+        "reconcile",
+        o?.dryRun === undefined ? {} : { dryRun: o.dryRun },
+      ) as ReconcileReport,
     endpoint: async (endpoint) => orUndefined<EndpointInfo>(await call("endpoint", { endpoint })),
     endpoints: async (f) =>
       await call("endpoints", f?.network ? { network: f.network } : {}) as EndpointInfo[],

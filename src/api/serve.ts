@@ -51,6 +51,7 @@ const handlers: Record<ApiVerb, Handler> = {
   endpoints: (c, r) => c.endpoints(r.network ? { network: r.network } : {}),
   sandbox: (c, r) => c.sandbox(r.sandbox),
   sandboxes: (c) => c.sandboxes(),
+  reconcile: (c, r) => c.reconcile(r.dryRun === undefined ? {} : { dryRun: r.dryRun }),
 };
 
 const enc = new TextEncoder();

@@ -7,10 +7,12 @@
 import { createController } from "../controller/mod.ts";
 import { serve } from "../api/serve.ts";
 import { type Ctx, expectArgs, type Verb } from "./_context.ts";
+import { UsageError } from "./_args.ts";
 
 /** `cnm serve` */
 export const serveVerb: Verb = {
-  usage: "cnm serve [--namespace PATH] [--name-prefix P] [--state-dir DIR]",
+  usage:
+    "cnm serve [--namespace PATH] [--name-prefix P] [--state-dir DIR] [--advertise-addr IP] [--replicas N]",
   summary: "Runs the controller for --host, journaling to --stream, and answers commands on " +
     "<prefix>-api.<host>.<verb> until interrupted. Stopping leaves the kernel as it is.",
   flags: {
@@ -29,11 +31,26 @@ export const serveVerb: Verb = {
       arg: "DIR",
       help: "sandbox files (default /var/lib/cnm/<host>)",
     },
+    "advertise-addr": {
+      type: "string",
+      arg: "IP",
+      help:
+        "this host's VTEP for overlay networks (default: the address of the default route's device)",
+    },
+    replicas: {
+      type: "string",
+      arg: "N",
+      help: "replicas of the stream and KV buckets it creates, on a JetStream cluster (default 1)",
+    },
     quiet: { type: "boolean", short: "q", help: "do not log requests on stderr" },
   },
   async run(ctx: Ctx) {
     expectArgs(ctx, 0, 0, "no arguments");
     const f = ctx.flags;
+    const replicas = f.replicas === undefined ? undefined : Number(f.replicas);
+    if (replicas !== undefined && !(Number.isInteger(replicas) && replicas >= 1 && replicas <= 5)) {
+      throw new UsageError(`invalid --replicas ${JSON.stringify(f.replicas)}: 1 to 5`);
+    }
     const controller = await createController({
       nats: { ...ctx.nats, maxReconnectAttempts: -1 },
       hostId: ctx.host,
@@ -42,6 +59,8 @@ export const serveVerb: Verb = {
       kernel: f.namespace ? { hostNamespace: f.namespace as string } : {},
       ...(f["name-prefix"] ? { namePrefix: f["name-prefix"] as string } : {}),
       ...(f["state-dir"] ? { stateDir: f["state-dir"] as string } : {}),
+      ...(f["advertise-addr"] ? { advertiseAddress: f["advertise-addr"] as string } : {}),
+      ...(replicas ? { replicas } : {}),
     });
     const r = controller.recovery;
     let server;

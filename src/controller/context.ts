@@ -14,6 +14,7 @@ import type { DriverRegistry } from "./drivers.ts";
 import type { EffectEnv } from "./effects.ts";
 import { networkContext, sandboxContext } from "./objects.ts";
 import type { Runtime } from "./runtime.ts";
+import type { PeerProgrammer } from "./peers.ts";
 import type { SandboxProgrammer } from "./sandbox_program.ts";
 import type { World } from "./world.ts";
 
@@ -43,6 +44,8 @@ export interface ControllerContext {
   sandboxes: SandboxProgrammer;
   /** Every host's objects, folded from the stream and followed live. */
   world: World;
+  /** Feeds global networks' drivers with the peers learned from the stream. */
+  peers: PeerProgrammer;
   /** Cluster-wide claims (names, VNIs, subnets and addresses of global networks). */
   claims: Claims;
   /** The bridge firewall of the host namespace, as reconcile reads and repairs it. */

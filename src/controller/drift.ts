@@ -23,7 +23,7 @@ export interface Finding {
   /** The object it concerns (`host` for orphans). */
   kind: "network" | "endpoint" | "sandbox" | "host";
   objectId: string;
-  resource: "netns" | "bridge" | "veth" | "address" | "firewall";
+  resource: "netns" | "bridge" | "veth" | "address" | "firewall" | "peer";
   name: string;
   problem: "missing" | "unexpected" | "different";
   expected?: string;
@@ -46,6 +46,8 @@ export interface DriftView {
   networks: { state: string; c: NetworkContext }[];
   endpoints: { state: string; c: EndpointContext }[];
   sandboxes: { state: string; c: SandboxContext }[];
+  /** Namespaces carrying the name prefix that are not sandboxes (e.g. overlay namespaces). */
+  notSandbox?(name: string): boolean;
   /** Network ids (12 chars) with firewall rules, or undefined when there is no firewall. */
   firewallNetworks(): Promise<string[] | undefined>;
 }
@@ -77,7 +79,7 @@ export async function inspectDrift(v: DriftView): Promise<Finding[]> {
     }
   }
   for (const name of nsNames) {
-    if (name === hostNs || knownNs.has(name)) continue;
+    if (name === hostNs || knownNs.has(name) || v.notSandbox?.(name)) continue;
     out.push({ kind: "host", objectId: "", resource: "netns", name, problem: "unexpected" });
   }
 
@@ -209,8 +211,10 @@ export interface RepairDeps {
   ): Promise<void>;
   /** Endpoints joined to a sandbox. */
   joinedTo(sandboxId: string): EndpointContext[];
-  /** Re-runs a network's create effect (idempotent ensure). */
-  ensureNetwork(c: NetworkContext): Promise<void>;
+  /** Re-runs a network's create effect (idempotent ensure), given what was found. */
+  ensureNetwork(c: NetworkContext, findings: Finding[]): Promise<void>;
+  /** Removes an orphan namespace (default: the kernel's deleteNetns). */
+  removeNamespace?(name: string): Promise<void>;
   /** Re-runs a joined endpoint's join effect (idempotent ensure). */
   ensureJoined(c: EndpointContext): Promise<void>;
   /** Journals the repair of one object (or orphan) as a `*.reconciled` event. */
@@ -243,8 +247,9 @@ export async function repairDrift(
     try {
       if (kind === "host") {
         const f = group[0];
-        if (f.resource === "netns") await deps.kernel.deleteNetns(f.name);
-        else if (f.resource === "firewall") {
+        if (f.resource === "netns") {
+          await (deps.removeNamespace ?? ((n) => deps.kernel.deleteNetns(n)))(f.name);
+        } else if (f.resource === "firewall") {
           await deps.firewall.removeNetwork(f.name.replace(/^net-/, ""));
         } else await deps.kernel.deleteLink(f.name);
       } else {
@@ -254,7 +259,7 @@ export async function repairDrift(
             if (c.owned) await deps.kernel.ensureNetns(netnsNameOf(c.key));
             for (const ep of deps.joinedTo(c.id)) await deps.ensureJoined(ep);
           } else if (kind === "network") {
-            await deps.ensureNetwork(context as NetworkContext);
+            await deps.ensureNetwork(context as NetworkContext, group);
           } else {
             await deps.ensureJoined(context as EndpointContext);
           }

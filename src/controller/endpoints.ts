@@ -92,9 +92,10 @@ export async function createEndpoint(
           ...(input.ipv4Address ? { ipv4Address: input.ipv4Address } : {}),
           ...(input.ipv6Address ? { ipv6Address: input.ipv6Address } : {}),
         }),
+        // A global network's driver derives the MAC (overlay: 02:42 + the address).
         ...(input.macAddress
           ? { macAddress: input.macAddress.toLowerCase() }
-          : nc.ipam || nc.ipamRequest
+          : (nc.ipam || nc.ipamRequest) && !isGlobal(nc)
           ? { macAddress: randomMac() }
           : {}),
       };

@@ -23,6 +23,7 @@ import type { EndpointInfo, NetworkInfo, SandboxInfo } from "../info.ts";
 import type { Kernel } from "../kernel/types.ts";
 import { createKernel, type KernelOptions } from "../kernel/mod.ts";
 import { createIpam } from "../ipam/mod.ts";
+import { ownerId } from "../ids.ts";
 import type { ControllerContext } from "./context.ts";
 import { effectEnv } from "./context.ts";
 import type { ReconcileReport } from "./drift.ts";
@@ -46,6 +47,7 @@ import { createSandboxProgrammer } from "./sandbox_program.ts";
 import { openClaims } from "./claims.ts";
 import { applyRemote, checkGlobalOrder, releaseGlobalClaims } from "./global.ts";
 import { createWorld } from "./world.ts";
+import { createPeerProgrammer, type PeerProgrammer } from "./peers.ts";
 import { emptyFold } from "../journal/fold.ts";
 import * as sandboxes from "./sandboxes.ts";
 
@@ -62,6 +64,12 @@ export interface ControllerOptions {
   prefix?: string;
   /** This controller's host id. Default: the machine's hostname. */
   hostId?: string;
+  /**
+   * This host's VTEP address for overlay networks (the underlay IPv4 address other hosts
+   * send VXLAN to). Default: the address of the interface holding the default route, in the
+   * host namespace.
+   */
+  advertiseAddress?: string;
   /** Extra drivers (by name), added to the built-ins. */
   drivers?: Driver[];
   /** Extra IPAM drivers (by name), besides `default`. */
@@ -205,7 +213,15 @@ async function start(
     if (ownsKernel) await kernel.close().catch(() => {});
     throw err;
   });
-  const drivers = createDriverRegistry(options);
+  const drivers = createDriverRegistry({
+    ...options,
+    builtin: {
+      overlay: {
+        owner: ownerId(journal.stream, hostId),
+        ...(options.advertiseAddress ? { advertiseAddress: options.advertiseAddress } : {}),
+      },
+    },
+  });
   // deno-lint-ignore prefer-const
   let ctx: ControllerContext;
   const runtime = createRuntime({
@@ -239,6 +255,7 @@ async function start(
     sandboxes: createSandboxProgrammer({ runtime, kernel, stateDir }),
     firewall: createFirewall({ exec: (argv, o) => kernel.exec(argv, o) }),
     claims,
+    peers: undefined as unknown as PeerProgrammer,
     world: createWorld({
       journal,
       hostId,
@@ -257,6 +274,7 @@ async function start(
         : {}),
     },
   };
+  ctx.peers = createPeerProgrammer(ctx);
   watchConnection(nc, ctx);
 
   let closed = false;
@@ -284,6 +302,7 @@ async function start(
     async close() {
       if (closed) return;
       closed = true;
+      ctx.peers.close();
       ctx.world.close();
       runtime.close();
       const errors: unknown[] = [];
@@ -297,6 +316,7 @@ async function start(
   try {
     controller.recovery = await recover(ctx, started);
     // From here on, other hosts' events reach this host's view as they are appended.
+    ctx.peers.start();
     ctx.world.start();
   } catch (err) {
     await controller.close().catch(() => {});

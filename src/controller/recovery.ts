@@ -91,6 +91,8 @@ export async function recover(ctx: ControllerContext, started: number): Promise<
   }
   rebuildIpam(ctx, fold.warnings);
   await replayRemote(ctx, fold.warnings);
+  // Global networks' drivers get their whole peer tables before any join runs again.
+  await ctx.peers.syncAll();
   // Stable actors first; then interrupted effects, sandboxes and networks before endpoints
   // (a join needs its namespace), endpoint deletes before network deletes.
   for (const m of [rt.objects.sandbox, rt.objects.network, rt.objects.endpoint]) {
