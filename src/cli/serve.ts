@@ -7,6 +7,7 @@
 import { createController } from "../controller.ts";
 import { serve } from "../serve.ts";
 import { type Ctx, expectArgs, type Verb } from "./_context.ts";
+import { redact } from "./_nats.ts";
 
 /** `cnm serve` */
 export const serveVerb: Verb = {
@@ -34,9 +35,13 @@ export const serveVerb: Verb = {
   async run(ctx: Ctx) {
     expectArgs(ctx, 0, 0, "no arguments");
     const f = ctx.flags;
+    const hostId = ctx.host;
+    const say = (text: string) => ctx.io.err(redact(text, ctx.natsSettings.secrets));
+    // Our own connection first: bad credentials fail here with their own message.
+    const nc = await ctx.connect({ reconnect: true });
     const controller = await createController({
-      nats: { ...ctx.nats, maxReconnectAttempts: -1 },
-      hostId: ctx.host,
+      nats: { ...ctx.nats, maxReconnectAttempts: -1, name: `cnm serve ${hostId} (controller)` },
+      hostId,
       stream: ctx.stream,
       prefix: ctx.prefix,
       kernel: f.namespace ? { hostNamespace: f.namespace as string } : {},
@@ -47,9 +52,9 @@ export const serveVerb: Verb = {
     let server;
     try {
       server = await serve(controller, {
-        nats: { ...ctx.nats, maxReconnectAttempts: -1 },
+        nats: nc,
         onRequest: f.quiet ? undefined : (verb, ms, err) =>
-          ctx.io.err(
+          say(
             `${new Date().toISOString()} ${verb} ${ms.toFixed(1)}ms${
               err ? ` ${err.name}: ${err.message}` : ""
             }`,
@@ -59,16 +64,16 @@ export const serveVerb: Verb = {
       await controller.close();
       throw err;
     }
-    ctx.io.err(
+    say(
       `cnm serve: host ${controller.hostId}, stream ${controller.stream}: answering on ${server.subject} ` +
         `(recovered ${r.objects} objects from ${r.events} events in ${r.ms.toFixed(0)} ms` +
         `${r.resumed.length ? `, resumed ${r.resumed.join(", ")}` : ""})`,
     );
-    await new Promise<void>((resolve) => {
-      Deno.addSignalListener("SIGINT", resolve);
-      Deno.addSignalListener("SIGTERM", resolve);
+    const why = await new Promise<string>((resolve) => {
+      Deno.addSignalListener("SIGINT", () => resolve("SIGINT"));
+      Deno.addSignalListener("SIGTERM", () => resolve("SIGTERM"));
     });
-    ctx.io.err("cnm serve: stopping (the kernel stays as it is)");
+    say(`cnm serve: stopping on ${why} (the kernel stays as it is)`);
     await server.close();
     await controller.close();
   },
