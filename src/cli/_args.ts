@@ -164,7 +164,7 @@ export function parseArgs(
     if (flags[name] !== undefined || !spec.env) continue;
     const set = [spec.env].flat().find((e) => env(e) !== undefined);
     if (set === undefined) continue;
-    flags[name] = spec.type === "boolean" ? env(set) === "true" : env(set);
+    flags[name] = spec.type === "boolean" ? /^(1|true|yes)$/i.test(env(set)!) : env(set);
     sources.set(name, `$${set}`);
   }
   return { flags, args, sources };

@@ -7,6 +7,7 @@
 
 import type { NatsConnection, NodeConnectionOptions } from "@nats-io/transport-node";
 import { type Flags, UsageError } from "./_args.ts";
+import { checkHostId, checkPrefix, checkStream } from "./_names.ts";
 import { connectNats, type NatsSettings, natsSettings } from "./_nats.ts";
 import { replay, type ReplayState } from "../replay.ts";
 
@@ -46,13 +47,14 @@ export interface Ctx {
   close(): Promise<void>;
   stream: string;
   prefix: string;
-  /** The host id (this machine's hostname by default). */
+  /** The host id (this machine's hostname by default, checked when a verb reads it). */
   readonly host: string;
   json: boolean;
 }
 
 /**
- * Builds the context: checks `--format` and the NATS connection flags.
+ * Builds the context: checks `--format`, the stream, prefix and host names, and the NATS
+ * connection flags.
  *
  * @param sources where each flag came from (`--x` or `$X`), for messages and precedence.
  * @param verb the verb's name, in the connection's name.
@@ -69,10 +71,12 @@ export function makeCtx(
   if (format !== "table" && format !== "json") {
     throw new UsageError(`--format takes table or json, got ${JSON.stringify(format)}`);
   }
+  const src = (name: string) => sources.get(name) ?? `--${name}`;
   const given = (name: string) => flags[name] as string | undefined;
-  const stream = given("stream") ?? "CNM";
-  const prefix = given("prefix") ?? "cnm";
+  const stream = checkStream(given("stream") ?? "CNM", src("stream"));
+  const prefix = checkPrefix(given("prefix") ?? "cnm", src("prefix"));
   const explicitHost = given("host");
+  if (explicitHost !== undefined) checkHostId(explicitHost, src("host"));
   const settings = natsSettings(flags, sources);
   const open = new Map<boolean, Promise<NatsConnection>>();
   return {
@@ -96,7 +100,10 @@ export function makeCtx(
     },
     stream,
     prefix,
-    host: explicitHost ?? Deno.hostname(),
+    get host() {
+      return explicitHost ??
+        checkHostId(Deno.hostname(), `this machine's hostname (the default of --host)`);
+    },
     json: format === "json",
   };
 }

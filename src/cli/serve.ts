@@ -1,5 +1,6 @@
 /**
- * `cnm serve`: runs this host's controller and answers the NATS API until SIGINT/SIGTERM.
+ * `cnm serve`: runs this host's controller and answers the NATS API until SIGINT/SIGTERM, or
+ * until its parent process dies (see `--exit-with-parent`).
  *
  * @module
  */
@@ -8,6 +9,7 @@ import { createController } from "../controller.ts";
 import { serve } from "../serve.ts";
 import { type Ctx, expectArgs, type Verb } from "./_context.ts";
 import { redact } from "./_nats.ts";
+import { watchParent } from "./_parent.ts";
 
 /** `cnm serve` */
 export const serveVerb: Verb = {
@@ -31,6 +33,11 @@ export const serveVerb: Verb = {
       help: "sandbox files (default /var/lib/cnm/<host>)",
     },
     quiet: { type: "boolean", short: "q", help: "do not log requests on stderr" },
+    "exit-with-parent": {
+      type: "boolean",
+      env: "CNM_EXIT_WITH_PARENT",
+      help: "stop when the parent process dies (set by `deno task cnm`; supervisors: run ./cnm)",
+    },
   },
   async run(ctx: Ctx) {
     expectArgs(ctx, 0, 0, "no arguments");
@@ -72,8 +79,11 @@ export const serveVerb: Verb = {
     const why = await new Promise<string>((resolve) => {
       Deno.addSignalListener("SIGINT", () => resolve("SIGINT"));
       Deno.addSignalListener("SIGTERM", () => resolve("SIGTERM"));
+      if (f["exit-with-parent"]) watchParent(() => resolve("the death of its parent process"));
     });
-    say(`cnm serve: stopping on ${why} (the kernel stays as it is)`);
+    try {
+      say(`cnm serve: stopping on ${why} (the kernel stays as it is)`);
+    } catch { /* stderr may be gone with the parent: stop all the same */ }
     await server.close();
     await controller.close();
   },
