@@ -6,7 +6,9 @@
  */
 
 import { createController } from "../controller.ts";
-import { serve } from "../serve.ts";
+import { ConflictError } from "../errors.ts";
+import { apiSubject } from "../api.ts";
+import { probeResponder, serve } from "../serve.ts";
 import { type Ctx, expectArgs, type Verb } from "./_context.ts";
 import { redact } from "./_nats.ts";
 import { watchParent } from "./_parent.ts";
@@ -44,8 +46,17 @@ export const serveVerb: Verb = {
     const f = ctx.flags;
     const hostId = ctx.host;
     const say = (text: string) => ctx.io.err(redact(text, ctx.natsSettings.secrets));
-    // Our own connection first: bad credentials fail here with their own message.
+    // Our own connection first: bad credentials fail here with their own message, and it
+    // checks that no other controller answers for the host before the controller starts.
     const nc = await ctx.connect({ reconnect: true });
+    const other = await probeResponder(nc, ctx.prefix, hostId);
+    if (other) {
+      throw new ConflictError(
+        `host ${hostId} is already served on ${
+          apiSubject(ctx.prefix, hostId, "*")
+        } (${other}); stop that server first`,
+      );
+    }
     const controller = await createController({
       nats: { ...ctx.nats, maxReconnectAttempts: -1, name: `cnm serve ${hostId} (controller)` },
       hostId,
