@@ -8,7 +8,8 @@
 import type { NatsConnection, NodeConnectionOptions } from "@nats-io/transport-node";
 import { type Flags, UsageError } from "./_args.ts";
 import { checkHostId, checkPrefix, checkStream } from "./_names.ts";
-import { connectNats, type NatsSettings, natsSettings } from "./_nats.ts";
+import { type NatsSettings, natsSettings } from "./_nats.ts";
+import { connectNats } from "./_nats_connect.ts";
 import { replay, type ReplayState } from "../replay.ts";
 
 /** Where output goes (replaceable in tests). */
