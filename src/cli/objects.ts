@@ -34,7 +34,11 @@ export function find<T extends { id: string; name: string }>(
 }
 
 async function withApi<T>(ctx: Ctx, f: (api: ApiClient) => Promise<T>): Promise<T> {
-  const api = await createApiClient({ nats: ctx.nats, prefix: ctx.prefix, hostId: ctx.host });
+  const api = await createApiClient({
+    nats: await ctx.connect(),
+    prefix: ctx.prefix,
+    hostId: ctx.host,
+  });
   try {
     return await f(api);
   } finally {

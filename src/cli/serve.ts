@@ -1,12 +1,17 @@
 /**
- * `cnm serve`: runs this host's controller and answers the NATS API until SIGINT/SIGTERM.
+ * `cnm serve`: runs this host's controller and answers the NATS API until SIGINT/SIGTERM, or
+ * until its parent process dies (see `--exit-with-parent`).
  *
  * @module
  */
 
 import { createController } from "../controller/mod.ts";
-import { serve } from "../api/serve.ts";
+import { ConflictError } from "../errors.ts";
+import { apiSubject } from "../api/client.ts";
+import { probeResponder, serve } from "../api/serve.ts";
 import { type Ctx, expectArgs, type Verb } from "./_context.ts";
+import { redact } from "./_nats.ts";
+import { watchParent } from "./_parent.ts";
 
 /** `cnm serve` */
 export const serveVerb: Verb = {
@@ -30,13 +35,31 @@ export const serveVerb: Verb = {
       help: "sandbox files (default /var/lib/cnm/<host>)",
     },
     quiet: { type: "boolean", short: "q", help: "do not log requests on stderr" },
+    "exit-with-parent": {
+      type: "boolean",
+      env: "CNM_EXIT_WITH_PARENT",
+      help: "stop when the parent process dies (set by `deno task cnm`; supervisors: run ./cnm)",
+    },
   },
   async run(ctx: Ctx) {
     expectArgs(ctx, 0, 0, "no arguments");
     const f = ctx.flags;
+    const hostId = ctx.host;
+    const say = (text: string) => ctx.io.err(redact(text, ctx.natsSettings.secrets));
+    // Our own connection first: bad credentials fail here with their own message, and it
+    // checks that no other controller answers for the host before the controller starts.
+    const nc = await ctx.connect({ reconnect: true });
+    const other = await probeResponder(nc, ctx.prefix, hostId);
+    if (other) {
+      throw new ConflictError(
+        `host ${hostId} is already served on ${
+          apiSubject(ctx.prefix, hostId, "*")
+        } (${other}); stop that server first`,
+      );
+    }
     const controller = await createController({
-      nats: { ...ctx.nats, maxReconnectAttempts: -1 },
-      hostId: ctx.host,
+      nats: { ...ctx.nats, maxReconnectAttempts: -1, name: `cnm serve ${hostId} (controller)` },
+      hostId,
       stream: ctx.stream,
       prefix: ctx.prefix,
       kernel: f.namespace ? { hostNamespace: f.namespace as string } : {},
@@ -47,9 +70,9 @@ export const serveVerb: Verb = {
     let server;
     try {
       server = await serve(controller, {
-        nats: { ...ctx.nats, maxReconnectAttempts: -1 },
+        nats: nc,
         onRequest: f.quiet ? undefined : (verb, ms, err) =>
-          ctx.io.err(
+          say(
             `${new Date().toISOString()} ${verb} ${ms.toFixed(1)}ms${
               err ? ` ${err.name}: ${err.message}` : ""
             }`,
@@ -59,16 +82,19 @@ export const serveVerb: Verb = {
       await controller.close();
       throw err;
     }
-    ctx.io.err(
+    say(
       `cnm serve: host ${controller.hostId}, stream ${controller.stream}: answering on ${server.subject} ` +
         `(recovered ${r.objects} objects from ${r.events} events in ${r.ms.toFixed(0)} ms` +
         `${r.resumed.length ? `, resumed ${r.resumed.join(", ")}` : ""})`,
     );
-    await new Promise<void>((resolve) => {
-      Deno.addSignalListener("SIGINT", resolve);
-      Deno.addSignalListener("SIGTERM", resolve);
+    const why = await new Promise<string>((resolve) => {
+      Deno.addSignalListener("SIGINT", () => resolve("SIGINT"));
+      Deno.addSignalListener("SIGTERM", () => resolve("SIGTERM"));
+      if (f["exit-with-parent"]) watchParent(() => resolve("the death of its parent process"));
     });
-    ctx.io.err("cnm serve: stopping (the kernel stays as it is)");
+    try {
+      say(`cnm serve: stopping on ${why} (the kernel stays as it is)`);
+    } catch { /* stderr may be gone with the parent: stop all the same */ }
     await server.close();
     await controller.close();
   },

@@ -4,6 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { startEnv } from "../_harness/env.ts";
+import { startNats } from "../_harness/nats.ts";
+import { createTestHost } from "../_harness/netns.ts";
 
 const CNM = new URL("../../cnm", import.meta.url).pathname;
 const dec = new TextDecoder();
@@ -70,5 +72,74 @@ Deno.test("cnm serve (needs root, nats-server) answers commands and stops on SIG
     reader.releaseLock();
     await server.stderr.cancel().catch(() => {});
     await env.cleanup();
+  }
+});
+
+Deno.test("cnm serve (needs root, nats-server) runs with its restricted user of docs/nats-permissions.conf", async () => {
+  const host = await createTestHost("csec");
+  const layout = await Deno.readTextFile(
+    new URL("../../docs/nats-permissions.conf", import.meta.url),
+  );
+  const nats = await startNats({
+    config: layout.replaceAll("$CNM_VM_PASSWORD", '"vm-pw"')
+      .replaceAll("$CNM_READER_PASSWORD", '"rd-pw"')
+      .replaceAll("$CNM_OPERATOR_PASSWORD", '"op-pw"'),
+  });
+  const stateDir = await Deno.makeTempDir({ prefix: `cnm-${host.prefix}-` });
+  // The layout is written for stream CNM, prefix cnm, host vm: this server is the test's own.
+  const base = { NATS_URL: nats.url, CNM_HOST_ID: "vm" };
+  const server = new Deno.Command(CNM, {
+    args: [
+      "serve",
+      "--namespace",
+      host.path,
+      "--name-prefix",
+      `${host.prefix}-`,
+      "--state-dir",
+      stateDir,
+    ],
+    env: { ...base, NATS_USER: "cnm-vm", NATS_PASSWORD: "vm-pw" },
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const reader = server.stderr.getReader();
+  let log = "";
+  try {
+    while (!/answering on/.test(log)) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`cnm serve exited early: ${log}`);
+      log += dec.decode(value);
+    }
+    const run = async (user: string, pw: string, ...args: string[]) => {
+      const o = await new Deno.Command(CNM, {
+        args,
+        env: { ...base, NATS_USER: user, NATS_PASSWORD: pw },
+      }).output();
+      return { code: o.code, out: dec.decode(o.stdout), err: dec.decode(o.stderr) };
+    };
+    let r = await run("cnm-operator", "op-pw", "sandbox", "create", "c1");
+    assert.equal(r.code, 0, r.err);
+    r = await run("cnm-operator", "op-pw", "connect", "none", "c1");
+    assert.equal(r.code, 0, r.err);
+    r = await run("cnm-reader", "rd-pw", "history", "c1");
+    assert.match(r.out, /endpoint\.joined/);
+    r = await run("cnm-reader", "rd-pw", "sandbox", "rm", "c1");
+    assert.equal(r.code, 1, r.err);
+    assert.match(r.err, /ForbiddenError: .*NATS does not let this user publish/);
+    r = await run("cnm-operator", "op-pw", "sandbox", "rm", "c1");
+    assert.equal(r.code, 0, r.err);
+    server.kill("SIGTERM");
+    assert.equal((await server.status).code, 0);
+    assert.doesNotMatch(log, /vm-pw/);
+  } finally {
+    try {
+      server.kill("SIGKILL");
+    } catch { /* already exited */ }
+    await server.status;
+    reader.releaseLock();
+    await server.stderr.cancel().catch(() => {});
+    await nats.cleanup();
+    await host.cleanup();
+    await Deno.remove(stateDir, { recursive: true });
   }
 });
