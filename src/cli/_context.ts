@@ -34,13 +34,20 @@ export interface Ctx {
   prefix: string;
   host: string;
   json: boolean;
+  /** `table`, `json`, or a format the verb adds (`docker` for `network inspect`). */
+  format: string;
 }
 
-/** Builds the context, checking `--format`. */
-export function makeCtx(flags: Flags, args: string[], io: Io): Ctx {
+/** Builds the context, checking `--format` (`table`, `json`, plus the verb's `formats`). */
+export function makeCtx(flags: Flags, args: string[], io: Io, formats: string[] = []): Ctx {
   const format = (flags.format as string | undefined) ?? "table";
-  if (format !== "table" && format !== "json") {
-    throw new UsageError(`--format takes table or json, got ${JSON.stringify(format)}`);
+  const allowed = ["table", "json", ...formats];
+  if (!allowed.includes(format)) {
+    throw new UsageError(
+      `--format takes ${allowed.slice(0, -1).join(", ")} or ${allowed.at(-1)}, got ${
+        JSON.stringify(format)
+      }`,
+    );
   }
   const url = (flags.nats as string | undefined) ?? "127.0.0.1:4222";
   return {
@@ -52,6 +59,7 @@ export function makeCtx(flags: Flags, args: string[], io: Io): Ctx {
     prefix: (flags.prefix as string | undefined) ?? "cnm",
     host: (flags.host as string | undefined) ?? Deno.hostname(),
     json: format === "json",
+    format,
   };
 }
 
@@ -131,6 +139,8 @@ export interface Verb {
   flags: import("./_args.ts").FlagSpecs;
   /** Extra help (examples). */
   extra?: string;
+  /** `--format` values beyond table and json that this verb takes. */
+  formats?: string[];
   run(ctx: Ctx): Promise<void>;
 }
 

@@ -128,7 +128,7 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
       io.out(helpText(verb.usage, verb.summary, verb.flags, verb.extra));
       return Exit.Ok;
     }
-    const ctx = makeCtx(flags, args, io);
+    const ctx = makeCtx(flags, args, io, verb.formats);
     json = ctx.json;
     await verb.run(ctx);
     return Exit.Ok;
