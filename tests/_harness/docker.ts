@@ -19,10 +19,20 @@ import { startEnv, type TestEnv } from "./env.ts";
  * @throws {Error} naming how to install it when there is none.
  */
 export async function dockerCli(): Promise<string> {
+  return (await dockerCliInfo()).cli;
+}
+
+/**
+ * The `docker` client binary and its major version (28 on this project's machines, 20 when
+ * ./run took Debian's). The server's bytes are the same for both; what the client prints
+ * around them differs (`--format json`, `exit status 1`, its own not-found wording).
+ */
+export async function dockerCliInfo(): Promise<{ cli: string; major: number }> {
   const candidate = Deno.env.get("CNM_DOCKER_CLI") ?? "docker";
   try {
     const o = await new Deno.Command(candidate, { args: ["--version"], stdout: "piped" }).output();
-    if (o.success) return candidate;
+    const major = Number(/version (\d+)\./.exec(new TextDecoder().decode(o.stdout))?.[1]);
+    if (o.success && major) return { cli: candidate, major };
   } catch { /* not found */ }
   throw new Error(
     "these tests need the docker CLI (client only; ./run's bootstrap installs it from " +
@@ -39,6 +49,8 @@ export interface DockerEnv {
   path: string;
   /** The docker CLI binary. */
   cli: string;
+  /** Its major version (see {@link dockerCliInfo}). */
+  cliMajor: number;
   /** The second argument of every createNetwork the socket made. */
   createFlags: (ValidateNetworkOptions | undefined)[];
   /** Runs the docker CLI against the socket. */
@@ -60,7 +72,7 @@ export interface RawResponse {
 
 /** Starts nats-server, a throwaway host, a controller and the Docker socket. */
 export async function startDockerEnv(label: string): Promise<DockerEnv> {
-  const cli = await dockerCli();
+  const { cli, major } = await dockerCliInfo();
   const env = await startEnv(label);
   const dir = await Deno.makeTempDir({ prefix: "cnm-docker-" });
   const path = `${dir}/docker.sock`;
@@ -102,6 +114,7 @@ export async function startDockerEnv(label: string): Promise<DockerEnv> {
       server: srv,
       path,
       cli,
+      cliMajor: major,
       createFlags,
       dockerEnv,
       docker: (...args) => output([cli, ...args], { env: dockerEnv }),
