@@ -13,7 +13,7 @@
  */
 
 import type { RecordedEvent } from "../../events.ts";
-import { borrowConnection, type NatsTarget, readEvents } from "../../watch.ts";
+import { borrowConnection, type Borrowed, type NatsTarget, readEvents } from "../../watch.ts";
 import { DockerApiError } from "./_errors.ts";
 import {
   exactMatch,
@@ -157,10 +157,16 @@ export function createEventSource(backend: DockerBackend, options: EventSourceOp
   const prunes: DockerEvent[] = [];
   const listeners = new Set<(e: DockerEvent) => void>();
   const open = new Set<() => void>();
+  // One connection for every history read, opened on first use.
+  let journal: Promise<Borrowed> | undefined;
+  const connection = () => journal ??= borrowConnection(options.nats!);
   return {
-    /** Ends every open stream (the server is closing). */
-    closeAll() {
+    /** Ends every open stream and the journal connection (the server is closing). */
+    async closeAll() {
       for (const stop of [...open]) stop();
+      const j = journal;
+      journal = undefined;
+      if (j) await (await j.catch(() => undefined))?.release();
     },
     /** Records a prune this server answered (and tells live streams). */
     pruned(_names: string[]) {
@@ -230,9 +236,11 @@ export function createEventSource(backend: DockerBackend, options: EventSourceOp
             } catch { /* already closed */ }
           };
           open.add(stop);
+          // `until` in the future: stop then, but never before the journal has been read.
+          let expired = false;
           if (until !== undefined && !onlyPast) {
             timer = setTimeout(
-              stop,
+              () => (reading ? (expired = true) : stop()),
               Number((until - BigInt(Date.now()) * 1_000_000n) / 1_000_000n),
             );
           }
@@ -241,27 +249,25 @@ export function createEventSource(backend: DockerBackend, options: EventSourceOp
             return;
           }
           (async () => {
-            const { nc, release } = await borrowConnection(options.nats!);
+            const { nc } = await connection();
             let seq = 0;
             const pending = prunes.filter(inWindow);
-            try {
-              for await (
-                const e of readEvents(nc, { stream: options.stream, prefix: options.prefix })
-              ) {
-                seq = e.seq;
-                const d = mapper.apply(e);
-                while (pending.length && d && pending[0].timeNano <= d.timeNano) {
-                  emit(pending.shift());
-                }
-                emit(d);
+            for await (
+              const e of readEvents(nc, { stream: options.stream, prefix: options.prefix })
+            ) {
+              if (closed) break;
+              seq = e.seq;
+              const d = mapper.apply(e);
+              while (pending.length && d && pending[0].timeNano <= d.timeNano) {
+                emit(pending.shift());
               }
-            } finally {
-              await release();
+              emit(d);
             }
             for (const p of pending) emit(p);
             if (onlyPast) return stop();
             for (const e of buffered.splice(0)) if (e.seq > seq) emit(mapper.apply(e));
             reading = false;
+            if (expired) stop();
           })().catch((err) => {
             if (!closed) out.error(err);
             closed = true;

@@ -164,11 +164,13 @@ export function parseQueryJson(text: string): unknown {
   }
 }
 
-/** Go's wording for a JSON syntax error, from V8's. */
+/** Go's wording for a JSON syntax error, from V8's (which gives a position or a token). */
 function goSyntaxMessage(text: string, err: Error, eof: string): string {
-  const m = /position (\d+)/.exec(err.message);
-  const pos = m ? Number(m[1]) : -1;
-  if (pos < 0 || pos >= text.length || /end of JSON input/i.test(err.message)) return eof;
+  if (/end of JSON input|Unterminated string/i.test(err.message)) return eof;
+  let pos = Number(/position (\d+)/.exec(err.message)?.[1] ?? -1);
+  const token = /Unexpected token '(.)'/.exec(err.message)?.[1];
+  if (pos < 0 && token !== undefined) pos = firstOutsideStrings(text, token);
+  if (pos < 0 || pos >= text.length) return eof;
   const ch = text[pos];
   const before = text.slice(0, pos).trimEnd();
   const context = before === "" || /[[:,]$/.test(before)
@@ -179,4 +181,18 @@ function goSyntaxMessage(text: string, err: Error, eof: string): string {
     ? "after object key"
     : "after value";
   return `invalid character ${JSON.stringify(ch).replace(/^"|"$/g, "'")} ${context}`;
+}
+
+/** Index of the first `ch` that is not inside a string literal, or -1. */
+function firstOutsideStrings(text: string, ch: string): number {
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (inString) {
+      if (c === "\\") i++;
+      else if (c === '"') inString = false;
+    } else if (c === '"') inString = true;
+    else if (c === ch) return i;
+  }
+  return -1;
 }

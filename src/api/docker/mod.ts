@@ -148,8 +148,9 @@ export async function serveDocker(
     path: options.path,
     close() {
       closing ??= (async () => {
-        events.closeAll();
+        const ended = events.closeAll();
         await server.shutdown();
+        await ended;
         await Deno.remove(options.path).catch(() => {});
       })();
       return closing;

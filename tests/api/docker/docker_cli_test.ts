@@ -287,6 +287,10 @@ Deno.test("docker CLI (root, nats-server, docker CLI) manages cnm networks throu
       async () => {
         let r = await docker("network", "inspect", "nope");
         assert.deepEqual([r.code, r.stdout, r.stderr], [1, "[]\n", notFound("nope")]);
+        const intern = await docker("network", "inspect", "intern");
+        r = await docker("network", "inspect", "intern", "nope");
+        assert.deepEqual([r.code, r.stdout, r.stderr], [1, intern.stdout, notFound("nope")]);
+        assert.match(r.stdout, /^\[\n {4}\{\n {8}"Name": "intern",/);
         r = await docker(
           "network",
           "inspect",
