@@ -19,11 +19,11 @@ import { startNats } from "../tests/_harness/nats.ts";
 import { createTestHost } from "../tests/_harness/netns.ts";
 import { output } from "../tests/_harness/command.ts";
 import { dockerCli } from "../tests/_harness/docker.ts";
+import { CNM, type ServeProcess, startServe } from "../tests/_harness/cnm_serve.ts";
 import { median, percentile } from "./_stats.ts";
 
 const N = Number(Deno.args[0] ?? 20);
 if (!Number.isInteger(N) || N < 1 || N > 500) throw new Error(`bad N ${Deno.args[0]}`);
-const CNM = new URL("../cnm", import.meta.url).pathname;
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
@@ -95,31 +95,15 @@ async function main() {
     DOCKER_HOST: `unix://${sock}`,
     DOCKER_CONFIG: dir,
   };
-  const server = new Deno.Command(CNM, {
-    args: [
-      "serve",
-      "-q",
-      "--namespace",
-      host.path,
-      "--name-prefix",
-      `${host.prefix}-`,
-      "--state-dir",
-      dir,
-      "--docker-socket",
-      sock,
-    ],
-    env,
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const reader = server.stderr.getReader();
+  let server: ServeProcess | undefined;
   try {
-    let log = "";
-    while (!/answering on/.test(log)) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`cnm serve exited early: ${log}`);
-      log += dec.decode(value);
-    }
+    server = await startServe({
+      env,
+      hostNamespace: host.path,
+      namePrefix: `${host.prefix}-`,
+      stateDir: dir,
+      args: ["-q", "--docker-socket", sock],
+    });
     const cnm = (...args: string[]) => timed([CNM, ...args], env);
     const docker = (...args: string[]) => timed([cli, ...args], env);
     await cnm("network", "create", "--subnet", "10.90.0.0/16", "bench");
@@ -169,15 +153,9 @@ async function main() {
         `(GET /_ping on the same socket, the HTTP floor: ${pingRate.toFixed(0)} req/s; ` +
         `4 keep-alive connections, 5 s each)`,
     );
-    server.kill("SIGTERM");
-    await server.status;
+    await server.stop();
   } finally {
-    try {
-      server.kill("SIGKILL");
-    } catch { /* already exited */ }
-    await server.status;
-    reader.releaseLock();
-    await server.stderr.cancel().catch(() => {});
+    await server?.cleanup();
     await nats.cleanup().catch(() => {});
     await host.cleanup().catch(() => {});
     await Deno.remove(dir, { recursive: true }).catch(() => {});

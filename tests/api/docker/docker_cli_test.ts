@@ -463,17 +463,10 @@ Deno.test("docker events (root, nats-server, docker CLI) reach the whole journal
     await docker("network", "disconnect", "ev", "e1");
     await docker("network", "prune", "-f", "--filter", "label=x");
     const stop = Math.ceil(Date.now() / 1000) + 1;
+    const window = ["--since", String(Math.floor(start / 1000) - 1), "--until", String(stop)];
 
     await t.step("--since before the first event lists every network event in order", async () => {
-      r = await docker(
-        "events",
-        "--since",
-        String(Math.floor(start / 1000) - 1),
-        "--until",
-        String(stop),
-        "--filter",
-        "type=network",
-      );
+      r = await docker("events", ...window, "--filter", "type=network");
       assert.equal(r.code, 0, r.stderr);
       const lines = r.stdout.trimEnd().split("\n");
       assert.equal(lines.length, 3 + 260 + 1 + 1 + 1 + 1 + 1);
@@ -501,10 +494,7 @@ Deno.test("docker events (root, nats-server, docker CLI) reach the whole journal
     await t.step("--filter event=connect and --until before the rest select a window", async () => {
       r = await docker(
         "events",
-        "--since",
-        String(Math.floor(start / 1000) - 1),
-        "--until",
-        String(stop),
+        ...window,
         "--filter",
         "type=network",
         "--filter",
