@@ -51,6 +51,8 @@ export interface Ctx {
   /** The host id (this machine's hostname by default, checked when a verb reads it). */
   readonly host: string;
   json: boolean;
+  /** `table`, `json`, or a format the verb adds (`docker` for `network inspect`). */
+  format: string;
 }
 
 /**
@@ -59,6 +61,7 @@ export interface Ctx {
  *
  * @param sources where each flag came from (`--x` or `$X`), for messages and precedence.
  * @param verb the verb's name, in the connection's name.
+ * @param formats `--format` values the verb takes besides `table` and `json`.
  * @throws {UsageError} naming the flag that is wrong.
  */
 export function makeCtx(
@@ -67,10 +70,16 @@ export function makeCtx(
   io: Io,
   sources: Map<string, string> = new Map(),
   verb = "",
+  formats: string[] = [],
 ): Ctx {
   const format = (flags.format as string | undefined) ?? "table";
-  if (format !== "table" && format !== "json") {
-    throw new UsageError(`--format takes table or json, got ${JSON.stringify(format)}`);
+  const allowed = ["table", "json", ...formats];
+  if (!allowed.includes(format)) {
+    throw new UsageError(
+      `--format takes ${allowed.slice(0, -1).join(", ")} or ${allowed.at(-1)}, got ${
+        JSON.stringify(format)
+      }`,
+    );
   }
   const src = (name: string) => sources.get(name) ?? `--${name}`;
   const given = (name: string) => flags[name] as string | undefined;
@@ -106,6 +115,7 @@ export function makeCtx(
         checkHostId(Deno.hostname(), `this machine's hostname (the default of --host)`);
     },
     json: format === "json",
+    format,
   };
 }
 
@@ -185,6 +195,8 @@ export interface Verb {
   flags: import("./_args.ts").FlagSpecs;
   /** Extra help (examples). */
   extra?: string;
+  /** `--format` values beyond table and json that this verb takes. */
+  formats?: string[];
   run(ctx: Ctx): Promise<void>;
 }
 

@@ -141,7 +141,7 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
       io.out(helpText(verb.usage, verb.summary, verb.flags, verb.extra));
       return Exit.Ok;
     }
-    ctx = makeCtx(flags, args, io, sources, name);
+    ctx = makeCtx(flags, args, io, sources, name, verb.formats);
     secrets = ctx.natsSettings.secrets;
     json = ctx.json;
     for (const w of ctx.natsSettings.warnings) {

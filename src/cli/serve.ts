@@ -9,15 +9,18 @@ import { createController } from "../controller/mod.ts";
 import { ConflictError } from "../errors.ts";
 import { apiSubject } from "../api/client.ts";
 import { probeResponder, serve } from "../api/serve.ts";
+import { type DockerServer, serveDocker } from "../api/docker/mod.ts";
 import { type Ctx, expectArgs, type Verb } from "./_context.ts";
+import { UsageError } from "./_args.ts";
 import { redact } from "./_nats.ts";
 import { watchParent } from "./_parent.ts";
 
 /** `cnm serve` */
 export const serveVerb: Verb = {
-  usage: "cnm serve [--namespace PATH] [--name-prefix P] [--state-dir DIR]",
+  usage: "cnm serve [--namespace PATH] [--name-prefix P] [--state-dir DIR] [--docker-socket PATH]",
   summary: "Runs the controller for --host, journaling to --stream, and answers commands on " +
-    "<prefix>-api.<host>.<verb> until interrupted. Stopping leaves the kernel as it is.",
+    "<prefix>-api.<host>.<verb> until interrupted. Stopping leaves the kernel as it is. " +
+    "With --docker-socket it also answers the Docker Engine API for networks there.",
   flags: {
     namespace: {
       type: "string",
@@ -34,6 +37,16 @@ export const serveVerb: Verb = {
       arg: "DIR",
       help: "sandbox files (default /var/lib/cnm/<host>)",
     },
+    "docker-socket": {
+      type: "string",
+      arg: "PATH",
+      help: "also serve the Docker Engine API (networks) on this unix socket (mode 0660)",
+    },
+    "docker-group": {
+      type: "string",
+      arg: "GID",
+      help: "group id to give the Docker socket (default: unchanged)",
+    },
     quiet: { type: "boolean", short: "q", help: "do not log requests on stderr" },
     "exit-with-parent": {
       type: "boolean",
@@ -44,6 +57,10 @@ export const serveVerb: Verb = {
   async run(ctx: Ctx) {
     expectArgs(ctx, 0, 0, "no arguments");
     const f = ctx.flags;
+    const group = f["docker-group"] as string | undefined;
+    if (group !== undefined && !/^\d+$/.test(group)) {
+      throw new UsageError(`--docker-group takes a numeric group id, got ${JSON.stringify(group)}`);
+    }
     const hostId = ctx.host;
     const say = (text: string) => ctx.io.err(redact(text, ctx.natsSettings.secrets));
     // Our own connection first: bad credentials fail here with their own message, and it
@@ -68,7 +85,18 @@ export const serveVerb: Verb = {
     });
     const r = controller.recovery;
     let server;
+    let docker: DockerServer | undefined;
+    const log = (line: string) => f.quiet ? undefined : say(`${new Date().toISOString()} ${line}`);
     try {
+      if (f["docker-socket"]) {
+        docker = await serveDocker(controller, {
+          path: f["docker-socket"] as string,
+          ...(group !== undefined ? { group: Number(group) } : {}),
+          nats: { ...ctx.nats, maxReconnectAttempts: -1 },
+          onRequest: (method, path, status, ms) =>
+            log(`docker ${method} ${path} ${status} ${ms.toFixed(1)}ms`),
+        });
+      }
       server = await serve(controller, {
         nats: nc,
         onRequest: f.quiet ? undefined : (verb, ms, err) =>
@@ -79,13 +107,15 @@ export const serveVerb: Verb = {
           ),
       });
     } catch (err) {
+      await docker?.close();
       await controller.close();
       throw err;
     }
     say(
       `cnm serve: host ${controller.hostId}, stream ${controller.stream}: answering on ${server.subject} ` +
         `(recovered ${r.objects} objects from ${r.events} events in ${r.ms.toFixed(0)} ms` +
-        `${r.resumed.length ? `, resumed ${r.resumed.join(", ")}` : ""})`,
+        `${r.resumed.length ? `, resumed ${r.resumed.join(", ")}` : ""})` +
+        (docker ? `; Docker API on ${docker.path}` : ""),
     );
     const why = await new Promise<string>((resolve) => {
       Deno.addSignalListener("SIGINT", () => resolve("SIGINT"));
@@ -95,6 +125,7 @@ export const serveVerb: Verb = {
     try {
       say(`cnm serve: stopping on ${why} (the kernel stays as it is)`);
     } catch { /* stderr may be gone with the parent: stop all the same */ }
+    await docker?.close();
     await server.close();
     await controller.close();
   },
