@@ -101,13 +101,27 @@ export interface Peer {
 /** What peer programming needs of the controller. */
 export type PeerContext = Pick<EffectContext, "kernel" | "prefix">;
 
+/** How strictly {@link Driver.validateNetwork} treats options. */
+export interface ValidateNetworkOptions {
+  /**
+   * `refuse` (default): an option in the driver's namespace (`com.docker.network.*` for the
+   * bridge) that it does not know is an error. `accept`: it is kept and ignored, as dockerd
+   * does. Values of known options are checked either way.
+   */
+  unknownOptions?: "refuse" | "accept";
+}
+
 /** A network driver. */
 export interface Driver {
   /** The name networks use in `driver`. */
   readonly name: string;
   capabilities(): DriverCapabilities;
-  /** Validates options before anything is journaled; throws InvalidArgumentError. */
-  validateNetwork?(network: DriverNetwork): void;
+  /**
+   * Validates options before anything is journaled; throws InvalidArgumentError. `how`
+   * says whether options the driver does not know are refused (the default: cnm's API and
+   * CLI) or accepted and kept (the Docker API, where dockerd echoes them).
+   */
+  validateNetwork?(network: DriverNetwork, how?: ValidateNetworkOptions): void;
   createNetwork(network: DriverNetwork, ctx: EffectContext): Promise<DriverFacts | void>;
   deleteNetwork(network: DriverNetwork, ctx: EffectContext): Promise<void>;
   createEndpoint(

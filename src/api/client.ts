@@ -12,6 +12,7 @@ import { z } from "zod";
 import { formatIssues } from "../journal/events.ts";
 import {
   type CnmError,
+  ForbiddenError,
   fromErrorRecord,
   InvalidArgumentError,
   UnavailableError,
@@ -178,7 +179,9 @@ export interface ApiClientOptions {
 /**
  * Connects to a host's controller over NATS.
  *
- * @throws {NatsUnreachableError} when NATS cannot be reached.
+ * @throws {NatsUnreachableError} when NATS cannot be reached. Calls throw
+ *   {@link NoControllerError} when no controller answers, and `ForbiddenError` when NATS does
+ *   not let the user publish the request.
  * @example
  * ```ts ignore
  * const api = await createApiClient({ nats: { servers: "127.0.0.1:4222" }, hostId: "h1" });
@@ -200,6 +203,13 @@ export async function createApiClient(options: ApiClientOptions): Promise<ApiCli
       reply = await nc.request(subject, enc.encode(JSON.stringify(body)), { timeout });
     } catch (err) {
       const e = err as { name?: string; isNoResponders?: () => boolean; cause?: { name?: string } };
+      if (e.name === "PermissionViolationError" || e.cause?.name === "PermissionViolationError") {
+        throw new ForbiddenError(
+          `${verb} on host ${hostId}: NATS does not let this user publish to ${subject} ` +
+            "(see docs/nats-permissions.conf)",
+          { cause: err },
+        );
+      }
       if (e.isNoResponders?.() || e.cause?.name === "NoResponders" || e.name === "NoResponders") {
         throw new NoControllerError(
           `no controller running for host ${hostId} (start one with \`cnm serve\`)`,
