@@ -7,7 +7,8 @@
  */
 
 import type { EndpointContext } from "../../actors/endpoint.ts";
-import type { NetworkContext } from "../../actors/network.ts";
+import type { NetworkContext, NetworkIpamEntry } from "../../actors/network.ts";
+import type { IpamData } from "../../drivers/driver.ts";
 import { NO_IPAM_DRIVERS, SINGLETON_DRIVERS } from "../../drivers/mod.ts";
 import { BridgeOptions } from "../../drivers/bridge/mod.ts";
 import { ConflictError, ForbiddenError, InvalidArgumentError, NotFoundError } from "../errors.ts";
@@ -54,16 +55,19 @@ export async function createNetwork(
       }
     }
     const caps = driver.capabilities();
-    driver.validateNetwork?.({
-      id,
-      internal: input.internal,
-      enableIPv6: input.enableIPv6,
-      options: input.options,
-      labels: input.labels,
-      ipv4: [],
-      ipv6: [],
-      facts: {},
-    });
+    const validate = (options: Record<string, string>, ipam?: NetworkIpam) =>
+      driver.validateNetwork?.({
+        id,
+        internal: input.internal,
+        enableIPv6: input.enableIPv6,
+        options,
+        labels: input.labels,
+        ipv4: (ipam?.ipv4 ?? []).map(ipamData),
+        ipv6: (ipam?.ipv6 ?? []).map(ipamData),
+        facts: {},
+      });
+    // A global network is validated with what was decided for it (its pools and VNIs).
+    if (caps.dataScope !== "global") validate(input.options);
     let ipam: NetworkIpam | undefined;
     let options = input.options;
     let global: GlobalDecision | undefined;
@@ -73,6 +77,12 @@ export async function createNetwork(
       // Decided cluster-wide: the name, subnets (GlobalDefault) and VNIs, claimed in KV.
       global = await decideGlobalNetwork(ctx, id, input, caps, withIpam);
       ({ ipam, options } = global);
+      try {
+        validate(options, ipam);
+      } catch (err) {
+        await global.release();
+        throw err;
+      }
     } else if (withIpam) {
       ctx.hostNetworks = (await ctx.kernel.listRoutes())
         .map((r) => r.dst).filter((d) => d !== "default" && d.includes("/"));
@@ -171,4 +181,14 @@ export async function ensurePredefined(ctx: ControllerContext): Promise<void> {
       options: { [BridgeOptions.name]: "cnm0", [BridgeOptions.defaultBridge]: "true" },
     }, true);
   }
+}
+
+/** A decided pool as drivers see it. */
+function ipamData(e: NetworkIpamEntry): IpamData {
+  return {
+    addressSpace: e.addressSpace ?? "LocalDefault",
+    pool: e.pool,
+    ...(e.gateway ? { gateway: e.gateway } : {}),
+    auxAddresses: e.auxAddresses,
+  };
 }
