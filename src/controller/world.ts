@@ -93,9 +93,18 @@ export function createWorld(options: WorldOptions): World {
       ),
     start() {
       if (follower || closed) return;
-      const f = journal.follow(fold.lastSeq + 1, (err, seq) => {
-        console.error(`cnm: skipping invalid event at sequence ${seq}: ${err.message}`);
-      });
+      let said = "";
+      const f = journal.follow(
+        fold.lastSeq + 1,
+        (err, seq) =>
+          console.error(`cnm: skipping invalid event at sequence ${seq}: ${err.message}`),
+        (err) => {
+          // Said once per distinct reason: the follower retries every 250 ms.
+          const text = err instanceof Error ? err.message : String(err);
+          if (text !== said) console.error(`cnm: following the stream: ${text} (retrying)`);
+          said = text;
+        },
+      );
       follower = f;
       (async () => {
         for await (const e of f) apply(e);

@@ -72,7 +72,11 @@ export interface Journal {
    * order, across reconnects (an ordered consumer recreates itself at the next sequence).
    * Invalid payloads are skipped and reported to `onInvalid`. Ends when `stop()` is called.
    */
-  follow(fromSeq: number, onInvalid?: (err: Error, seq: number) => void): Follower;
+  follow(
+    fromSeq: number,
+    onInvalid?: (err: Error, seq: number) => void,
+    onError?: (err: unknown) => void,
+  ): Follower;
 }
 
 /** A live follower of the stream. */
@@ -252,7 +256,7 @@ function createJournal(
       const info = await jsm.streams.info(stream);
       return info.state.last_seq;
     },
-    follow(fromSeq, onInvalid) {
+    follow(fromSeq, onInvalid, onError) {
       let stopped = false;
       let messages: { stop(): void } | undefined;
       return {
@@ -283,9 +287,11 @@ function createJournal(
                 yield event;
                 if (stopped) break;
               }
-            } catch {
+            } catch (err) {
               // The server is unreachable or the consumer could not be made: try again.
-              if (!stopped) await new Promise((r) => setTimeout(r, 250));
+              if (stopped) break;
+              onError?.(err);
+              await new Promise((r) => setTimeout(r, 250));
             }
           }
         },
