@@ -116,7 +116,8 @@ export function encodeReply(
   transport: "udp" | "tcp",
 ): Uint8Array {
   const limit = transport === "udp" ? udpLimit(query) : TCP_MAX;
-  if (encodingLength(reply) <= limit) return encode(reply);
+  const bytes = encode(reply); // (measures, then writes: measuring first would do it twice)
+  if (bytes.byteLength <= limit) return bytes;
   const answers = reply.answers ?? [];
   let lo = 0, hi = answers.length; // the largest count that fits is in [lo, hi)
   const fits = (n: number) => encodingLength({ ...reply, answers: answers.slice(0, n) }) <= limit;

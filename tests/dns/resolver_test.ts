@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { createResolver, type Resolver } from "../../src/dns/resolver.ts";
 import { createDnsRecords, type DnsEndpoint } from "../../src/dns/records.ts";
 import { readDnat } from "../../src/dns/dnat.ts";
+import { DriverError } from "../../src/errors.ts";
 import { sh } from "../_harness/command.ts";
 import { createDnsLab, type DnsLab, type LabSandbox, UPSTREAM } from "../_harness/dns_lab.ts";
 
@@ -273,6 +274,26 @@ Deno.test("embedded resolver (root) answers real clients inside sandboxes", asyn
       assert.equal((await dig(sb.s1, ["example.test"])).status, "SERVFAIL");
       assert.deepEqual((await dig(sb.s1, ["+tcp", "web"])).answers, [sb.s1.address]);
     });
+
+    await t.step(
+      "a listener for a namespace that does not exist fails, leaving nothing",
+      async () => {
+        const path = `/var/run/netns/${lab.host.prefix}-nosuch`;
+        await assert.rejects(resolver.start("ghost", { netns: path }), (err: Error) => {
+          assert.ok(err instanceof DriverError, `not a DriverError: ${err}`);
+          assert.equal(
+            err.message,
+            `embedded DNS of sandbox ghost: cannot listen on 127.0.0.11 (udp) in ${path}: ` +
+              `open ${path}: No such file or directory (ENOENT)`,
+          );
+          return true;
+        });
+        assert.equal(resolver.listener("ghost"), undefined);
+        assert.deepEqual(await resolver.check("ghost"), [
+          { resource: "dns", name: "listener of ghost", problem: "missing" },
+        ]);
+      },
+    );
 
     await t.step("stop releases the sockets and removes the rule", async () => {
       const { ports } = resolver.listener("s1")!;
