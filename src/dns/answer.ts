@@ -9,6 +9,7 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { answerQuery } from "./answer.ts";
  * import { createDnsRecords } from "./records.ts";
  * import { asBuffer, decode, encode } from "./_packet.ts";
@@ -18,7 +19,9 @@
  * records.setEndpoint({ id: "e", networkId: "n", sandboxId: "s", state: "joined", ipv4Address: "172.18.0.2/16" });
  * const query = encode({ type: "query", id: 7, questions: [{ type: "A", name: "web" }] });
  * const out = answerQuery(query, { records, sandboxId: "s", transport: "udp" });
- * console.assert(out.kind === "answer" && decode(asBuffer(out.bytes)).answers?.[0].data === "172.18.0.2");
+ * assert.ok(out.kind === "answer");
+ * const [a] = decode(asBuffer(out.bytes)).answers as { data: string }[];
+ * assert.deepEqual(a.data, "172.18.0.2");
  * ```
  *
  * @module

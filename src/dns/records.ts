@@ -13,6 +13,7 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { createDnsRecords } from "./records.ts";
  * const records = createDnsRecords();
  * records.setNetwork({ id: "n1", name: "front", driver: "bridge", internal: false });
@@ -20,8 +21,8 @@
  * records.setSandbox({ id: "s2", name: "db" });
  * records.setEndpoint({ id: "e1", networkId: "n1", sandboxId: "s1", state: "joined", ipv4Address: "172.18.0.2/16" });
  * records.setEndpoint({ id: "e2", networkId: "n1", sandboxId: "s2", state: "joined", ipv4Address: "172.18.0.3/16" });
- * console.assert(records.lookup("s1", "DB.front")?.ipv4[0] === "172.18.0.3");
- * console.assert(records.reverse("s2", "172.18.0.2") === "web.front");
+ * assert.deepEqual(records.lookup("s1", "DB.front")?.ipv4, ["172.18.0.3"]);
+ * assert.deepEqual(records.reverse("s2", "172.18.0.2"), "web.front");
  * ```
  *
  * @module

@@ -8,10 +8,11 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { embeddedResolvConf } from "./resolv_conf.ts";
  * const rc = embeddedResolvConf({}, "nameserver 192.0.2.53\nsearch corp.example\n");
- * console.assert(rc.content.includes("nameserver 127.0.0.11\nsearch corp.example\noptions ndots:0\n"));
- * console.assert(rc.upstreams[0].address === "192.0.2.53" && rc.upstreams[0].from === "host");
+ * assert.match(rc.content, /^nameserver 127\.0\.0\.11\nsearch corp\.example\noptions ndots:0$/m);
+ * assert.deepEqual(rc.upstreams, [{ address: "192.0.2.53", port: 53, from: "host" }]);
  * ```
  *
  * @module
