@@ -104,16 +104,17 @@ export function createForwarder(options: ForwarderOptions = {}): Forwarder {
   };
 
   const receiveLoop = async (key: string, s: DialSocket) => {
+    const buffer = new Uint8Array(65535); // reused: Deno allocates 64 KiB per receive() otherwise
     try {
       for (;;) {
-        const [bytes, addr] = await s.conn.receive();
+        const [bytes, addr] = await s.conn.receive(buffer);
         if (bytes.byteLength < 12) continue;
         const p = s.pending.get(idOf(bytes));
         const from = addr as Deno.NetAddr;
         // Only the server asked may answer (a spoofed reply from elsewhere is dropped).
         if (!p || from.port !== p.port || !sameAddress(from.hostname, p.address)) continue;
         s.pending.delete(idOf(bytes));
-        p.resolve(bytes);
+        p.resolve(bytes.slice());
       }
     } catch {
       // closed

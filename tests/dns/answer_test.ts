@@ -9,6 +9,7 @@ import {
   type Packet,
 } from "../../src/dns/_packet.ts";
 import { createDnsRecords } from "../../src/dns/records.ts";
+import { addHolders } from "./_holders.ts";
 
 function records() {
   const r = createDnsRecords();
@@ -163,17 +164,7 @@ Deno.test("answerQuery forwards or refuses what is not local", async (t) => {
 Deno.test("answerQuery shuffles the holders of a name", () => {
   const r = createDnsRecords();
   r.setNetwork({ id: "n", name: "n", driver: "bridge", internal: false });
-  for (let i = 0; i < 5; i++) {
-    r.setSandbox({ id: `s${i}`, name: `c${i}` });
-    r.setEndpoint({
-      id: `e${i}`,
-      networkId: "n",
-      sandboxId: `s${i}`,
-      state: "joined",
-      ipv4Address: `10.0.0.${i + 2}/24`,
-      aliases: ["api"],
-    });
-  }
+  addHolders(r, { networkId: "n", tag: "s", alias: "api", count: 5, subnet: "10.0.0", first: 2 });
   const orders = new Set<string>();
   for (let i = 0; i < 50; i++) {
     const a = reply(answerQuery(query("api"), { records: r, sandboxId: "s0", transport: "udp" }));
@@ -186,17 +177,7 @@ Deno.test("answerQuery shuffles the holders of a name", () => {
 Deno.test("answerQuery truncates large UDP answers and sets tc", async (t) => {
   const r = createDnsRecords();
   r.setNetwork({ id: "n", name: "n", driver: "bridge", internal: false });
-  for (let i = 0; i < 60; i++) {
-    r.setSandbox({ id: `s${i}`, name: `c${i}` });
-    r.setEndpoint({
-      id: `e${i}`,
-      networkId: "n",
-      sandboxId: `s${i}`,
-      state: "joined",
-      ipv4Address: `10.0.0.${i + 2}/24`,
-      aliases: ["many"],
-    });
-  }
+  addHolders(r, { networkId: "n", tag: "s", alias: "many", count: 60, subnet: "10.0.0", first: 2 });
   const opts = { records: r, sandboxId: "s0" };
   await t.step("UDP without EDNS: at most 512 bytes, tc set", () => {
     const out = answerQuery(query("many"), { ...opts, transport: "udp" });

@@ -13,6 +13,7 @@ import { readDnat } from "../../src/dns/dnat.ts";
 import { DriverError } from "../../src/errors.ts";
 import { sh } from "../_harness/command.ts";
 import { createDnsLab, type DnsLab, type LabSandbox, UPSTREAM } from "../_harness/dns_lab.ts";
+import { addHolders } from "./_holders.ts";
 
 const HOST_RESOLV = `nameserver ${UPSTREAM}\nsearch lab.example\noptions timeout:1\n`;
 
@@ -112,17 +113,14 @@ Deno.test("embedded resolver (root) answers real clients inside sandboxes", asyn
     });
 
     await t.step("round robin: all holders, in changing order", async () => {
-      for (let i = 0; i < 3; i++) {
-        records.setSandbox({ id: `rr${i}`, name: `rr${i}` });
-        records.setEndpoint({
-          id: `err${i}`,
-          networkId: "nf",
-          sandboxId: `rr${i}`,
-          state: "joined",
-          ipv4Address: `172.30.0.${101 + i}/24`,
-          aliases: ["api"],
-        });
-      }
+      addHolders(records, {
+        networkId: "nf",
+        tag: "rr",
+        alias: "api",
+        count: 3,
+        subnet: "172.30.0",
+        first: 101,
+      });
       const orders = new Set<string>();
       for (let i = 0; i < 12; i++) {
         const r = await dig(sb.s1, ["api"]);
@@ -209,17 +207,14 @@ Deno.test("embedded resolver (root) answers real clients inside sandboxes", asyn
     });
 
     await t.step("truncation: tc over UDP, everything over TCP (local and forwarded)", async () => {
-      for (let i = 0; i < 60; i++) {
-        records.setSandbox({ id: `m${i}`, name: `m${i}` });
-        records.setEndpoint({
-          id: `em${i}`,
-          networkId: "nf",
-          sandboxId: `m${i}`,
-          state: "joined",
-          ipv4Address: `10.77.0.${i + 1}/24`,
-          aliases: ["many"],
-        });
-      }
+      addHolders(records, {
+        networkId: "nf",
+        tag: "m",
+        alias: "many",
+        count: 60,
+        subnet: "10.77.0",
+        first: 1,
+      });
       const udpOnly = await dig(sb.s1, ["+noedns", "+ignore", "many"]);
       assert.ok(udpOnly.flags.includes("tc"), `flags ${udpOnly.flags}`);
       assert.ok(udpOnly.answers.length < 60);
