@@ -191,8 +191,7 @@ export async function startListener(options: ListenerOptions): Promise<SandboxLi
       for (;;) {
         const n = await conn.read(chunk);
         if (n === null) break;
-        clearTimeout(idle);
-        idle = setTimeout(() => conn.close(), tcpIdleMs);
+        clearTimeout(idle); // (not idle while a forward is under way)
         const next = new Uint8Array(buf.byteLength + n);
         next.set(buf);
         next.set(chunk.subarray(0, n), buf.byteLength);
@@ -211,6 +210,7 @@ export async function startListener(options: ListenerOptions): Promise<SandboxLi
           frame.set(reply, 2);
           for (let off = 0; off < frame.byteLength;) off += await conn.write(frame.subarray(off));
         }
+        idle = setTimeout(() => conn.close(), tcpIdleMs);
       }
     } catch {
       // reset, idle-closed or listener closed
