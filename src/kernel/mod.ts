@@ -15,6 +15,7 @@
  */
 
 import { CnmError, DriverError, InvalidArgumentError } from "../errors.ts";
+import { HeldPorts } from "./_held_ports.ts";
 import * as links from "./_links.ts";
 import { isNetns, NamespaceTable, NETNS_DIR, run } from "./_netns.ts";
 import * as routes from "./_routes.ts";
@@ -23,8 +24,10 @@ import type { Kernel } from "./types.ts";
 export type {
   AddrInfo,
   BridgeSpec,
+  HeldPort,
   Kernel,
   LinkInfo,
+  LinkOptions,
   RouteInfo,
   RouteSpec,
   VethSpec,
@@ -79,6 +82,7 @@ export function createKernel(options: KernelOptions = {}): Promise<Kernel> {
     return Promise.reject(err);
   }
   const names = (path?: string) => new Map(links.rawLinks(ns(path)).map((l) => [l.index, l.name]));
+  const held = new HeldPorts((fn) => table.inside(hostNs, fn));
 
   const kernel: Kernel = {
     async ensureNetns(name) {
@@ -135,8 +139,17 @@ export function createKernel(options: KernelOptions = {}): Promise<Kernel> {
     ensureRoute: (route, netns) => settle(() => routes.ensureRoute(ns(netns), route)),
     deleteRoute: (route, netns) => settle(() => routes.deleteRoute(ns(netns), route)),
 
+    setLinkOptions: (name, o) => settle(() => links.setLinkOptions(ns(), name, o)),
+    holdPort: (port) => settle(() => held.hold(port)),
+    releasePort: (port) => settle(() => held.release(port)),
+    heldPorts: () => Promise.resolve(held.list()),
+
     exec: (argv, opts = {}) => run(argv, { stdin: opts.stdin, netns: opts.netns ?? hostNs }),
-    close: () => settle(() => table.close()),
+    close: () =>
+      settle(() => {
+        held.close();
+        table.close();
+      }),
   };
   return Promise.resolve(kernel);
 }
