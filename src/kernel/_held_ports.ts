@@ -38,8 +38,10 @@ const IPV6_V6ONLY = 26;
 const EADDRINUSE = 98;
 const EADDRNOTAVAIL = 99;
 
-// struct sock_filter { BPF_RET | BPF_K, 0, 0, 0 }: "return 0" drops every packet.
-const dropAll = new Uint8Array([0x06, 0, 0, 0, 0, 0, 0, 0]);
+// struct sock_filter { BPF_RET | BPF_K, 0, 0, 0 }: "return 0" drops every packet. The buffer
+// is larger than V8 keeps inside its (moving) heap, so the pointer below stays valid.
+const dropAll = new Uint8Array(new ArrayBuffer(256), 0, 8);
+dropAll[0] = 0x06;
 // struct sock_fprog { u16 len; (pad); struct sock_filter *filter; } on a 64-bit ABI.
 const dropAllProg = new Uint8Array(16);
 new DataView(dropAllProg.buffer).setUint16(0, 1, true);
