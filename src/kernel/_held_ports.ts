@@ -38,18 +38,19 @@ const IPV6_V6ONLY = 26;
 const EADDRINUSE = 98;
 const EADDRNOTAVAIL = 99;
 
-// struct sock_filter { BPF_RET | BPF_K, 0, 0, 0 }: "return 0" drops every packet. The buffer
-// is larger than V8 keeps inside its (moving) heap, so the pointer below stays valid.
-const dropAll = new Uint8Array(new ArrayBuffer(256), 0, 8);
+// struct sock_filter { BPF_RET | BPF_K, 0, 0, 0 }: "return 0" drops every packet. Backed by
+// an ArrayBuffer (off V8's moving heap) and read by the function below, which keeps it alive.
+const dropAll = new Uint8Array(new ArrayBuffer(8));
 dropAll[0] = 0x06;
-// struct sock_fprog { u16 len; (pad); struct sock_filter *filter; } on a 64-bit ABI.
-const dropAllProg = new Uint8Array(16);
-new DataView(dropAllProg.buffer).setUint16(0, 1, true);
-new DataView(dropAllProg.buffer).setBigUint64(
-  8,
-  BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(dropAll))),
-  true,
-);
+
+/** struct sock_fprog { u16 len; (pad); struct sock_filter *filter; } (64-bit ABI) of `dropAll`. */
+function dropAllProgram(): Uint8Array<ArrayBuffer> {
+  const prog = new Uint8Array(16);
+  const v = new DataView(prog.buffer);
+  v.setUint16(0, 1, true);
+  v.setBigUint64(8, BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(dropAll))), true);
+  return prog;
+}
 
 const int = (v: number) => {
   const b = new Uint8Array(4);
@@ -117,7 +118,7 @@ export class HeldPorts {
     const fd = this.#inside(() => openInetSocket(fam === 4 ? AF_INET : AF_INET6, sockType(p)));
     try {
       // The filter goes on before bind, so not even one datagram is queued.
-      setSocketOption(fd, SOL_SOCKET, SO_ATTACH_FILTER, dropAllProg);
+      setSocketOption(fd, SOL_SOCKET, SO_ATTACH_FILTER, dropAllProgram());
       if (p.proto === "tcp") setSocketOption(fd, SOL_SOCKET, SO_REUSEADDR, int(1));
       if (fam === 6) setSocketOption(fd, IPPROTO_IPV6, IPV6_V6ONLY, int(1));
       bindSocket(fd, sockaddr(p.hostIp, p.hostPort));

@@ -155,6 +155,16 @@ export async function withPortsLab(
         await kernel.ensureRoute({ dst: "default", via: GW6 }, key);
         list.push({ ns: `${lab.prefix}-s${i}`, ep, ipv4, ipv6 });
       }
+      // Until the bridge's link-local address has passed DAD (a second or two after its first
+      // port comes up), the kernel cannot send neighbour solicitations for forwarded IPv6
+      // (ndisc needs a non-tentative link-local source): wait, as a long-lived host would be.
+      const settled = await within(
+        5000,
+        async () =>
+          (await inHost(["ip", "-6", "addr", "show", "dev", `${lab.prefix}br`, "tentative"]))
+            .trim() === "",
+      );
+      if (settled === null) throw new Error("the bridge's IPv6 link-local address stays tentative");
       await fn({
         lab,
         host,
