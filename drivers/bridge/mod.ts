@@ -29,6 +29,9 @@ import { addressOf } from "../../src/ipam/cidr.ts";
 import { createFirewall, type Firewall } from "./_firewall.ts";
 import { createPublisher } from "./_publish.ts";
 
+export { type ExpectedPublication, inspectPortDrift, type PortFinding } from "./_port_drift.ts";
+export type { PublishedRules } from "./_portmap.ts";
+
 /** Well-known option keys. */
 export const BridgeOptions = {
   name: "com.docker.network.bridge.name",
