@@ -144,6 +144,17 @@ for (const brNetfilter of [false, true]) {
             });
           },
         );
+        await t.step("mappings move with the gateway endpoint: revoke, then program", async () => {
+          const moving = mine.get(s3.ep.id)!; // 8002 on 0.0.0.0 and ::
+          await p.revoke(s3, moving);
+          const s1Now = mine.get(s1.ep.id)!.filter((m) => m.hostPort === 8000);
+          mine.set(s1.ep.id, [...s1Now, ...moving]);
+          mine.set(s3.ep.id, []);
+          await p.program(s1, mine.get(s1.ep.id)!);
+          assert.equal(await connectTcp(p.remote, HOST4, 8002), `s1 ${REMOTE4}`);
+          assert.equal(await connectTcp(p.remote, HOST6, 8002), `s1 ${REMOTE6}`);
+          assert.deepEqual(await holdings(p, s3.ep.id), { rules: 0, held: [] });
+        });
         await t.step("unpublish frees everything at once", async () => {
           await p.revoke(s2, mine.get(s2.ep.id));
           assert.deepEqual(await holdings(p, s2.ep.id), { rules: 0, held: [] });
@@ -153,6 +164,8 @@ for (const brNetfilter of [false, true]) {
           assert.equal(await connectTcp(p.remote, HOST4, 8001), null);
         });
         await t.step("leave removes the endpoint's rules and ports", async () => {
+          await p.program(s3, [mapping("0.0.0.0", 7070, 80)]);
+          assert.equal(await connectTcp(p.remote, HOST4, 7070), `s3 ${REMOTE4}`);
           await p.driver.leave(
             p.net,
             s3.ep,

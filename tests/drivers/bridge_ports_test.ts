@@ -41,8 +41,10 @@ for (const brNetfilter of [false, true]) {
           mapping("127.0.0.1", 8081, 80),
           mapping("0.0.0.0", 5353, 5353, "udp"),
           mapping("127.0.0.1", 5354, 5353, "udp"),
+          mapping(HOST4, 8082, 80),
+          mapping(HOST6, 8082, 80),
         ]);
-        assert.equal(published.length, 5);
+        assert.equal(published.length, 7);
         await checks(t, p, udp1);
       } finally {
         for (const stop of stops) await stop();
@@ -130,6 +132,13 @@ async function checks(t: Deno.TestContext, p: PortsLab, udp1: { received(): stri
     ]);
     assert.match(counters, /packets [1-9]/, "the crafted packets were not sent");
     assert.deepEqual(udp1.received().slice(before), []);
+  });
+  await t.step("a binding on one host address answers on that address only", async () => {
+    assert.equal(await connectTcp(p.remote, HOST4, 8082), `s1 ${REMOTE4}`);
+    assert.equal(await connectTcp(p.remote, HOST6, 8082), `s1 ${REMOTE6}`);
+    assert.equal(await connectTcp(p.host, HOST4, 8082), `s1 ${HOST4}`);
+    assert.equal(await connectTcp(p.host, GW4, 8082), null);
+    assert.equal(await connectTcp(s2.ns, GW4, 8082), null);
   });
   await t.step("IPv6: a remote client reaches [::]:8080 and is seen with its address", async () => {
     assert.equal(await connectTcp(p.remote, HOST6, 8080), `s1 ${REMOTE6}`);
