@@ -280,3 +280,53 @@ export function parsePortSpec(spec: string): PortBinding[] {
   }
   return validatePortBindings(out);
 }
+
+/** libnetwork's `types.PortBinding` as remote plugins receive it (`Proto`: 6 tcp, 17 udp). */
+export interface LibnetworkPortBinding {
+  Proto: number;
+  IP: string;
+  Port: number;
+  HostIP: string;
+  HostPort: number;
+  HostPortEnd: number;
+}
+
+const protoNumber = { tcp: 6, udp: 17 } as const;
+
+/**
+ * The options libnetwork hands a driver's ProgramExternalConnectivity:
+ * `com.docker.network.portmap` (the decided mappings) and
+ * `com.docker.network.endpoint.exposedports` (`[{ Proto, Port }]`), for remote plugins.
+ *
+ * @example
+ * ```ts
+ * import { libnetworkPortOptions } from "./binding.ts";
+ * import assert from "node:assert/strict";
+ * const m = { proto: "udp" as const, containerPort: 53, hostIp: "0.0.0.0", hostPort: 5353 };
+ * assert.deepEqual(libnetworkPortOptions([m], [{ port: 53, proto: "udp" }]), {
+ *   "com.docker.network.portmap": [
+ *     { Proto: 17, IP: "", Port: 53, HostIP: "0.0.0.0", HostPort: 5353, HostPortEnd: 5353 },
+ *   ],
+ *   "com.docker.network.endpoint.exposedports": [{ Proto: 17, Port: 53 }],
+ * });
+ * ```
+ */
+export function libnetworkPortOptions(mappings: PortMapping[], exposed: ExposedPort[] = []): {
+  "com.docker.network.portmap": LibnetworkPortBinding[];
+  "com.docker.network.endpoint.exposedports": { Proto: number; Port: number }[];
+} {
+  return {
+    "com.docker.network.portmap": mappings.map((m) => ({
+      Proto: protoNumber[m.proto],
+      IP: "",
+      Port: m.containerPort,
+      HostIP: m.hostIp,
+      HostPort: m.hostPort,
+      HostPortEnd: m.hostPort,
+    })),
+    "com.docker.network.endpoint.exposedports": exposed.map((e) => ({
+      Proto: protoNumber[e.proto ?? "tcp"],
+      Port: e.port,
+    })),
+  };
+}
