@@ -14,9 +14,19 @@ import type { DriverRegistry } from "./drivers.ts";
 import type { EffectEnv } from "./effects.ts";
 import { networkContext, sandboxContext } from "./objects.ts";
 import type { Runtime } from "./runtime.ts";
-import type { PeerProgrammer } from "./peers.ts";
 import type { SandboxProgrammer } from "./sandbox_program.ts";
 import type { World } from "./world.ts";
+
+/** Feeds global networks' drivers with peers. */
+export interface PeerProgrammer {
+  /** Hands every global network's whole table to its driver (start, reconcile). */
+  syncAll(): Promise<void>;
+  /** Starts following the world's changes. */
+  start(): void;
+  /** Settles once pending peer changes are programmed. */
+  flushed(): Promise<void>;
+  close(): void;
+}
 
 /** The controller's settings, with defaults applied. */
 export interface ControllerSettings {

@@ -24,7 +24,7 @@ import type { Kernel } from "../kernel/types.ts";
 import { createKernel, type KernelOptions } from "../kernel/mod.ts";
 import { createIpam } from "../ipam/mod.ts";
 import { ownerId } from "../ids.ts";
-import type { ControllerContext } from "./context.ts";
+import type { ControllerContext, PeerProgrammer } from "./context.ts";
 import { effectEnv } from "./context.ts";
 import type { ReconcileReport } from "./drift.ts";
 import { createDriverRegistry } from "./drivers.ts";
@@ -47,7 +47,7 @@ import { createSandboxProgrammer } from "./sandbox_program.ts";
 import { openClaims } from "./claims.ts";
 import { applyRemote, checkGlobalOrder, releaseGlobalClaims } from "./global.ts";
 import { createWorld } from "./world.ts";
-import { createPeerProgrammer, type PeerProgrammer } from "./peers.ts";
+import { createPeerProgrammer } from "./peers.ts";
 import { emptyFold } from "../journal/fold.ts";
 import * as sandboxes from "./sandboxes.ts";
 

@@ -17,7 +17,7 @@ import type { NetworkContext } from "../../actors/network.ts";
 import type { Driver, Peer } from "../../drivers/driver.ts";
 import { stateOf } from "../journal/fold.ts";
 import { errText } from "../errors.ts";
-import type { ControllerContext } from "./context.ts";
+import type { ControllerContext, PeerProgrammer } from "./context.ts";
 import { driverNetwork } from "./effects.ts";
 import { isGlobal } from "./global.ts";
 import { networkContext } from "./objects.ts";
@@ -43,17 +43,6 @@ export function peerTables(ctx: ControllerContext): Map<string, Map<string, Peer
     out.get(c.networkId)!.set(o.id, peer);
   }
   return out;
-}
-
-/** Feeds global networks' drivers with peers. */
-export interface PeerProgrammer {
-  /** Hands every global network's whole table to its driver (start, reconcile). */
-  syncAll(): Promise<void>;
-  /** Starts following the world's changes. */
-  start(): void;
-  /** Settles once pending peer changes are programmed. */
-  flushed(): Promise<void>;
-  close(): void;
 }
 
 /** Creates the programmer. */

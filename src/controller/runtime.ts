@@ -11,16 +11,17 @@
  * @module
  */
 
-import { type AnyActorRef, createActor, fromCallback, type Subscription } from "xstate";
+import { fromCallback } from "xstate";
 import { type Observable, Subject } from "rxjs";
-import { MACHINES, outcomeTarget, TRANSIENT_STATES, verbOf } from "../../actors/mod.ts";
+import { MACHINES, outcomeTarget, verbOf } from "../../actors/mod.ts";
 import type { EffectInput } from "../../actors/_common.ts";
 import { type CnmEvent, EVENT_VERSION, type Kind, type RecordedEvent } from "../journal/events.ts";
 import type { Journal } from "../journal/journal.ts";
-import { foldAll, stateOf } from "../journal/fold.ts";
+import { stateOf } from "../journal/fold.ts";
 import { ConflictError, fromErrorRecord, toErrorRecord, UnavailableError } from "../errors.ts";
 import { newEventId } from "../ids.ts";
 import { KeyedMutex } from "./locks.ts";
+import { createRegistry, type Rec } from "./registry.ts";
 import { createUncertainIntents } from "./uncertain.ts";
 import { createWaiters } from "./waiters.ts";
 
@@ -33,19 +34,7 @@ export interface Outcome {
   data: Record<string, unknown>;
 }
 
-/** One live object: its actor and the stream sequence of its last event. */
-export interface Rec {
-  kind: Kind;
-  id: string;
-  actor: AnyActorRef;
-  lastSeq: number;
-  sub?: Subscription;
-  /**
-   * Mirrors an object another host is changing (a global network in another host's
-   * transient state): its actor runs no effect, and this host cannot write it meanwhile.
-   */
-  passive?: boolean;
-}
+export type { Rec } from "./registry.ts";
 
 /** Options of {@link createRuntime}. */
 export interface RuntimeOptions {
@@ -147,11 +136,6 @@ export function createRuntime(options: RuntimeOptions): Runtime {
   const hook = options.hook ?? (() => {});
   const events = new Subject<RecordedEvent>();
   const locks = new KeyedMutex();
-  const objects: Record<Kind, Map<string, Rec>> = {
-    network: new Map(),
-    endpoint: new Map(),
-    sandbox: new Map(),
-  };
   const waiters = createWaiters(options.commandTimeoutMs);
   let connected = true;
   let closed = false;
@@ -260,64 +244,11 @@ export function createRuntime(options: RuntimeOptions): Runtime {
     return MACHINES[kind].provide({ actors: { effect } });
   };
 
-  const register = (kind: Kind, id: string, actor: AnyActorRef, lastSeq: number): Rec => {
-    const rec: Rec = { kind, id, actor, lastSeq };
-    objects[kind].set(id, rec);
-    rec.sub = actor.subscribe((snap: { value: unknown }) => {
-      if (stateOf(snap) === "deleted") {
-        objects[kind].delete(id);
-        rec.sub?.unsubscribe();
-      }
-    });
-    return rec;
-  };
-
-  const restore = (
-    kind: Kind,
-    id: string,
-    from: { intent: CnmEvent } | { snapshot: unknown },
-    lastSeq: number,
-    passive = false,
-  ): Rec => {
-    const machine = passive ? MACHINES[kind] : provided(kind);
-    const actor = "intent" in from
-      ? createActor(machine, { input: { event: from.intent } })
-      : createActor(machine, {
-        snapshot: MACHINES[kind].getPersistedSnapshot(from.snapshot as never),
-      });
-    const rec = register(kind, id, actor, lastSeq);
-    if (passive) rec.passive = true;
-    return rec;
-  };
-
-  const unregister = (kind: Kind, id: string) => {
-    const old = objects[kind].get(id);
-    if (!old) return;
-    old.sub?.unsubscribe();
-    old.actor.stop();
-    objects[kind].delete(id);
-  };
-
-  async function reload(kind: Kind, id: string): Promise<void> {
-    const list: RecordedEvent[] = [];
-    for await (const e of journal.read({ subject: `${journal.prefix}.${kind}.${id}` })) {
-      list.push(e);
-    }
-    const obj = (await foldAll(list)).objects.get(id);
-    unregister(kind, id);
-    if (!obj || stateOf(obj.snapshot) === "deleted") return;
-    const s = stateOf(obj.snapshot);
-    if (TRANSIENT_STATES.has(s) && obj.intent) {
-      // Another writer left it mid-effect; run it like recovery does.
-      const rec = s === "creating"
-        ? restore(kind, id, { intent: obj.createIntent }, obj.lastSeq)
-        : restore(kind, id, { snapshot: obj.before }, obj.lastSeq);
-      rec.actor.start();
-      if (s !== "creating") rec.actor.send(obj.intent);
-      return;
-    }
-    restore(kind, id, { snapshot: obj.snapshot }, obj.lastSeq).actor.start();
-  }
+  const registry = createRegistry({
+    journal,
+    machine: (kind, passive) => passive ? MACHINES[kind] : provided(kind),
+  });
+  const { objects, restore, reload } = registry;
 
   const uncertain = createUncertainIntents({
     journal,
@@ -415,11 +346,7 @@ export function createRuntime(options: RuntimeOptions): Runtime {
     begin,
     decide: async (kind, rec, intent) => await (await begin(kind, rec, intent)).done,
     restore: (kind, id, from, lastSeq) => restore(kind, id, from, lastSeq),
-    adopt(kind, id, snapshot, lastSeq, passive) {
-      unregister(kind, id);
-      if (stateOf(snapshot) === "deleted") return;
-      restore(kind, id, { snapshot }, lastSeq, passive).actor.start();
-    },
+    adopt: registry.adopt,
     // A fresh actor in `creating` carries its create intent as `pending`.
     pendingEventId: (rec) =>
       (rec.actor.getSnapshot().context as { pending?: { eventId: string } }).pending?.eventId ??
@@ -452,12 +379,7 @@ export function createRuntime(options: RuntimeOptions): Runtime {
     close() {
       if (closed) return;
       closed = true;
-      for (const m of [objects.sandbox, objects.network, objects.endpoint]) {
-        for (const rec of m.values()) {
-          rec.sub?.unsubscribe();
-          rec.actor.stop();
-        }
-      }
+      registry.stopAll();
       waiters.failAll(new UnavailableError("controller closed"));
       events.complete();
     },
