@@ -9,6 +9,10 @@
  * (true), `com.docker.network.driver.mtu` (1500), `com.docker.network.bridge.inhibit_ipv4`
  * (false), `com.docker.network.container_iface_prefix` (`eth`, applied by the controller).
  *
+ * Driver configuration (`configureDriver("bridge", …)`, see `config.ts`): the default MTU,
+ * IP forwarding, the firewall backend and the default address pools; a network uses the
+ * configuration it was created under.
+ *
  * Ownership mark: every bridge and host-side veth cnm makes carries the link alias
  * `cnm:<kind>:<id12>`; the firewall marks its rules as described in `_firewall.ts`.
  *
@@ -25,6 +29,7 @@ import type {
 import { InvalidArgumentError } from "../../src/errors.ts";
 import { addressOf } from "../../src/ipam/cidr.ts";
 import { createFirewall, type Firewall } from "./_firewall.ts";
+import { BRIDGE_NEW_NETWORKS_ONLY, BridgeConfigSchema, bridgeDriverConfigOf } from "./config.ts";
 
 /** Well-known option keys. */
 export const BridgeOptions = {
@@ -67,7 +72,9 @@ const bool = (opts: Record<string, string>, key: string, dflt: boolean): boolean
  *
  * @throws {InvalidArgumentError} naming the option.
  */
-export function bridgeConfig(network: Pick<DriverNetwork, "id" | "options">): BridgeConfig {
+export function bridgeConfig(
+  network: Pick<DriverNetwork, "id" | "options" | "driverConfig">,
+): BridgeConfig {
   const o = network.options;
   for (const key of Object.keys(o)) {
     if (key.startsWith("com.docker.network.") && !known.has(key)) {
@@ -83,7 +90,9 @@ export function bridgeConfig(network: Pick<DriverNetwork, "id" | "options">): Br
     );
   }
   const mtuText = o[BridgeOptions.mtu];
-  const mtu = mtuText === undefined || mtuText === "" ? 1500 : Number(mtuText);
+  const mtu = mtuText === undefined || mtuText === ""
+    ? bridgeDriverConfigOf(network).mtu
+    : Number(mtuText);
   if (!Number.isInteger(mtu) || mtu < 68 || mtu > 65535) {
     throw new InvalidArgumentError(
       `invalid option ${BridgeOptions.mtu}: ${JSON.stringify(mtuText)} is not an MTU (68-65535)`,
@@ -139,6 +148,8 @@ export function createBridgeDriver(options: BridgeDriverOptions = {}): Driver {
   return {
     name: "bridge",
     capabilities: () => ({ dataScope: "local", connectivityScope: "local" }),
+    configSchema: BridgeConfigSchema,
+    configNewNetworksOnly: BRIDGE_NEW_NETWORKS_ONLY,
     validateNetwork(network) {
       bridgeConfig(network);
     },
@@ -163,26 +174,33 @@ export function createBridgeDriver(options: BridgeDriverOptions = {}): Driver {
         addresses: gateways(net, cfg),
         ...(userOwned ? {} : { alias }),
       });
-      await ctx.kernel.exec(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
-      if (net.enableIPv6) {
-        await ctx.kernel.exec(["sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1"]);
+      const driverConfig = bridgeDriverConfigOf(net);
+      if (driverConfig.enableIPForwarding) {
+        await ctx.kernel.exec(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
+        if (net.enableIPv6) {
+          await ctx.kernel.exec(["sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1"]);
+        }
       }
-      await fw(ctx).ensureBase();
-      await fw(ctx).ensureNetwork({
-        id: net.id,
-        bridge: cfg.bridge,
-        subnets: [...net.ipv4, ...net.ipv6].map((d) => d.pool),
-        internal: net.internal,
-        icc: cfg.icc,
-        masquerade: cfg.masquerade && !net.internal,
-      });
+      if (driverConfig.firewallBackend === "nftables") {
+        await fw(ctx).ensureBase();
+        await fw(ctx).ensureNetwork({
+          id: net.id,
+          bridge: cfg.bridge,
+          subnets: [...net.ipv4, ...net.ipv6].map((d) => d.pool),
+          internal: net.internal,
+          icc: cfg.icc,
+          masquerade: cfg.masquerade && !net.internal,
+        });
+      }
       return { bridge: cfg.bridge, mtu: cfg.mtu, userOwned };
     },
 
     async deleteNetwork(net, ctx) {
       const cfg = bridgeConfig(net);
       const errors: unknown[] = [];
-      await fw(ctx).removeNetwork(net.id).catch((e) => errors.push(e));
+      if (bridgeDriverConfigOf(net).firewallBackend === "nftables") {
+        await fw(ctx).removeNetwork(net.id).catch((e) => errors.push(e));
+      }
       if (net.facts.userOwned) {
         // Take back only what we added: the gateway addresses.
         const mine = new Set(gateways(net, cfg));

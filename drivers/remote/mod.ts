@@ -35,6 +35,7 @@ import {
   type PluginClientOptions,
 } from "./_client.ts";
 import { cidr, remoteIpamDriver } from "./_ipam.ts";
+import { remoteConfigSchema, type RemoteDriverConfig } from "./config.ts";
 import { attachToSandbox, detachFromSandbox } from "./_sandbox.ts";
 import {
   type ActivatedPlugin,
@@ -45,6 +46,8 @@ import {
 
 export { NotImplementedError } from "./_client.ts";
 export type { PluginClientOptions } from "./_client.ts";
+export { remoteConfigSchema } from "./config.ts";
+export type { RemoteDriverConfig } from "./config.ts";
 export { activatePlugin, DEFAULT_PLUGIN_DIRS, discoverPlugin } from "./discovery.ts";
 export { createPluginResolver } from "./resolver.ts";
 export type { PluginResolver, PluginResolverOptions } from "./resolver.ts";
@@ -182,6 +185,7 @@ function networkDriver(
   client: PluginClient,
   caps: DriverCapabilities,
   close: () => void,
+  defaults: PluginClientOptions,
 ): RemoteDriver {
   const call = <S extends z.ZodType>(method: string, body: unknown, schema: S) =>
     client.call(`NetworkDriver.${method}`, body, schema, "Err");
@@ -190,6 +194,12 @@ function networkDriver(
     name,
     close,
     capabilities: () => caps,
+    // cnm's side of the plugin connection; the protocol has no call to configure the plugin.
+    configSchema: remoteConfigSchema(defaults),
+    configure(config) {
+      const c = config as RemoteDriverConfig;
+      client.configure({ callTimeout: c.callTimeoutMs, retryTimeout: c.retryTimeoutMs });
+    },
     async createNetwork(network) {
       await call("CreateNetwork", {
         NetworkID: network.id,
@@ -333,7 +343,7 @@ export async function createRemoteDriver(
       dataScope: c.Scope,
       connectivityScope: c.ConnectivityScope || c.Scope,
     };
-    return networkDriver(name, plugin.client, caps, closer(plugin, options));
+    return networkDriver(name, plugin.client, caps, closer(plugin, options), options);
   } catch (err) {
     if (!options.plugin) plugin.client.close();
     throw err;
