@@ -20,6 +20,8 @@ export interface DriverRegistryOptions {
   pluginDirs?: string[];
   /** Timeouts of plugin calls. */
   pluginOptions?: PluginClientOptions;
+  /** Called once for each plugin driver discovered (to apply its journaled configuration). */
+  onResolve?: (driver: Driver) => void;
 }
 
 /** Drivers by name. */
@@ -65,7 +67,9 @@ export function createDriverRegistry(options: DriverRegistryOptions = {}): Drive
       if (known) return known;
       const plugin = await plugins.driver(name);
       if (!plugin) throw new NotFoundError(`unknown driver "${name}"`);
+      if (drivers.get(name) === plugin) return plugin; // resolved concurrently
       drivers.set(name, plugin);
+      options.onResolve?.(plugin);
       return plugin;
     },
     async resolveIpam(name) {

@@ -15,6 +15,7 @@ import { newObjectId, shortId } from "../ids.ts";
 import { type NetworkInfo, networkInfo } from "../info.ts";
 import type { ControllerContext } from "./context.ts";
 import { CreateNetworkInput, type CreateNetworkOptions, parseInput, parseRef } from "./inputs.ts";
+import { driverConfigInForce, driverLock } from "./driver_config.ts";
 import { allocateNetwork, type NetworkIpam, releaseNetwork } from "./network_ipam.ts";
 import { endpointsOf, findNetwork } from "./objects.ts";
 
@@ -37,7 +38,8 @@ export async function createNetwork(
   const ipamDriver = input.ipam?.driver ?? "default";
   if (ipamDriver !== "default") await ctx.drivers.resolveIpam(ipamDriver);
   const id = newObjectId();
-  return await rt.locks.with(["network-names", id], async () => {
+  // The driver's lock: a configuration change is in force before this network is decided.
+  return await rt.locks.with(["network-names", driverLock(driver.name), id], async () => {
     const live = [...rt.objects.network.values()];
     if (live.some((r) => rt.context<NetworkContext>(r).name === input.name)) {
       throw new ConflictError(`network with name ${input.name} already exists`);
@@ -48,6 +50,7 @@ export async function createNetwork(
       }
     }
     const caps = driver.capabilities();
+    const driverConfig = await driverConfigInForce(ctx, driver);
     driver.validateNetwork?.({
       id,
       internal: input.internal,
@@ -57,6 +60,7 @@ export async function createNetwork(
       ipv4: [],
       ipv6: [],
       facts: {},
+      ...(driverConfig ? { driverConfig } : {}),
     });
     let ipam: NetworkIpam | undefined;
     const remoteIpam = ipamDriver !== "default" ? input.ipam : undefined;
@@ -76,6 +80,7 @@ export async function createNetwork(
       ...(ipam ? { ipam } : {}),
       ...(remoteIpam ? { ipamRequest: remoteIpam } : {}),
       ...(predefined ? { predefined: true } : {}),
+      ...(driverConfig ? { driverConfig } : {}),
     };
     const intent = rt.createIntent("network", id, data);
     try {

@@ -12,7 +12,13 @@ import type { SandboxContext } from "../../actors/sandbox.ts";
 import { toErrorRecord } from "../errors.ts";
 import { newEventId } from "../ids.ts";
 import { type ControllerContext, effectEnv } from "./context.ts";
-import { type Finding, inspectDrift, type ReconcileReport, repairDrift } from "./drift.ts";
+import {
+  type Finding,
+  hasFirewall,
+  inspectDrift,
+  type ReconcileReport,
+  repairDrift,
+} from "./drift.ts";
 import { ensureJoined, ensureNetwork } from "./effects.ts";
 import { endpointsOf } from "./objects.ts";
 import type { Rec } from "./runtime.ts";
@@ -45,7 +51,7 @@ export async function reconcile(
       endpoints: view<EndpointContext>(rt.objects.endpoint),
       sandboxes: view<SandboxContext>(rt.objects.sandbox),
       firewallNetworks: async () =>
-        networks.some((n) => n.c.driver === "bridge") ? await firewall.listNetworks() : undefined,
+        networks.some((n) => hasFirewall(n.c)) ? await firewall.listNetworks() : undefined,
     });
     const report: ReconcileReport = { dryRun, findings: [], ms: 0 };
     if (dryRun) {
