@@ -56,9 +56,6 @@ export interface DriverNetwork {
 /** A driver's configuration: JSON data, the output of its {@link Driver.configSchema}. */
 export type DriverConfig = Record<string, unknown>;
 
-/** Which networks a changed configuration key reaches. */
-export type ConfigReach = "all networks" | "new networks";
-
 /** What a driver knows about an endpoint. */
 export interface DriverEndpoint {
   id: string;
