@@ -36,8 +36,8 @@ Deno.test("driver.configured folds into the configuration in force, per host and
   ]);
   assert.deepEqual(fold.drivers.get("h1.bridge"), {
     id: "h1.bridge",
+    name: "bridge",
     host: "h1",
-    driver: "bridge",
     config: { mtu: 1500 },
     seq: 4,
     at: fold.drivers.get("h1.bridge")!.at,

@@ -152,8 +152,8 @@ export function loadJournaled(
   const failures: [string, string][] = [];
   for (const d of drivers) {
     if (d.host !== ctx.settings.hostId) continue;
-    ctx.driverConfigs.set(d.driver, { config: d.config, seq: d.seq });
-    const driver = ctx.drivers.driver(d.driver);
+    ctx.driverConfigs.set(d.name, { config: d.config, seq: d.seq });
+    const driver = ctx.drivers.driver(d.name);
     const reason = driver ? applyJournaled(ctx, driver) : undefined;
     if (reason) failures.push([d.id, reason]);
   }

@@ -54,10 +54,11 @@ export interface DriverConfiguredData {
 
 /** A host's driver configuration as folded from the journal. */
 export interface DriverConfigState {
-  /** `<hostId>.<driver>`. */
+  /** `<hostId>.<driver>` (the objectId of its events). */
   id: string;
+  /** The driver's name. */
+  name: string;
   host: string;
-  driver: string;
   /** The configuration in force. */
   config: Record<string, unknown>;
   /** Sequence and time of the event that set it. */
@@ -84,8 +85,8 @@ export function foldDriverEvent(
   const prev = drivers.get(event.objectId);
   drivers.set(event.objectId, {
     id: event.objectId,
+    name: d.driver,
     host: event.host,
-    driver: d.driver,
     config: d.config,
     seq: event.seq,
     at: event.at,
@@ -113,33 +114,13 @@ export function configChanges(
   return out;
 }
 
-/** A host's driver configuration in force at the replayed point. */
-export interface DriverConfigInfo {
-  /** `<hostId>.<driver>` (the objectId of its events). */
-  id: string;
-  /** The driver's name. */
-  name: string;
-  host: string;
-  /** The configuration in force (the last `driver.configured` event's `config`). */
-  config: Record<string, unknown>;
-  /** Sequence and time of that event. */
-  seq: number;
-  at: string;
-  /** Number of changes journaled up to this point. */
-  changes: number;
-}
+/** A host's driver configuration in force at the replayed point (the read model). */
+export type DriverConfigInfo = DriverConfigState;
 
 /** The read model of folded driver configurations, sorted by id. */
 export function driverConfigInfos(
   drivers: Map<string, DriverConfigState>,
 ): DriverConfigInfo[] {
-  return [...drivers.values()].map((d) => ({
-    id: d.id,
-    name: d.driver,
-    host: d.host,
-    config: d.config,
-    seq: d.seq,
-    at: d.at,
-    changes: d.changes,
-  })).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  return [...drivers.values()].map((d) => ({ ...d }))
+    .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
