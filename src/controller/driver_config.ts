@@ -173,8 +173,13 @@ export function configuredDrivers(ctx: ControllerContext): string[] {
 export function applyJournaled(ctx: ControllerContext, driver: Driver): string | undefined {
   const stored = ctx.driverConfigs.get(driver.name);
   if (!stored) return undefined;
-  const r = schemaOf(driver).safeParse(stored.config);
+  const schema = schemaOf(driver);
+  const r = schema.safeParse(stored.config);
   if (!r.success) {
+    // The defaults are in force; the next change is recorded against them.
+    const defaults = schema.safeParse({});
+    const config = (defaults.success ? defaults.data : {}) as DriverConfig;
+    apply(ctx, driver, { config, seq: stored.seq });
     return `journaled configuration of driver "${driver.name}" no longer applies: ${
       formatIssues(r.error)
     }; its defaults are in force`;
@@ -231,6 +236,7 @@ async function commit(ctx: ControllerContext, p: Plan): Promise<ConfigureDriverR
   const changed = stored ? effective : configChanges(null, config);
   const warnings: string[] = [];
   for (const key of Object.keys(effective)) {
+    changed[key] ??= effective[key];
     changed[key].appliesTo = later.has(key) ? "new networks" : "all networks";
     if (later.has(key)) {
       warnings.push(

@@ -309,3 +309,63 @@ Deno.test("the predefined bridge network (needs nats-server) is made under the d
     await env.cleanup();
   }
 });
+
+Deno.test("a journaled configuration the driver refuses now (needs nats-server) leaves its defaults in force, with a warning", async () => {
+  const env = await setup("dcfg5");
+  try {
+    const nc = await connect({ servers: env.nats.url });
+    try {
+      const j = await openJournal(nc, { stream: "DCFG5", prefix: "dcfg5" });
+      await j.append({
+        v: 1,
+        eventId: "written-by-an-older-version",
+        kind: "driver",
+        objectId: "h1.bridge",
+        type: "driver.configured",
+        from: null,
+        to: "configured",
+        at: new Date().toISOString(),
+        host: "h1",
+        data: { driver: "bridge", config: { mtu: "jumbo" }, changed: {} },
+      }, 0);
+    } finally {
+      await nc.close();
+    }
+    const cnm = await env.open();
+    assert.deepEqual(cnm.recovery.warnings.map((w) => [w.objectId, w.type, w.reason]), [[
+      "h1.bridge",
+      "driver.configured",
+      'journaled configuration of driver "bridge" no longer applies: mtu: must be a number; its defaults are in force',
+    ]]);
+    assert.equal((await cnm.configureDriver("bridge", {})).config.mtu, 1500);
+    const r = await cnm.configureDriver("bridge", { mtu: 9000 });
+    assert.deepEqual(r.changed, { mtu: { from: 1500, to: 9000, appliesTo: "new networks" } });
+  } finally {
+    await env.cleanup();
+  }
+});
+
+Deno.test("configureDriver (needs nats-server) is serialised with network creation: each network records the change before it", async () => {
+  const env = await setup("dcfg6");
+  try {
+    const cnm = await env.open({ driverConfig: { bridge: { firewallBackend: "none" } } });
+    const work: Promise<unknown>[] = [];
+    for (let i = 0; i < 8; i++) {
+      work.push(cnm.configureDriver("bridge", { mtu: 1400 + i }));
+      work.push(cnm.createNetwork({ name: `n${i}` }));
+    }
+    await Promise.all(work);
+    let mtu = 1500;
+    const seen: number[] = [];
+    for (const e of await env.events()) {
+      if (e.type === "driver.configured") mtu = (e.data.config as { mtu: number }).mtu;
+      if (e.type === "network.create.requested" && e.data.driver === "bridge") {
+        assert.equal((e.data.driverConfig as { mtu: number }).mtu, mtu, `${e.data.name}`);
+        seen.push(mtu);
+      }
+    }
+    assert.equal(seen.length, 8);
+  } finally {
+    await env.cleanup();
+  }
+});
