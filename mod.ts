@@ -22,6 +22,7 @@
 
 export { createController } from "./src/controller/mod.ts";
 export type {
+  ConfigureDriverResult,
   Controller,
   ControllerOptions,
   CrashPoint,
@@ -56,6 +57,7 @@ export {
 export type { ErrorCodeValue, ErrorRecord } from "./src/errors.ts";
 export {
   decodeEvent,
+  DRIVER_KIND,
   EnvelopeSchema,
   EVENT_VERSION,
   EventValidationError,
@@ -67,6 +69,7 @@ export type { CnmEvent, Kind, RecordedEvent } from "./src/journal/events.ts";
 export type {
   Driver,
   DriverCapabilities,
+  DriverConfig,
   DriverEndpoint,
   DriverNetwork,
   DriverSandbox,
@@ -80,7 +83,16 @@ export type { KernelOptions } from "./src/kernel/mod.ts";
 export { NatsUnreachableError, readEvents, watch } from "./src/journal/watch.ts";
 export type { ReadOptions, StreamPoint, WatchOptions } from "./src/journal/watch.ts";
 export { replay, replayEvents } from "./src/journal/replay.ts";
-export type { ReplayOptions, ReplayPoint, ReplayState } from "./src/journal/replay.ts";
+export type {
+  DriverConfigInfo,
+  ReplayOptions,
+  ReplayPoint,
+  ReplayState,
+} from "./src/journal/replay.ts";
+export { BridgeConfigSchema } from "./drivers/bridge/config.ts";
+export type { BridgeDriverConfig } from "./drivers/bridge/config.ts";
+export { OverlayConfigSchema } from "./drivers/overlay/config.ts";
+export type { OverlayDriverConfig } from "./drivers/overlay/config.ts";
 export { history } from "./src/journal/history.ts";
 export type { HistoryOptions, ObjectHistory, Transition } from "./src/journal/history.ts";
 export { apiSubject, createApiClient, NoControllerError } from "./src/api/client.ts";

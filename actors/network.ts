@@ -45,6 +45,8 @@ export interface NetworkContext extends BaseContext {
   };
   /** Facts the driver returned when the network was created. */
   facts: Record<string, unknown>;
+  /** The driver configuration in force when the network was created (`driver.configured`). */
+  driverConfig?: Record<string, unknown>;
 }
 
 /** Builds the initial context from a `network.create.requested` event. */
@@ -63,6 +65,7 @@ export function networkContextFrom(event: CnmEvent): NetworkContext {
     predefined: d.predefined ?? false,
     ipam: d.ipam,
     ...(d.ipamRequest ? { ipamRequest: d.ipamRequest } : {}),
+    ...(d.driverConfig ? { driverConfig: d.driverConfig } : {}),
     facts: {},
     ...intentFields(event, "failed"),
   };

@@ -7,9 +7,17 @@
  * A driver method returns the facts it decided (device names, MACs, …) as a plain JSON
  * object; the controller writes them into the outcome event so replay never asks again.
  *
+ * Driver configuration (libnetwork's `driver.Config`): a driver that takes options declares
+ * them as a zod {@link Driver.configSchema}. The controller validates a change against it,
+ * journals the full resulting configuration as a `driver.configured` event, then hands it to
+ * {@link Driver.configure}; each new network records the configuration in force
+ * ({@link DriverNetwork.driverConfig}), so everything a driver does for an existing network
+ * keeps using the configuration that network was created under, also after a restart.
+ *
  * @module
  */
 
+import type { z } from "zod";
 import type { Kernel } from "../src/kernel/types.ts";
 import type { PortMapping } from "../src/ports/binding.ts";
 
@@ -47,7 +55,16 @@ export interface DriverNetwork {
   ipv6: IpamData[];
   /** Facts the driver returned from createNetwork (e.g. the bridge name). */
   facts: Record<string, unknown>;
+  /**
+   * The driver configuration in force when the network was created (parsed by the driver's
+   * {@link Driver.configSchema}, defaults filled). Absent for drivers without a schema and for
+   * networks created before driver configuration existed: the driver's defaults apply then.
+   */
+  driverConfig?: DriverConfig;
 }
+
+/** A driver's configuration: JSON data, the output of its {@link Driver.configSchema}. */
+export type DriverConfig = Record<string, unknown>;
 
 /** What a driver knows about an endpoint. */
 export interface DriverEndpoint {
@@ -120,11 +137,32 @@ export interface Driver {
   readonly name: string;
   capabilities(): DriverCapabilities;
   /**
+   * The driver's configuration options (driver.Config) as a zod schema of a strict object:
+   * unknown keys are refused, every key has a default (`schema.parse({})` is the configuration
+   * in force before any change is journaled). Absent: the driver takes no configuration.
+   */
+  readonly configSchema?: z.ZodType<DriverConfig>;
+  /**
+   * Keys whose change cannot reach networks that already exist (they keep the configuration
+   * they were created under; new networks get the new value). The controller says so in the
+   * result and the event (`appliesTo: "new networks"`). Other keys reach every later call.
+   * Default: none.
+   */
+  readonly configNewNetworksOnly?: readonly string[];
+  /**
+   * Applies the configuration in force (already validated by {@link configSchema}): at start
+   * with the journaled one, then after each `driver.configured` event is durable, before the
+   * next command that uses the driver. Synchronous and without side effects outside the
+   * driver (no kernel work): what needs the kernel reads {@link DriverNetwork.driverConfig}.
+   */
+  configure?(config: DriverConfig): void;
+  /**
    * Validates options before anything is journaled; throws InvalidArgumentError. `how`
    * says whether options the driver does not know are refused (the default: cnm's API and
    * CLI) or accepted and kept (the Docker API, where dockerd echoes them).
    */
   validateNetwork?(network: DriverNetwork, how?: ValidateNetworkOptions): void;
+
   createNetwork(network: DriverNetwork, ctx: EffectContext): Promise<DriverFacts | void>;
   deleteNetwork(network: DriverNetwork, ctx: EffectContext): Promise<void>;
   createEndpoint(

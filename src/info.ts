@@ -47,6 +47,11 @@ export interface NetworkInfo {
   ipam: { driver: string; config: IpamConfigInfo[] };
   /** Facts the driver decided (e.g. `bridge`). */
   driverInfo: Record<string, unknown>;
+  /**
+   * The driver configuration in force when the network was created (drivers that take one;
+   * absent for networks made before driver configuration was journaled).
+   */
+  driverConfig?: Record<string, unknown>;
   created: string;
   error?: ErrorRecord;
 }
@@ -108,6 +113,7 @@ export function networkInfo(state: string, c: NetworkContext): NetworkInfo {
     options: { ...c.options },
     ipam: { driver: c.ipam?.driver ?? c.ipamRequest?.driver ?? "default", config },
     driverInfo: { ...c.facts },
+    ...(c.driverConfig ? { driverConfig: structuredClone(c.driverConfig) } : {}),
     created: c.createdAt,
     ...(c.error ? { error: c.error } : {}),
   };

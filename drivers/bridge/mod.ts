@@ -10,6 +10,10 @@
  * (true), `com.docker.network.driver.mtu` (1500), `com.docker.network.bridge.inhibit_ipv4`
  * (false), `com.docker.network.container_iface_prefix` (`eth`, applied by the controller).
  *
+ * Driver configuration (`configureDriver("bridge", …)`, see `config.ts`): the default MTU,
+ * IP forwarding, the firewall backend and the default address pools; a network uses the
+ * configuration it was created under.
+ *
  * Ownership mark: every bridge and host-side veth cnm makes carries the link alias
  * `cnm:<kind>:<id12>`; the firewall marks its rules as described in `_firewall.ts`.
  *
@@ -32,6 +36,7 @@ import { createPublisher } from "./_publish.ts";
 
 export { type ExpectedPublication, inspectPortDrift, type PortFinding } from "./_port_drift.ts";
 export type { PublishedRules } from "./_portmap.ts";
+import { BRIDGE_NEW_NETWORKS_ONLY, BridgeConfigSchema, bridgeDriverConfigOf } from "./config.ts";
 
 /** Well-known option keys. */
 export const BridgeOptions = {
@@ -81,7 +86,7 @@ const bool = (opts: Record<string, string>, key: string, dflt: boolean): boolean
  * @throws {InvalidArgumentError} naming the option.
  */
 export function bridgeConfig(
-  network: Pick<DriverNetwork, "id" | "options">,
+  network: Pick<DriverNetwork, "id" | "options" | "driverConfig">,
   how: ValidateNetworkOptions = {},
 ): BridgeConfig {
   const o = network.options;
@@ -100,7 +105,9 @@ export function bridgeConfig(
     );
   }
   const mtuText = o[BridgeOptions.mtu];
-  const mtu = mtuText === undefined || mtuText === "" ? 1500 : Number(mtuText);
+  const mtu = mtuText === undefined || mtuText === ""
+    ? bridgeDriverConfigOf(network).mtu
+    : Number(mtuText);
   if (!Number.isInteger(mtu) || mtu < 68 || mtu > 65535) {
     throw new InvalidArgumentError(
       `invalid option ${BridgeOptions.mtu}: ${JSON.stringify(mtuText)} is not an MTU (68-65535)`,
@@ -179,6 +186,8 @@ export function createBridgeDriver(options: BridgeDriverOptions = {}): Driver {
   return {
     name: "bridge",
     capabilities: () => ({ dataScope: "local", connectivityScope: "local" }),
+    configSchema: BridgeConfigSchema,
+    configNewNetworksOnly: BRIDGE_NEW_NETWORKS_ONLY,
     validateNetwork(network, how) {
       bridgeConfig(network, how);
     },
@@ -203,19 +212,24 @@ export function createBridgeDriver(options: BridgeDriverOptions = {}): Driver {
         addresses: gateways(net, cfg),
         ...(userOwned ? {} : { alias }),
       });
-      await ctx.kernel.exec(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
-      if (net.enableIPv6) {
-        await ctx.kernel.exec(["sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1"]);
+      const driverConfig = bridgeDriverConfigOf(net);
+      if (driverConfig.enableIPForwarding) {
+        await ctx.kernel.exec(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
+        if (net.enableIPv6) {
+          await ctx.kernel.exec(["sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1"]);
+        }
       }
-      await fw(ctx).ensureBase();
-      await fw(ctx).ensureNetwork({
-        id: net.id,
-        bridge: cfg.bridge,
-        subnets: [...net.ipv4, ...net.ipv6].map((d) => d.pool),
-        internal: net.internal,
-        icc: cfg.icc,
-        masquerade: cfg.masquerade && !net.internal,
-      });
+      if (driverConfig.firewallBackend === "nftables") {
+        await fw(ctx).ensureBase();
+        await fw(ctx).ensureNetwork({
+          id: net.id,
+          bridge: cfg.bridge,
+          subnets: [...net.ipv4, ...net.ipv6].map((d) => d.pool),
+          internal: net.internal,
+          icc: cfg.icc,
+          masquerade: cfg.masquerade && !net.internal,
+        });
+      }
       return { bridge: cfg.bridge, mtu: cfg.mtu, userOwned };
     },
 
@@ -226,7 +240,9 @@ export function createBridgeDriver(options: BridgeDriverOptions = {}): Driver {
         await publisher.revoke(ctx.kernel, { networkId: net.id, ...ep, mappings: [] })
           .catch((e) => errors.push(e));
       }
-      await fw(ctx).removeNetwork(net.id).catch((e) => errors.push(e));
+      if (bridgeDriverConfigOf(net).firewallBackend === "nftables") {
+        await fw(ctx).removeNetwork(net.id).catch((e) => errors.push(e));
+      }
       if (net.facts.userOwned) {
         // Take back only what we added: the gateway addresses.
         const mine = new Set(gateways(net, cfg));

@@ -54,6 +54,11 @@ import {
 import { checkAddress, detectVtep, isIPv4, macOf, vethOf } from "./_endpoint.ts";
 import { ipsecRefusal, probeIpsec } from "./_ipsec.ts";
 import {
+  OVERLAY_NEW_NETWORKS_ONLY,
+  OverlayConfigSchema,
+  type OverlayDriverConfig,
+} from "./config.ts";
+import {
   ensureNamespace,
   hasEndpoints,
   type NamespaceEnv,
@@ -162,11 +167,19 @@ export function createOverlayDriver(options: OverlayDriverOptions = {}): Overlay
     st.lock = run.catch(() => {});
     return run;
   };
-  const env = (ctx: PeerContext): NamespaceEnv => ({
+  /**
+   * The VXLAN port of a network: the one its creator's configuration recorded (every host of
+   * the network must agree), else this driver's.
+   */
+  const portOf = (network?: DriverNetwork): number => {
+    const p = (network?.driverConfig as { vxlanPort?: unknown } | undefined)?.vxlanPort;
+    return typeof p === "number" ? p : port;
+  };
+  const env = (ctx: PeerContext, network?: DriverNetwork): NamespaceEnv => ({
     kernel: ctx.kernel,
     namePrefix: ctx.prefix,
     names,
-    port,
+    port: portOf(network),
   });
   const config = (network: DriverNetwork): OverlayConfig => {
     const cfg = overlayConfig(network);
@@ -203,7 +216,7 @@ export function createOverlayDriver(options: OverlayDriverOptions = {}): Overlay
   /** Removes an endpoint's veth and, when it was the last, the namespace. */
   const detach = (network: DriverNetwork, ep: DriverEndpoint, ctx: EffectContext) =>
     locked(network.id, async (st) => {
-      const e = env(ctx);
+      const e = env(ctx, network);
       const path = namespacePath(e, network.id);
       await ctx.kernel.deleteLink(vethOf(ep), path);
       st.local.delete(ep.id);
@@ -238,6 +251,13 @@ export function createOverlayDriver(options: OverlayDriverOptions = {}): Overlay
 
   return {
     name: "overlay",
+    configSchema: OverlayConfigSchema,
+    configNewNetworksOnly: OVERLAY_NEW_NETWORKS_ONLY,
+    configure(config) {
+      // This host's VTEP from the configuration in force (joins from now on record it).
+      const c = config as OverlayDriverConfig;
+      if (c.advertiseAddress !== undefined) vtep = c.advertiseAddress;
+    },
     capabilities: () => ({
       dataScope: "global",
       connectivityScope: "global",
@@ -254,7 +274,7 @@ export function createOverlayDriver(options: OverlayDriverOptions = {}): Overlay
       return await Promise.resolve({
         vnis: cfg.subnets.map((s) => s.vni),
         mtu: cfg.mtu,
-        port,
+        port: portOf(network),
         subnets: cfg.subnets.map((s) => ({
           pool: s.pool,
           vni: s.vni,
@@ -266,7 +286,7 @@ export function createOverlayDriver(options: OverlayDriverOptions = {}): Overlay
 
     deleteNetwork: (network, ctx) =>
       locked(network.id, async () => {
-        await removeNamespace(env(ctx), network.id);
+        await removeNamespace(env(ctx, network), network.id);
         nets.delete(network.id);
       }),
 
@@ -292,7 +312,7 @@ export function createOverlayDriver(options: OverlayDriverOptions = {}): Overlay
         // Local first: its IP and MAC must never be programmed as a remote peer here.
         st.local.set(ep.id, { ip, mac });
         try {
-          const path = await ensureNamespace(env(ctx), cfg);
+          const path = await ensureNamespace(env(ctx, network), cfg);
           await reconcile(st, cfg, path, ctx);
           const gw = sub.gateway ? addressOf(sub.gateway) : undefined;
           const others = gw ? cfg.subnets.filter((s) => s !== sub) : [];

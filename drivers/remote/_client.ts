@@ -87,6 +87,11 @@ export interface PluginClient {
     schema: S,
     errorField?: ErrorField,
   ): Promise<z.infer<S>>;
+  /**
+   * Changes the call timeout and the retry budget of later calls (driver configuration);
+   * absent fields keep their value. Calls already running keep theirs.
+   */
+  configure(options: Pick<PluginClientOptions, "retryTimeout" | "callTimeout">): void;
   /** Closes the underlying HTTP client. */
   close(): void;
 }
@@ -205,8 +210,8 @@ export function createPluginClient(
   address: PluginAddress,
   options: PluginClientOptions = {},
 ): PluginClient {
-  const retryTimeout = options.retryTimeout ?? 30_000;
-  const callTimeout = options.callTimeout ?? 30_000;
+  let retryTimeout = options.retryTimeout ?? 30_000;
+  let callTimeout = options.callTimeout ?? 30_000;
   const backoffInitial = options.backoffInitial ?? 100;
   const backoffMax = options.backoffMax ?? 2_000;
   const target = transport(address);
@@ -214,19 +219,20 @@ export function createPluginClient(
 
   async function post(method: string, body: string): Promise<{ status: number; text: string }> {
     const started = Date.now();
+    const callTimeoutNow = callTimeout, retryTimeoutNow = retryTimeout;
     let delay = backoffInitial;
     for (let attempt = 1;; attempt++) {
-      const signal = AbortSignal.timeout(callTimeout);
+      const signal = AbortSignal.timeout(callTimeoutNow);
       try {
         return await request(target, method, body, signal);
       } catch (err) {
         if (signal.aborted) {
           throw new DriverError(
-            `remote: ${method}: ${who} did not answer within ${callTimeout} ms`,
+            `remote: ${method}: ${who} did not answer within ${callTimeoutNow} ms`,
             { cause: err },
           );
         }
-        const left = retryTimeout - (Date.now() - started);
+        const left = retryTimeoutNow - (Date.now() - started);
         if (!isConnectFailure(err) || left <= 0) {
           const cause = String((err as Error)?.cause ?? (err as Error)?.message ?? err)
             .replace(/^Error: /, "");
@@ -279,6 +285,10 @@ export function createPluginClient(
         );
       }
       return parsed.data;
+    },
+    configure(o) {
+      if (o.callTimeout !== undefined) callTimeout = o.callTimeout;
+      if (o.retryTimeout !== undefined) retryTimeout = o.retryTimeout;
     },
     close() {
       // Nothing to close: every call has its own connection.

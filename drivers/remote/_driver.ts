@@ -25,6 +25,7 @@ import {
   type PluginClientOptions,
 } from "./_client.ts";
 import { cidr, remoteIpamDriver } from "./_ipam.ts";
+import { remoteConfigSchema, type RemoteDriverConfig } from "./config.ts";
 import { attachToSandbox, detachFromSandbox } from "./_sandbox.ts";
 import {
   type ActivatedPlugin,
@@ -165,6 +166,7 @@ function networkDriver(
   client: PluginClient,
   caps: DriverCapabilities,
   close: () => void,
+  defaults: PluginClientOptions,
 ): RemoteDriver {
   const call = <S extends z.ZodType>(method: string, body: unknown, schema: S) =>
     client.call(`NetworkDriver.${method}`, body, schema, "Err");
@@ -173,6 +175,12 @@ function networkDriver(
     name,
     close,
     capabilities: () => caps,
+    // cnm's side of the plugin connection; the protocol has no call to configure the plugin.
+    configSchema: remoteConfigSchema(defaults),
+    configure(config) {
+      const c = config as RemoteDriverConfig;
+      client.configure({ callTimeout: c.callTimeoutMs, retryTimeout: c.retryTimeoutMs });
+    },
     async createNetwork(network) {
       await call("CreateNetwork", {
         NetworkID: network.id,
@@ -316,7 +324,7 @@ export async function createRemoteDriver(
       dataScope: c.Scope,
       connectivityScope: c.ConnectivityScope || c.Scope,
     };
-    return networkDriver(name, plugin.client, caps, closer(plugin, options));
+    return networkDriver(name, plugin.client, caps, closer(plugin, options), options);
   } catch (err) {
     if (!options.plugin) plugin.client.close();
     throw err;

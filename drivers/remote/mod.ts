@@ -18,6 +18,8 @@
 
 export { NotImplementedError } from "./_client.ts";
 export type { PluginClientOptions } from "./_client.ts";
+export { remoteConfigSchema } from "./config.ts";
+export type { RemoteDriverConfig } from "./config.ts";
 export { activatePlugin, DEFAULT_PLUGIN_DIRS, discoverPlugin } from "./discovery.ts";
 export type { ActivatedPlugin, DiscoveredPlugin, DiscoverOptions } from "./discovery.ts";
 export { createRemoteDriver, createRemoteIpamDriver } from "./_driver.ts";

@@ -24,6 +24,7 @@ import type {
   CreateSandboxOptions,
   DeleteEndpointOptions,
 } from "../controller/inputs.ts";
+import type { ConfigureDriverResult } from "../controller/driver_config.ts";
 import { borrowConnection, type NatsTarget } from "../journal/watch.ts";
 import type { ReconcileReport } from "../controller/drift.ts";
 
@@ -41,6 +42,7 @@ export const ApiRequests = {
   deleteEndpoint: z.strictObject({ endpoint: Ref, options: Options.optional() }),
   join: z.strictObject({ endpoint: Ref, sandbox: Ref }),
   leave: z.strictObject({ endpoint: Ref, sandbox: Ref }),
+  configureDriver: z.strictObject({ driver: Ref, options: Options }),
   network: z.strictObject({ network: Ref }),
   networks: z.strictObject({}),
   endpoint: z.strictObject({ endpoint: Ref }),
@@ -80,6 +82,15 @@ const SandboxInfoSchema = z.object({
   endpointIds: z.array(z.string()),
 }).loose();
 const PingSchema = z.object({ hostId: z.string(), stream: z.string(), prefix: z.string() });
+const ConfigureDriverSchema = z.object({
+  driver: z.string(),
+  host: z.string(),
+  config: z.record(z.string(), z.unknown()),
+  changed: z.record(z.string(), z.object({ from: z.unknown(), to: z.unknown() }).loose()),
+  warnings: z.array(z.string()),
+  journaled: z.boolean(),
+  seq: z.number(),
+}).loose();
 
 /** Result schema of every verb (`null` for commands that return nothing or lookups that miss). */
 export const ApiResults: Record<ApiVerb, z.ZodType> = {
@@ -92,6 +103,7 @@ export const ApiResults: Record<ApiVerb, z.ZodType> = {
   deleteEndpoint: z.null(),
   join: EndpointInfoSchema,
   leave: z.null(),
+  configureDriver: ConfigureDriverSchema,
   network: NetworkInfoSchema.nullable(),
   networks: z.array(NetworkInfoSchema),
   endpoint: EndpointInfoSchema.nullable(),
@@ -152,6 +164,7 @@ export interface ApiClient {
   deleteEndpoint(endpointId: string, options?: DeleteEndpointOptions): Promise<void>;
   join(endpointId: string, sandbox: string): Promise<EndpointInfo>;
   leave(endpointId: string, sandbox: string): Promise<void>;
+  configureDriver(name: string, options: Record<string, unknown>): Promise<ConfigureDriverResult>;
   network(idOrName: string): Promise<NetworkInfo | undefined>;
   networks(): Promise<NetworkInfo[]>;
   endpoint(id: string): Promise<EndpointInfo | undefined>;
@@ -239,6 +252,8 @@ export async function createApiClient(options: ApiClientOptions): Promise<ApiCli
       void await call("deleteEndpoint", { endpoint, ...(o ? { options: o } : {}) }),
     join: async (endpoint, sandbox) => await call("join", { endpoint, sandbox }) as EndpointInfo,
     leave: async (endpoint, sandbox) => void await call("leave", { endpoint, sandbox }),
+    configureDriver: async (driver, o) =>
+      await call("configureDriver", { driver, options: o }) as ConfigureDriverResult,
     network: async (network) => orUndefined<NetworkInfo>(await call("network", { network })),
     networks: async () => await call("networks", {}) as NetworkInfo[],
     reconcile: async (o) =>

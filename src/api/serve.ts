@@ -48,6 +48,7 @@ const handlers: Record<ApiVerb, Handler> = {
   deleteEndpoint: (c, r) => c.deleteEndpoint(r.endpoint, r.options),
   join: (c, r) => c.join(r.endpoint, r.sandbox),
   leave: (c, r) => c.leave(r.endpoint, r.sandbox),
+  configureDriver: (c, r) => c.configureDriver(r.driver, r.options),
   network: (c, r) => c.network(r.network),
   networks: (c) => c.networks(),
   endpoint: (c, r) => c.endpoint(r.endpoint),

@@ -17,6 +17,13 @@ function note(t: Transition, h: ObjectHistory): string {
   }
   if (t.type.endsWith(".leave.requested")) parts.push(`sandbox ${short(String(d.sandboxId))}`);
   if (t.type.endsWith(".delete.requested") && d.force) parts.push("forced");
+  if (t.type === "driver.configured") {
+    const changed = Object.entries(d.changed as Record<string, { from: unknown; to: unknown }>);
+    parts.push(
+      changed.map(([k, c]) => `${k}: ${JSON.stringify(c.from)} → ${JSON.stringify(c.to)}`)
+        .join(", "),
+    );
+  }
   if (t.causeSeq !== undefined) {
     let s = `answers #${t.causeSeq}`;
     if (t.elapsedMs !== undefined) s += `, driver took ${duration(t.elapsedMs)}`;

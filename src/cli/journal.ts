@@ -47,7 +47,12 @@ export const events: Verb = {
     follow: { type: "boolean", short: "f", help: "keep following (default: stop at the end)" },
     since: { type: "string", arg: "T|SEQ", help: "start at a sequence, time or duration ago" },
     until: { type: "string", arg: "T|SEQ", help: "stop after a sequence or time" },
-    kind: { type: "string", multi: true, arg: "KIND", help: "only network, endpoint or sandbox" },
+    kind: {
+      type: "string",
+      multi: true,
+      arg: "KIND",
+      help: "only network, endpoint, sandbox, driver or host",
+    },
     object: { type: "string", arg: "ID", help: "only this object's events (full id)" },
   },
   extra: "With --format json, prints one event per line (JSON lines).",
@@ -132,7 +137,8 @@ export const historyVerb: Verb = {
 /** `cnm state` */
 export const state: Verb = {
   usage: "cnm state [--at T|SEQ] [--verify]",
-  summary: "Shows every network, sandbox, endpoint and IPAM allocation as it was at a point.",
+  summary:
+    "Shows every network, sandbox, endpoint, IPAM allocation and driver configuration as it was at a point.",
   flags: {
     at: { type: "string", arg: "T|SEQ", help: "sequence, time or duration ago (default: now)" },
     verify: {
@@ -178,6 +184,12 @@ export const state: Verb = {
         s.ipam.addresses.filter((a) => a.networkId === p.networkId && a.family === p.family).length,
       ]),
     );
+    ctx.io.out("\nDRIVERS");
+    table(
+      ctx.io,
+      ["DRIVER", "HOST", "SEQ", "CONFIG"],
+      s.drivers.map((d) => [d.name, d.host, d.seq, JSON.stringify(d.config)]),
+    );
     for (const w of s.warnings) {
       ctx.io.err(`warning: #${w.seq} ${w.type} ${w.objectId}: ${w.reason}`);
     }
@@ -197,7 +209,7 @@ export interface Change {
 /** What changed from state `a` to state `b`. */
 export function diffStates(a: ReplayState, b: ReplayState): Change[] {
   const out: Change[] = [];
-  for (const kind of ["networks", "sandboxes", "endpoints"] as const) {
+  for (const kind of ["networks", "sandboxes", "endpoints", "drivers"] as const) {
     const k = kind === "sandboxes" ? "sandbox" : kind.slice(0, -1);
     const before = new Map<string, Record<string, unknown>>(a[kind].map((o) => [o.id, o as never]));
     const after = new Map<string, Record<string, unknown>>(b[kind].map((o) => [o.id, o as never]));

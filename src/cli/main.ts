@@ -16,8 +16,9 @@ import { isAuthFailure, NatsAuthError } from "./_nats_connect.ts";
 import { connectVerb, disconnectVerb, endpoint, network, sandbox } from "./objects.ts";
 import { diff, events, exportVerb, historyVerb, importVerb, state } from "./journal.ts";
 import { serveVerb } from "./serve.ts";
+import { driver } from "./drivers.ts";
 
-const GROUPS: Record<string, Record<string, Verb>> = { network, sandbox, endpoint };
+const GROUPS: Record<string, Record<string, Verb>> = { network, sandbox, endpoint, driver };
 const VERBS: Record<string, Verb> = {
   serve: serveVerb,
   connect: connectVerb,

@@ -1,6 +1,7 @@
 /**
  * What the controller's command, recovery and reconcile functions share: the runtime, the
- * kernel, the default IPAM, the drivers, the sandbox programmer and the settings. Plain data
+ * kernel, the default IPAM, the drivers and their configurations, the sandbox programmer and
+ * the settings. Plain data
  * passed to plain functions, built once by `createController`.
  *
  * @module
@@ -10,6 +11,7 @@ import type { Firewall } from "../../drivers/bridge/_firewall.ts";
 import type { Kernel } from "../kernel/types.ts";
 import type { Ipam } from "../ipam/mod.ts";
 import type { Claims } from "./claims.ts";
+import type { StoredDriverConfig } from "./driver_config.ts";
 import type { DriverRegistry } from "./drivers.ts";
 import type { EffectEnv } from "./effects.ts";
 import { networkContext, sandboxContext } from "./objects.ts";
@@ -40,6 +42,8 @@ export interface ControllerSettings {
   reconcileOnStart: boolean;
   /** Path of the host namespace, when the kernel was given one. */
   hostNamespace?: string;
+  /** The controller option `driverConfig`, applied at start. */
+  driverConfig?: Record<string, Record<string, unknown>>;
 }
 
 /** The shared context. */
@@ -51,6 +55,8 @@ export interface ControllerContext {
   /** The host namespace's routed subnets, which automatic pools avoid (read per create). */
   hostNetworks: string[];
   drivers: DriverRegistry;
+  /** Driver configurations in force on this host, by driver name (absent: its defaults). */
+  driverConfigs: Map<string, StoredDriverConfig>;
   sandboxes: SandboxProgrammer;
   /** Every host's objects, folded from the stream and followed live. */
   world: World;

@@ -169,11 +169,11 @@ export async function inspectDrift(v: DriftView): Promise<Finding[]> {
     }
   }
 
-  // Firewall chains.
+  // Firewall chains (not for networks made with the bridge's firewallBackend `none`).
   const fw = await v.firewallNetworks();
   if (fw) {
     const have = new Set(fw);
-    for (const n of activeBridges) {
+    for (const n of activeBridges.filter((n) => hasFirewall(n.c))) {
       if (!have.has(n.c.id.slice(0, 12))) {
         out.push({
           kind: "network",
@@ -197,6 +197,11 @@ export async function inspectDrift(v: DriftView): Promise<Finding[]> {
     }
   }
   return out;
+}
+
+/** Whether a bridge network was made with firewall rules (its recorded driver configuration). */
+export function hasFirewall(c: NetworkContext): boolean {
+  return c.driver === "bridge" && c.driverConfig?.firewallBackend !== "none";
 }
 
 /** What a repair needs from the controller. */

@@ -22,6 +22,8 @@ export interface DriverRegistryOptions {
   pluginOptions?: PluginClientOptions;
   /** Options of the built-in drivers. */
   builtin?: BuiltinDriverOptions;
+  /** Called once for each plugin driver discovered (to apply its journaled configuration). */
+  onResolve?: (driver: Driver) => void;
 }
 
 /** Drivers by name. */
@@ -67,7 +69,9 @@ export function createDriverRegistry(options: DriverRegistryOptions = {}): Drive
       if (known) return known;
       const plugin = await plugins.driver(name);
       if (!plugin) throw new NotFoundError(`unknown driver "${name}"`);
+      if (drivers.get(name) === plugin) return plugin; // resolved concurrently
       drivers.set(name, plugin);
+      options.onResolve?.(plugin);
       return plugin;
     },
     async resolveIpam(name) {

@@ -76,6 +76,7 @@ export function driverNetwork(c: NetworkContext): DriverNetwork {
     ipv4: (c.ipam?.ipv4 ?? []).map(data),
     ipv6: (c.ipam?.ipv6 ?? []).map(data),
     facts: c.facts,
+    ...(c.driverConfig ? { driverConfig: c.driverConfig } : {}),
   };
 }
 

@@ -27,6 +27,7 @@ import { ownerId } from "../ids.ts";
 import type { ControllerContext, PeerProgrammer } from "./context.ts";
 import { effectEnv } from "./context.ts";
 import type { ReconcileReport } from "./drift.ts";
+import { applyJournaled, configureDriver, type ConfigureDriverResult } from "./driver_config.ts";
 import { createDriverRegistry } from "./drivers.ts";
 import { runEffect } from "./effects.ts";
 import * as endpoints from "./endpoints.ts";
@@ -52,6 +53,7 @@ import { emptyFold } from "../journal/fold.ts";
 import * as sandboxes from "./sandboxes.ts";
 
 export type { CrashPoint } from "./runtime.ts";
+export type { ConfigureDriverResult } from "./driver_config.ts";
 export type { RecoveryReport } from "./recovery.ts";
 
 /** Options of {@link createController}. */
@@ -80,8 +82,19 @@ export interface ControllerOptions {
    * `/usr/lib/docker/plugins`).
    */
   pluginDirs?: string[];
-  /** Timeouts of plugin calls (retry on connection failure 30 s, per call 30 s). */
+  /**
+   * Timeouts of plugin calls (retry on connection failure 30 s, per call 30 s): the defaults
+   * of each plugin's driver configuration (`callTimeoutMs`, `retryTimeoutMs`).
+   */
   pluginOptions?: PluginClientOptions;
+  /**
+   * Driver configuration (libnetwork's `OptionDriverConfig`) applied at start, by driver name,
+   * e.g. `{ bridge: { mtu: 9000 } }`: merged into the configuration in force in the journal
+   * like {@link Controller.configureDriver}, and journaled only when the result differs, so a
+   * restart with the same options writes nothing. A bad entry fails the start (nothing of it is
+   * journaled). Default: none (the journal's configuration, or the drivers' defaults).
+   */
+  driverConfig?: { [driver: string]: Record<string, unknown> };
   /** Kernel access: an implementation, or options for the built-in one. */
   kernel?: Kernel | KernelOptions;
   /** Prefix of kernel object names this controller owns (namespaces, …). Default `cnm-`. */
@@ -130,6 +143,16 @@ export interface Controller {
   deleteEndpoint(endpointId: string, options?: DeleteEndpointOptions): Promise<void>;
   join(endpointId: string, sandbox: string): Promise<EndpointInfo>;
   leave(endpointId: string, sandbox: string): Promise<void>;
+  /**
+   * Configures a driver (driver.Config): merges `options` into its configuration in force (a
+   * key set to `null` returns to its default), journals the result as `driver.configured` and
+   * applies it before the next command that uses the driver. `{}` changes nothing and reports
+   * the configuration in force.
+   *
+   * @throws {NotFoundError} `unknown driver "X"`.
+   * @throws {InvalidArgumentError} an unknown key or a bad value, naming the key; nothing is journaled.
+   */
+  configureDriver(name: string, options: Record<string, unknown>): Promise<ConfigureDriverResult>;
   network(idOrName: string): NetworkInfo | undefined;
   networks(): NetworkInfo[];
   endpoint(id: string): EndpointInfo | undefined;
@@ -213,6 +236,8 @@ async function start(
     if (ownsKernel) await kernel.close().catch(() => {});
     throw err;
   });
+  // deno-lint-ignore prefer-const
+  let ctx: ControllerContext;
   const drivers = createDriverRegistry({
     ...options,
     builtin: {
@@ -221,9 +246,11 @@ async function start(
         ...(options.advertiseAddress ? { advertiseAddress: options.advertiseAddress } : {}),
       },
     },
+    onResolve: (driver) => {
+      const reason = applyJournaled(ctx, driver);
+      if (reason) console.error(`cnm: ${reason}`);
+    },
   });
-  // deno-lint-ignore prefer-const
-  let ctx: ControllerContext;
   const runtime = createRuntime({
     journal,
     hostId,
@@ -252,6 +279,7 @@ async function start(
     ipam: createIpam({ hostNetworks: () => ctx.hostNetworks }),
     hostNetworks: [],
     drivers,
+    driverConfigs: new Map(),
     sandboxes: createSandboxProgrammer({ runtime, kernel, stateDir }),
     firewall: createFirewall({ exec: (argv, o) => kernel.exec(argv, o) }),
     claims,
@@ -269,6 +297,7 @@ async function start(
       predefined: options.predefined ?? true,
       defaultBridge: options.defaultBridge ?? true,
       reconcileOnStart: options.reconcileOnStart ?? true,
+      ...(options.driverConfig ? { driverConfig: options.driverConfig } : {}),
       ...(ownsKernel && (options.kernel as KernelOptions | undefined)?.hostNamespace
         ? { hostNamespace: (options.kernel as KernelOptions).hostNamespace }
         : {}),
@@ -296,6 +325,7 @@ async function start(
     deleteEndpoint: (id, o) => endpoints.deleteEndpoint(ctx, id, o),
     join: (id, sb) => endpoints.join(ctx, id, sb),
     leave: (id, sb) => endpoints.leave(ctx, id, sb),
+    configureDriver: (name, o) => configureDriver(ctx, name, o),
     endpoint: (id) => endpoints.endpoint(ctx, id),
     endpoints: (filter) => endpoints.endpoints(ctx, filter),
     reconcile: (o) => reconcile(ctx, o),

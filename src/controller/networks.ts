@@ -16,6 +16,7 @@ import { newObjectId, shortId } from "../ids.ts";
 import { type NetworkInfo, networkInfo } from "../info.ts";
 import type { ControllerContext } from "./context.ts";
 import { CreateNetworkInput, type CreateNetworkOptions, parseInput, parseRef } from "./inputs.ts";
+import { driverConfigInForce, driverLock } from "./driver_config.ts";
 import { allocateNetwork, type NetworkIpam, releaseNetwork } from "./network_ipam.ts";
 import { endpointsOf, findNetwork } from "./objects.ts";
 import {
@@ -44,7 +45,8 @@ export async function createNetwork(
   const ipamDriver = input.ipam?.driver ?? "default";
   if (ipamDriver !== "default") await ctx.drivers.resolveIpam(ipamDriver);
   const id = newObjectId();
-  return await rt.locks.with(["network-names", id], async () => {
+  // The driver's lock: a configuration change is in force before this network is decided.
+  return await rt.locks.with(["network-names", driverLock(driver.name), id], async () => {
     const live = [...rt.objects.network.values()];
     if (live.some((r) => rt.context<NetworkContext>(r).name === input.name)) {
       throw new ConflictError(`network with name ${input.name} already exists`);
@@ -55,6 +57,7 @@ export async function createNetwork(
       }
     }
     const caps = driver.capabilities();
+    const driverConfig = await driverConfigInForce(ctx, driver);
     const validate = (options: Record<string, string>, ipam?: NetworkIpam) =>
       driver.validateNetwork?.({
         id,
@@ -65,6 +68,7 @@ export async function createNetwork(
         ipv4: (ipam?.ipv4 ?? []).map(ipamData),
         ipv6: (ipam?.ipv6 ?? []).map(ipamData),
         facts: {},
+        ...(driverConfig ? { driverConfig } : {}),
       });
     // A global network is validated with what was decided for it (its pools and VNIs).
     if (caps.dataScope !== "global") validate(input.options);
@@ -99,6 +103,7 @@ export async function createNetwork(
       ...(ipam ? { ipam } : {}),
       ...(remoteIpam ? { ipamRequest: remoteIpam } : {}),
       ...(predefined ? { predefined: true } : {}),
+      ...(driverConfig ? { driverConfig } : {}),
     };
     const intent = rt.createIntent("network", id, data);
     try {

@@ -12,7 +12,13 @@ import type { SandboxContext } from "../../actors/sandbox.ts";
 import { toErrorRecord } from "../errors.ts";
 import { newEventId } from "../ids.ts";
 import { type ControllerContext, effectEnv } from "./context.ts";
-import { type Finding, inspectDrift, type ReconcileReport, repairDrift } from "./drift.ts";
+import {
+  type Finding,
+  hasFirewall,
+  inspectDrift,
+  type ReconcileReport,
+  repairDrift,
+} from "./drift.ts";
 import { ensureJoined, ensureNetwork } from "./effects.ts";
 import {
   inspectOverlayDrift,
@@ -53,7 +59,7 @@ export async function reconcile(
         sandboxes: view<SandboxContext>(rt.objects.sandbox),
         notSandbox: (name) => isOverlayNamespace(ctx, name),
         firewallNetworks: async () =>
-          networks.some((n) => n.c.driver === "bridge") ? await firewall.listNetworks() : undefined,
+          networks.some((n) => hasFirewall(n.c)) ? await firewall.listNetworks() : undefined,
       }),
       ...await inspectOverlayDrift(ctx),
     ];

@@ -1,8 +1,9 @@
 /**
- * Start-up (DESIGN §5): fold the journal into actor snapshots without side effects, rebuild
- * IPAM from the events, let stable actors go live, re-run the effects left mid-transition
- * with their effectIds, create the predefined networks, then reconcile the kernel. Also the
- * NATS reconnect handling.
+ * Start-up (DESIGN §5): fold the journal into actor snapshots without side effects, put the
+ * journaled driver configurations in force, rebuild IPAM from the events, let stable actors go
+ * live, re-run the effects left mid-transition with their effectIds, apply the `driverConfig`
+ * option, create the predefined networks, then reconcile the kernel. Also the NATS reconnect
+ * handling.
  *
  * @module
  */
@@ -17,6 +18,12 @@ import { isGlobal } from "./global.ts";
 import { errText } from "../errors.ts";
 import type { ControllerContext } from "./context.ts";
 import type { ReconcileReport } from "./drift.ts";
+import {
+  applyStartConfig,
+  configuredDrivers,
+  type ConfigureDriverResult,
+  loadJournaled,
+} from "./driver_config.ts";
 import { defaultIpamOf, restoreEndpoint, restoreNetwork } from "./network_ipam.ts";
 import { ensurePredefined } from "./networks.ts";
 import { endpointsOf, isLive, networkContext } from "./objects.ts";
@@ -38,6 +45,8 @@ export interface RecoveryReport {
   ms: number;
   /** What the start-up reconciliation found and repaired. */
   reconcile?: ReconcileReport;
+  /** What the `driverConfig` option did, per driver (journaled only when it differed). */
+  driverConfig: ConfigureDriverResult[];
 }
 
 interface Resumed {
@@ -55,6 +64,13 @@ export async function recover(ctx: ControllerContext, started: number): Promise<
   for await (const e of rt.journal.read()) foldEvent(fold, e);
   const runsHere = (obj: FoldedObject) =>
     obj.host === hostId || (obj.kind === "network" && isGlobal(obj.snapshot.context));
+  // Driver configurations first: IPAM's default pools and plugin timeouts come from them.
+  for (const [objectId, reason] of loadJournaled(ctx, fold.drivers.values())) {
+    fold.warnings.push({ seq: 0, objectId, type: "driver.configured", reason });
+  }
+  for (const name of configuredDrivers(ctx)) {
+    if (!ctx.drivers.driver(name)) await ctx.drivers.resolve(name).catch(() => {});
+  }
   // Plugins the journal's networks use are resolved before any effect runs again.
   for (const obj of fold.objects.values()) {
     if (obj.kind !== "network" || !runsHere(obj)) continue;
@@ -121,7 +137,10 @@ export async function recover(ctx: ControllerContext, started: number): Promise<
     resumed: resumed.map((r) => `${r.rec.kind} ${r.rec.id}`),
     warnings: fold.warnings,
     ms: performance.now() - started,
+    driverConfig: [],
   };
+  // Before the predefined networks: the `bridge` network is made under this configuration.
+  report.driverConfig = await applyStartConfig(ctx, ctx.settings.driverConfig);
   if (ctx.settings.predefined) await ensurePredefined(ctx);
   if (ctx.settings.reconcileOnStart) {
     try {

@@ -106,8 +106,12 @@ export interface Runtime {
   waitOutcome(eventId: string): Promise<CnmEvent>;
   /** Appends a non-transition event (e.g. `network.reconciled`) to a live object. */
   note(rec: Rec, type: string, data: Record<string, unknown>): Promise<void>;
-  /** Appends an event to a subject of its own that no actor folds (e.g. `host.reconciled`). */
-  append(event: CnmEvent): Promise<number>;
+  /**
+   * Appends an event to a subject no actor folds (e.g. `host.reconciled`, `driver.configured`)
+   * and returns its sequence. `expectSeq` is the subject's last sequence as the caller knows it
+   * (0 = none; a mismatch is a ConflictError); default: whatever the journal has last.
+   */
+  append(event: CnmEvent, expectSeq?: number): Promise<number>;
   /** Builds an event of this host. */
   event(
     kind: string,
@@ -360,9 +364,9 @@ export function createRuntime(options: RuntimeOptions): Runtime {
       rec.actor.send(e);
       emit(e, seq);
     },
-    async append(e) {
-      const last = await journal.last(e.kind, e.objectId);
-      const { seq } = await journal.append(e, last?.seq ?? 0);
+    async append(e, expectSeq) {
+      const expected = expectSeq ?? (await journal.last(e.kind, e.objectId))?.seq ?? 0;
+      const { seq } = await journal.append(e, expected);
       emit(e, seq);
       return seq;
     },

@@ -59,6 +59,7 @@ import {
 } from "./types.ts";
 
 export { GlobalDefault, LocalDefault, SerialOption } from "./types.ts";
+export { globalDefaultPools, localDefaultPools, type PoolBase } from "./_defaults.ts";
 export type { AddressRequest, Ipam, IpamOptions, PoolInfo, PoolRequest } from "./types.ts";
 
 /** A subnet in use in one address space, shared by the pools naming it (libnetwork's parent pool). */
@@ -103,6 +104,7 @@ export function createIpam(options: IpamOptions = {}): Ipam {
   const hostNetworks = options.hostNetworks ?? (() => []);
   const bases = new Map<string, { cidr: Cidr; size: number }[]>();
   const spaces = { [LocalDefault]: localDefaultPools, [GlobalDefault]: globalDefaultPools };
+  const builtin = (space: string) => spaces[space as keyof typeof spaces];
   for (const [space, list] of Object.entries({ ...spaces, ...options.defaultPools })) {
     bases.set(space, list.map(({ base, size }) => parseBase(base, size)));
   }
@@ -311,6 +313,13 @@ export function createIpam(options: IpamOptions = {}): Ipam {
         if (!subnet.reserved.includes(v)) out.push(withPrefix(subnet, v));
       }
       return out;
+    },
+
+    setDefaultPools(space, list) {
+      const given = list ?? builtin(space);
+      if (!given) throw new InvalidArgumentError(`cannot find address space ${space}`);
+      // Parse all before replacing any, so a bad entry changes nothing.
+      bases.set(space, given.map(({ base, size }) => parseBase(base, size)));
     },
 
     snapshot() {

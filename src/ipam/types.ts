@@ -121,4 +121,14 @@ export interface Ipam {
   addresses(poolId: string): string[];
   /** JSON-able, deterministic state: pools, and per subnet the allocated ranges and cursor. */
   snapshot(): unknown;
+  /**
+   * Replaces the predefined pools of an address space (daemon.json's `default-address-pools`);
+   * `undefined` restores the built-in ones. Only later auto-picks see the change: pools in use
+   * stay as they are, whatever base they came from.
+   * @throws {InvalidArgumentError} a malformed base or size; nothing changes then.
+   */
+  setDefaultPools(
+    space: string,
+    pools: readonly { base: string; size: number }[] | undefined,
+  ): void;
 }

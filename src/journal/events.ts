@@ -13,10 +13,16 @@ import { z } from "zod";
 /** Envelope version written by this code. */
 export const EVENT_VERSION = 1;
 
-/** Object kinds that have subjects of their own. */
+/** Object kinds that have subjects of their own and a state machine. */
 export const Kinds = ["network", "endpoint", "sandbox"] as const;
 /** One of {@link Kinds}. */
 export type Kind = typeof Kinds[number];
+
+/**
+ * The kind of driver configurations: subject `<prefix>.driver.<hostId>.<driver>` (objectId
+ * `<hostId>.<driver>`), one `driver.configured` event per change, no state machine.
+ */
+export const DRIVER_KIND = "driver";
 
 const ErrorRecordSchema = z.object({ name: z.string(), code: z.string(), message: z.string() });
 const StringMap = z.record(z.string(), z.string());
@@ -104,6 +110,8 @@ export const DataSchemas: Record<string, z.ZodType> = {
     options: StringMap,
     ipam: NetworkIpamFacts.optional(),
     predefined: z.boolean().optional(),
+    /** The driver configuration in force when the network was created (see driver.configured). */
+    driverConfig: z.record(z.string(), z.unknown()).optional(),
   }).loose(),
   "network.created": facts,
   "network.create.failed": failed,
@@ -149,6 +157,24 @@ export const DataSchemas: Record<string, z.ZodType> = {
   "sandbox.delete.requested": empty,
   "sandbox.deleted": empty,
   "sandbox.delete.failed": failed,
+
+  "driver.configured": z.object({
+    /** The driver's name. */
+    driver: z.string().min(1),
+    /** The full configuration in force from this event on (defaults filled). */
+    config: z.record(z.string(), z.unknown()),
+    /** What changed: per key the value before (null on the driver's first event) and after. */
+    changed: z.record(
+      z.string(),
+      z.object({
+        from: z.unknown(),
+        to: z.unknown(),
+        appliesTo: z.enum(["all networks", "new networks"]).optional(),
+      }).loose(),
+    ),
+    /** Human-readable notes, e.g. that existing networks keep their value. */
+    warnings: z.array(z.string()).optional(),
+  }).loose(),
 
   "network.reconciled": reconciled,
   "endpoint.reconciled": reconciled,
@@ -199,6 +225,16 @@ export function formatIssues(error: z.ZodError, root?: string): string {
 /** Subject of an object's events. */
 export function subjectOf(prefix: string, kind: string, objectId: string): string {
   return `${prefix}.${kind}.${objectId}`;
+}
+
+/**
+ * The inverse of {@link subjectOf}: `<prefix>.<kind>.<objectId>` → kind and objectId (which
+ * may contain dots, as the driver kind's `<hostId>.<driver>` does).
+ */
+export function splitSubject(subject: string, prefix: string): { kind: string; id: string } {
+  const rest = subject.startsWith(`${prefix}.`) ? subject.slice(prefix.length + 1) : subject;
+  const dot = rest.indexOf(".");
+  return dot < 0 ? { kind: rest, id: "" } : { kind: rest.slice(0, dot), id: rest.slice(dot + 1) };
 }
 
 const encoder = new TextEncoder();

@@ -7,7 +7,8 @@
 
 import { type AnyStateMachine, createActor } from "xstate";
 import { MACHINES, TRANSIENT_STATES } from "../../actors/mod.ts";
-import type { Kind, RecordedEvent } from "./events.ts";
+import { DRIVER_KIND, type Kind, type RecordedEvent } from "./events.ts";
+import { type DriverConfigState, foldDriverEvent } from "./driver_config.ts";
 
 // deno-lint-ignore no-explicit-any
 type Snapshot = any;
@@ -42,6 +43,8 @@ export interface FoldWarning {
 /** Pure fold state: objects by id, in order of creation. */
 export interface FoldState {
   objects: Map<string, FoldedObject>;
+  /** Driver configurations in force, by `<hostId>.<driver>` (kind `driver`). */
+  drivers: Map<string, DriverConfigState>;
   warnings: FoldWarning[];
   /** Highest sequence folded. */
   lastSeq: number;
@@ -49,7 +52,7 @@ export interface FoldState {
 
 /** An empty fold. */
 export function emptyFold(): FoldState {
-  return { objects: new Map(), warnings: [], lastSeq: 0 };
+  return { objects: new Map(), drivers: new Map(), warnings: [], lastSeq: 0 };
 }
 
 /**
@@ -100,14 +103,22 @@ export function stateOf(snapshot: Snapshot): string {
   return typeof v === "string" ? v : Object.keys(v)[0];
 }
 
-/** Applies one event to the fold (mutates `fold`). Unknown kinds are ignored. */
+/**
+ * Applies one event to the fold (mutates `fold`): objects with a machine, and driver
+ * configurations (kind `driver`). Other kinds (e.g. `host`) are ignored.
+ */
 export function foldEvent(fold: FoldState, event: RecordedEvent): void {
   fold.lastSeq = Math.max(fold.lastSeq, event.seq);
-  const machine = MACHINES[event.kind as Kind];
-  if (!machine) return;
   const warn = (reason: string): void => {
     fold.warnings.push({ seq: event.seq, objectId: event.objectId, type: event.type, reason });
   };
+  if (event.kind === DRIVER_KIND) {
+    const reason = foldDriverEvent(fold.drivers, event);
+    if (reason) warn(reason);
+    return;
+  }
+  const machine = MACHINES[event.kind as Kind];
+  if (!machine) return;
   const obj = fold.objects.get(event.objectId);
   if (!obj) {
     if (event.type !== `${event.kind}.create.requested`) {

@@ -106,7 +106,7 @@ export async function historyOf(
   return {
     kind: first.kind,
     id: first.objectId,
-    name: String((first.data as { name?: unknown }).name ?? ""),
+    name: nameIn(first),
     host: first.host,
     state,
     transitions,
@@ -157,7 +157,7 @@ export async function history(
     const target = resolve(all, ref);
     const events = target.seqs.map((_, i) => decodeAt(target, i));
     const base = await historyOf(events, options.now);
-    const others = all.filter((o) => o !== target && nameOf(o) === base.name && base.name !== "")
+    const others = all.filter((o) => o !== target && nameOf(o) === base.name && nameOf(target))
       .map((o) => {
         const c = decodeAt(o, 0);
         return { kind: o.kind, id: o.id, name: base.name, created: c.at };
@@ -175,12 +175,20 @@ export async function history(
   }
 }
 
+/** The name lookups match (driver configurations are found by id only: `<hostId>.<driver>`). */
 function nameOf(o: RawObject): string {
+  if (o.kind === "driver") return "";
   try {
-    return String((decodeAt(o, 0).data as { name?: unknown }).name ?? "");
+    return nameIn(decodeAt(o, 0));
   } catch {
     return "";
   }
+}
+
+/** An object's name: `data.name` of its first event (for driver configurations, the driver). */
+function nameIn(first: RecordedEvent): string {
+  const d = first.data as { name?: unknown; driver?: unknown };
+  return String((first.kind === "driver" ? d.driver : d.name) ?? "");
 }
 
 function resolve(all: RawObject[], ref: string): RawObject {

@@ -1,6 +1,6 @@
 /**
- * Time travel: the whole CNM state (networks, endpoints, sandboxes, IPAM allocations) as it
- * was at a stream sequence or a time, computed purely from the journal with the same fold
+ * Time travel: the whole CNM state (networks, endpoints, sandboxes, IPAM allocations, driver
+ * configurations) as it was at a stream sequence or a time, computed purely from the journal with the same fold
  * the controller recovers with (`src/fold.ts`). No kernel access, no driver calls.
  *
  * @module
@@ -8,7 +8,8 @@
 
 import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { decodeEvent, type RecordedEvent } from "./events.ts";
+import { decodeEvent, DRIVER_KIND, type RecordedEvent, splitSubject } from "./events.ts";
+import { type DriverConfigInfo, driverConfigInfos } from "./driver_config.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import { emptyFold, foldEvent, type FoldState, type FoldWarning, stateOf } from "./fold.ts";
 import { MACHINES } from "../../actors/mod.ts";
@@ -58,6 +59,8 @@ export interface IpamState {
   addresses: IpamAddressState[];
 }
 
+export type { DriverConfigInfo } from "./driver_config.ts";
+
 /** Who wrote an object (multi-host systems share one stream). */
 export interface HostField {
   host: string;
@@ -75,6 +78,11 @@ export interface ReplayState {
   endpoints: (EndpointInfo & HostField)[];
   sandboxes: (SandboxInfo & HostField)[];
   ipam: IpamState;
+  /**
+   * Driver configurations journaled up to this point, per host and driver (a driver never
+   * configured runs with its defaults and is not listed).
+   */
+  drivers: DriverConfigInfo[];
   /** Events that could not be applied (should be none in a healthy journal). */
   warnings: FoldWarning[];
 }
@@ -180,6 +188,7 @@ export function stateOfFold(
     endpoints,
     sandboxes,
     ipam: ipamOf(fold),
+    drivers: driverConfigInfos(fold.drivers),
     warnings: fold.warnings,
   };
 }
@@ -307,7 +316,7 @@ export interface RawObject {
 
 /** The stream grouped by object (by subject), without decoding payloads. */
 export interface Scan {
-  /** Objects of known kinds, in order of their first message. */
+  /** Objects of known kinds (with a machine, and `driver`), in order of their first message. */
   objects: Map<string, RawObject>;
   /** Messages read (all kinds). */
   count: number;
@@ -333,7 +342,8 @@ export interface ScanOptions {
 
 /**
  * Reads the stream up to `until` with an ordered consumer and groups messages by the
- * object in their subject (`<prefix>.<kind>.<objectId>`). Payloads stay undecoded.
+ * object in their subject (`<prefix>.<kind>.<objectId>`; an objectId may hold dots, as the
+ * driver kind's `<hostId>.<driver>` does). Payloads stay undecoded.
  *
  * @throws {NotFoundError} when the stream does not exist.
  */
@@ -355,11 +365,8 @@ export async function scanStream(nc: NatsConnection, options: ScanOptions = {}):
         scan.count++;
         scan.lastSeq = m.seq;
         scan.last = m;
-        const s = m.subject;
-        const dot = s.lastIndexOf(".");
-        const kind = s.slice(s.lastIndexOf(".", dot - 1) + 1, dot);
-        if (kind in MACHINES) {
-          const id = s.slice(dot + 1);
+        const { kind, id } = splitSubject(m.subject, prefix);
+        if (kind in MACHINES || kind === DRIVER_KIND) {
           const o = scan.objects.get(id);
           if (o) {
             o.seqs.push(m.seq);

@@ -64,7 +64,7 @@ export interface StreamSelection {
   stream?: string;
   /** Subject prefix. Default `cnm`. */
   prefix?: string;
-  /** Only these kinds (`network`, `endpoint`, `sandbox`, or future ones). Default: all. */
+  /** Only these kinds (`network`, `endpoint`, `sandbox`, `driver`, `host`, …). Default: all. */
   kinds?: string[];
   /** Only this object's events. */
   objectId?: string;
@@ -75,12 +75,15 @@ export interface StreamSelection {
   onInvalid?: (error: Error, seq: number) => void;
 }
 
-/** The one filter subject a selection needs (nats-server 2.9 takes one per consumer). */
+/**
+ * The one filter subject a selection needs (nats-server 2.9 takes one per consumer). A kind
+ * takes `<prefix>.<kind>.>`, since an objectId may hold dots (`driver`: `<hostId>.<driver>`).
+ */
 export function filterSubject(sel: StreamSelection): string {
   const prefix = sel.prefix ?? "cnm";
   const kind = sel.kinds?.length === 1 ? sel.kinds[0] : "*";
   if (sel.objectId) return `${prefix}.${kind}.${sel.objectId}`;
-  return kind === "*" ? `${prefix}.>` : `${prefix}.${kind}.*`;
+  return kind === "*" ? `${prefix}.>` : `${prefix}.${kind}.>`;
 }
 
 function consumerStart(since: StreamPoint | undefined): Record<string, unknown> {

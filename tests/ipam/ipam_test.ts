@@ -234,6 +234,33 @@ Deno.test("ipam custom default pools and spaces", () => {
   assert.equal(ipam.requestPool({ addressSpace: GlobalDefault }).pool, "10.0.0.0/24"); // kept
 });
 
+Deno.test("ipam setDefaultPools changes later auto-picks and leaves pools in use alone", () => {
+  const ipam = createIpam();
+  const before = ipam.requestPool({});
+  assert.equal(before.pool, "172.17.0.0/16");
+  ipam.setDefaultPools(LocalDefault, [{ base: "10.10.0.0/16", size: 24 }]);
+  assert.equal(ipam.requestPool({}).pool, "10.10.0.0/24");
+  assert.equal(ipam.requestPool({}).pool, "10.10.1.0/24");
+  // The pool picked from the old base is still held: its addresses, its overlap check.
+  assert.equal(ipam.requestAddress(before.poolId), "172.17.0.1/16");
+  assertError(() => ipam.requestPool({ pool: "172.17.5.0/24" }), ForbiddenError, overlap);
+  // A bad entry changes nothing.
+  assertError(
+    () => ipam.setDefaultPools(LocalDefault, [{ base: "10.20.0.0/16", size: 12 }]),
+    InvalidArgumentError,
+    "invalid default pool size 12 for base 10.20.0.0/16",
+  );
+  assert.equal(ipam.requestPool({}).pool, "10.10.2.0/24");
+  // undefined restores the built-in pools; the ones in use are skipped.
+  ipam.setDefaultPools(LocalDefault, undefined);
+  assert.equal(ipam.requestPool({}).pool, "172.18.0.0/16");
+  assertError(
+    () => ipam.setDefaultPools("Nowhere", undefined),
+    InvalidArgumentError,
+    "cannot find address space Nowhere",
+  );
+});
+
 Deno.test("ipam gateway is the first address; network and broadcast are reserved", () => {
   const ipam = createIpam();
   const { poolId } = ipam.requestPool({ pool: "10.0.0.0/30" });
