@@ -69,6 +69,11 @@ export interface EffectContext {
   kernel: Kernel;
   /** Name prefix for kernel objects owned by this controller (ownership mark). */
   prefix: string;
+  /**
+   * The controller's owner id (8 hex digits, see src/controller/ownership.ts): drivers put
+   * it in the marks of what they make, so controllers sharing a kernel tell theirs apart.
+   */
+  owner?: string;
 }
 
 /** Facts a driver decided, recorded in the outcome event. JSON only. */

@@ -32,11 +32,15 @@
  * - base chain `forward` (bridge family, port-to-port traffic): `ip[6] saddr vmap …`;
  * - per ICC-off network: chain `icc-<id12>` dropping `ip saddr S ip daddr S`.
  *
- * Ownership: the table name (option `table`) marks everything in it as ours; inside, base
- * rules carry the comment `cnm:base <fp>` and a network's rules `cnm:<id12> <fp>`, where
- * `<fp>` is a short hash of what the rules were generated from. Chain names `net-`, `nat-`,
- * `icc-` + the first 12 characters of the network id tie chains to networks (nft 1.0.6's
- * JSON does not show chain comments, so names and rule comments carry the mark).
+ * Ownership: the table name (option `table`) marks everything in it as cnm's; inside, base
+ * rules carry the comment `cnm:base <fp>` and a network's rules `cnm:<id12>@<owner> <fp>`
+ * (`cnm:<id12> <fp>` without an owner), where `<fp>` is a short hash of what the rules were
+ * generated from and `<owner>` the id of the controller that made the network. Chain names
+ * `net-`, `nat-`, `icc-` + the first 12 characters of the network id tie chains to networks
+ * (nft 1.0.6's JSON does not show chain comments, so names and rule comments carry the mark).
+ * Several controllers may share the tables (one kernel namespace): the base is the same for
+ * all of them and written idempotently; a network's chains belong to the owner named in
+ * their rules' comments ({@link Firewall.networkOwners}).
  *
  * ## Idempotence and crash safety
  * Every call first reads our tables (`nft -j list ruleset`) and compares what is there with
@@ -98,6 +102,8 @@ export interface FirewallNetwork {
   icc: boolean;
   /** Masquerade traffic from the subnets leaving through another interface. */
   masquerade: boolean;
+  /** Owner id of the controller the network belongs to, written into the rule comments. */
+  owner?: string;
 }
 
 /** Options of {@link createFirewall}. */
@@ -121,6 +127,11 @@ export interface Firewall {
   removeNetwork(id: string): Promise<void>;
   /** The 12-character ids of networks that have anything in our tables. */
   listNetworks(): Promise<string[]>;
+  /**
+   * The owner of each network with chains in our tables (12-character id → owner id), from
+   * its rules' comments; `null` when no rule names one (rules of an older version).
+   */
+  networkOwners(): Promise<Record<string, string | null>>;
   /** Deletes our tables (and only ours), including the user chain. */
   removeAll(): Promise<void>;
 }
@@ -249,6 +260,23 @@ export function createFirewall(options: FirewallOptions): Firewall {
         }
         return [...ids].sort();
       }),
+    networkOwners: () =>
+      serial(async () => {
+        const owners: Record<string, string | null> = {};
+        const state = await readState();
+        for (const t of [state.inet, state.bridge]) {
+          for (const chain of t?.chains ?? []) {
+            const id = chainPattern.exec(chain)?.[2];
+            if (!id) continue;
+            owners[id] ??= null;
+            for (const c of t?.rules.get(chain) ?? []) {
+              const owner = new RegExp(`^cnm:${id}@([0-9a-f]+) `).exec(c)?.[1];
+              if (owner) owners[id] = owner;
+            }
+          }
+        }
+        return owners;
+      }),
     removeAll: () =>
       serial(() =>
         // `add` then `delete` in one transaction: deletes the table whether or not it exists.
@@ -270,6 +298,7 @@ interface Spec {
   internal: boolean;
   icc: boolean;
   masquerade: boolean;
+  owner?: string;
 }
 
 function validate(net: FirewallNetwork): Spec {
@@ -291,7 +320,13 @@ function validate(net: FirewallNetwork): Spec {
     internal: Boolean(net.internal),
     icc: Boolean(net.icc),
     masquerade: Boolean(net.masquerade),
+    ...(net.owner !== undefined ? { owner: checkOwner(net.owner) } : {}),
   };
+}
+
+function checkOwner(owner: string): string {
+  if (!/^[0-9a-f]{1,16}$/.test(owner)) throw new InvalidArgumentError(`invalid owner: ${owner}`);
+  return owner;
 }
 
 async function fingerprint(text: string): Promise<string> {
@@ -372,7 +407,8 @@ async function networkPlan(table: string, spec: Spec) {
     for (const s of spec.v4) icc.push(`ip saddr ${s} ip daddr ${s} drop`);
     for (const s of spec.v6) icc.push(`ip6 saddr ${s} ip6 daddr ${s} drop`);
   }
-  const comment = `cnm:${id12} ${await fingerprint(JSON.stringify([net, nat, icc]))}`;
+  const mark = spec.owner ? `${id12}@${spec.owner}` : id12;
+  const comment = `cnm:${mark} ${await fingerprint(JSON.stringify([net, nat, icc]))}`;
   const t = `inet ${table}`, b = `bridge ${table}`;
   const c = `comment "${comment}"`;
   const commands: string[] = [`add chain ${t} net-${id12}`];

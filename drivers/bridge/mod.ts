@@ -10,7 +10,8 @@
  * (false), `com.docker.network.container_iface_prefix` (`eth`, applied by the controller).
  *
  * Ownership mark: every bridge and host-side veth cnm makes carries the link alias
- * `cnm:<kind>:<id12>`; the firewall marks its rules as described in `_firewall.ts`.
+ * `cnm:<kind>:<id12>@<owner>` (the controller's owner id, `EffectContext.owner`); the
+ * firewall marks its rules as described in `_firewall.ts`.
  *
  * @module
  */
@@ -112,9 +113,18 @@ function vethOf(ep: DriverEndpoint): string {
   return typeof ep.facts.hostVeth === "string" ? ep.facts.hostVeth : hostVethName(ep.id);
 }
 
-/** The alias that marks a link as cnm's. */
-export function ownershipAlias(kind: "network" | "endpoint", id: string): string {
-  return `cnm:${kind}:${id.slice(0, 12)}`;
+/** The alias that marks a link as made by controller `owner` (no owner: the old mark). */
+export function ownershipAlias(kind: "network" | "endpoint", id: string, owner?: string): string {
+  return `cnm:${kind}:${id.slice(0, 12)}${owner ? `@${owner}` : ""}`;
+}
+
+/** What a link alias written by {@link ownershipAlias} says, or undefined for other aliases. */
+export function parseOwnershipAlias(
+  alias: string | undefined,
+): { kind: "network" | "endpoint"; id12: string; owner?: string } | undefined {
+  const m = /^cnm:(network|endpoint):([^@]+)(?:@([0-9a-f]+))?$/.exec(alias ?? "");
+  if (!m) return undefined;
+  return { kind: m[1] as "network" | "endpoint", id12: m[2], ...(m[3] ? { owner: m[3] } : {}) };
 }
 
 /** Options of {@link createBridgeDriver}. */
@@ -146,12 +156,15 @@ export function createBridgeDriver(options: BridgeDriverOptions = {}): Driver {
     async createNetwork(net, ctx) {
       const cfg = bridgeConfig(net);
       const existing = (await ctx.kernel.listLinks()).find((l) => l.name === cfg.bridge);
-      const alias = ownershipAlias("network", net.id);
+      const alias = ownershipAlias("network", net.id, ctx.owner);
       // A device that exists and is not marked as ours is the user's: use it, never delete it.
       // A default name (`br-<id12>`) is always ours: a crash between creating the bridge and
       // marking it must not turn it into the user's.
       const explicit = Boolean(net.options[BridgeOptions.name]);
-      const userOwned = explicit && existing !== undefined && existing.alias !== alias;
+      const mark = parseOwnershipAlias(existing?.alias);
+      const ours = mark?.kind === "network" && mark.id12 === net.id.slice(0, 12) &&
+        (mark.owner === undefined || mark.owner === ctx.owner);
+      const userOwned = explicit && existing !== undefined && !ours;
       if (existing && existing.kind !== "bridge") {
         throw new InvalidArgumentError(
           `invalid option ${BridgeOptions.name}: ${cfg.bridge} exists and is not a bridge`,
@@ -175,6 +188,7 @@ export function createBridgeDriver(options: BridgeDriverOptions = {}): Driver {
         internal: net.internal,
         icc: cfg.icc,
         masquerade: cfg.masquerade && !net.internal,
+        ...(ctx.owner ? { owner: ctx.owner } : {}),
       });
       return { bridge: cfg.bridge, mtu: cfg.mtu, userOwned };
     },
@@ -219,7 +233,7 @@ export function createBridgeDriver(options: BridgeDriverOptions = {}): Driver {
         peerName: sandbox.ifname,
         ...(ep.macAddress ? { peerMac: ep.macAddress } : {}),
         addresses,
-        alias: ownershipAlias("endpoint", ep.id),
+        alias: ownershipAlias("endpoint", ep.id, ctx.owner),
       });
       const gw4 = net.ipv4[0]?.gateway;
       const gw6 = net.ipv6[0]?.gateway;

@@ -42,6 +42,8 @@ export interface SandboxChange {
 export interface EffectEnv {
   kernel: Kernel;
   prefix: string;
+  /** The controller's owner id (ownership marks). */
+  owner: string;
   driver(name: string): Driver | undefined;
   /** A non-default IPAM driver (remote plugin), resolved before effects run. */
   ipamDriver(name: string): IpamDriver | undefined;
@@ -100,7 +102,7 @@ export async function runEffect(
   context: unknown,
   effectId: string,
 ): Promise<Outcome> {
-  const ectx: EffectContext = { effectId, kernel: env.kernel, prefix: env.prefix };
+  const ectx: EffectContext = effectContext(env, effectId);
   switch (kind) {
     case "network":
       return await networkEffect(env, state, context as NetworkContext, ectx);
@@ -246,7 +248,7 @@ export async function ensureNetwork(
   c: NetworkContext,
   effectId: string,
 ): Promise<void> {
-  await networkEffect(env, "creating", c, { effectId, kernel: env.kernel, prefix: env.prefix });
+  await networkEffect(env, "creating", c, effectContext(env, effectId));
 }
 
 /** Re-runs a joined endpoint's join effect (idempotent ensure): repairs its interface. */
@@ -255,5 +257,9 @@ export async function ensureJoined(
   c: EndpointContext,
   effectId: string,
 ): Promise<void> {
-  await endpointEffect(env, "joining", c, { effectId, kernel: env.kernel, prefix: env.prefix });
+  await endpointEffect(env, "joining", c, effectContext(env, effectId));
+}
+
+function effectContext(env: EffectEnv, effectId: string): EffectContext {
+  return { effectId, kernel: env.kernel, prefix: env.prefix, owner: env.owner };
 }

@@ -39,6 +39,7 @@ import { acquireLease } from "./lease.ts";
 import { releaseOnOutcome } from "./network_ipam.ts";
 import * as networks from "./networks.ts";
 import { networkContext } from "./objects.ts";
+import { ownerIdOf } from "./ownership.ts";
 import { reconcile } from "./reconcile.ts";
 import { recover, type RecoveryReport, watchConnection } from "./recovery.ts";
 import { type CrashPoint, createRuntime, type Runtime } from "./runtime.ts";
@@ -101,6 +102,11 @@ export interface ControllerOptions {
 /** A running controller. See mod.ts for the API contract. */
 export interface Controller {
   readonly hostId: string;
+  /**
+   * The owner id in every ownership mark this controller writes (8 hex digits of a hash of
+   * stream and host id; README "Ownership marks").
+   */
+  readonly ownerId: string;
   readonly stream: string;
   readonly prefix: string;
   /** What the start-up recovery found and did. */
@@ -212,6 +218,7 @@ async function start(
   });
   fence.runtime = runtime;
   const stateDir = options.stateDir ?? `/var/lib/cnm/${hostId}`;
+  const owner = await ownerIdOf(journal.stream, hostId);
   ctx = {
     runtime,
     kernel,
@@ -222,6 +229,7 @@ async function start(
     firewall: createFirewall({ exec: (argv, o) => kernel.exec(argv, o) }),
     settings: {
       hostId,
+      owner,
       namePrefix: options.namePrefix ?? "cnm-",
       stateDir,
       predefined: options.predefined ?? true,
@@ -237,6 +245,7 @@ async function start(
   let closed = false;
   const controller: Controller & { recovery: RecoveryReport } = {
     hostId,
+    ownerId: owner,
     stream: journal.stream,
     prefix: journal.prefix,
     recovery: undefined as unknown as RecoveryReport,

@@ -40,12 +40,13 @@ export async function reconcile(
     const findings = await inspectDrift({
       kernel: ctx.kernel,
       namePrefix: ctx.settings.namePrefix,
+      self: { owner: ctx.settings.owner, known: rt.known },
       hostNamespace: ctx.settings.hostNamespace,
       networks,
       endpoints: view<EndpointContext>(rt.objects.endpoint),
       sandboxes: view<SandboxContext>(rt.objects.sandbox),
       firewallNetworks: async () =>
-        networks.some((n) => n.c.driver === "bridge") ? await firewall.listNetworks() : undefined,
+        networks.some((n) => n.c.driver === "bridge") ? await firewall.networkOwners() : undefined,
     });
     const report: ReconcileReport = { dryRun, findings: [], ms: 0 };
     if (dryRun) {

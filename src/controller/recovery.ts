@@ -62,6 +62,7 @@ export async function recover(ctx: ControllerContext, started: number): Promise<
   let objects = 0;
   for (const obj of fold.objects.values()) {
     if (obj.host !== hostId) continue; // another host's objects are not ours to run
+    rt.known.add(obj.id.slice(0, 12));
     const state = stateOf(obj.snapshot);
     if (state === "deleted") continue;
     objects++;

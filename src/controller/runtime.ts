@@ -67,6 +67,11 @@ export interface Runtime {
   readonly locks: KeyedMutex;
   /** Live objects by kind and id (deleted ones leave). */
   readonly objects: Readonly<Record<Kind, Map<string, Rec>>>;
+  /**
+   * 12-character ids of every object this runtime has held, deleted ones included (recovery
+   * adds those it found deleted in the journal): what "the journal knows" for old marks.
+   */
+  readonly known: Set<string>;
   /** Top-level state of an object. */
   state(rec: Rec): string;
   /** Context of an object's actor. */
@@ -132,6 +137,7 @@ export function createRuntime(options: RuntimeOptions): Runtime {
     endpoint: new Map(),
     sandbox: new Map(),
   };
+  const known = new Set<string>();
   const waiters = createWaiters(options.commandTimeoutMs);
   let connected = true;
   let closed = false;
@@ -236,6 +242,7 @@ export function createRuntime(options: RuntimeOptions): Runtime {
   const register = (kind: Kind, id: string, actor: AnyActorRef, lastSeq: number): Rec => {
     const rec: Rec = { kind, id, actor, lastSeq };
     objects[kind].set(id, rec);
+    known.add(id.slice(0, 12));
     rec.sub = actor.subscribe((snap: { value: unknown }) => {
       if (stateOf(snap) === "deleted") {
         objects[kind].delete(id);
@@ -359,6 +366,7 @@ export function createRuntime(options: RuntimeOptions): Runtime {
     events$: events.asObservable(),
     locks,
     objects,
+    known,
     state,
     context,
     event,

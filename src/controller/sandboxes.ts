@@ -8,12 +8,13 @@
 
 import type { SandboxContext } from "../../actors/sandbox.ts";
 import { ConflictError, ForbiddenError, InvalidArgumentError, NotFoundError } from "../errors.ts";
-import { newObjectId, shortId } from "../ids.ts";
+import { newObjectId } from "../ids.ts";
 import { type SandboxInfo, sandboxInfo } from "../info.ts";
 import type { ControllerContext } from "./context.ts";
 import { deleteEndpoint, leave } from "./endpoints.ts";
 import { CreateSandboxInput, type CreateSandboxOptions, parseInput, parseRef } from "./inputs.ts";
 import { endpointsOf, findSandbox } from "./objects.ts";
+import { sandboxNetnsName } from "./ownership.ts";
 import type { Rec } from "./runtime.ts";
 
 /**
@@ -38,7 +39,8 @@ export async function createSandbox(
       throw new ForbiddenError(`container ${input.name} is already present in sandbox ${other.id}`);
     }
     const owned = input.key === undefined;
-    const key = input.key ?? `/var/run/netns/${ctx.settings.namePrefix}${shortId(id)}`;
+    const key = input.key ??
+      `/var/run/netns/${sandboxNetnsName(ctx.settings.namePrefix, ctx.settings.owner, id)}`;
     const config = {
       ...(input.hostname ? { hostname: input.hostname } : {}),
       ...(input.dns ? { dns: input.dns } : {}),
