@@ -74,6 +74,12 @@ export interface EffectContext {
    * it in the marks of what they make, so controllers sharing a kernel tell theirs apart.
    */
   owner?: string;
+  /**
+   * Records facts a driver has already made true (e.g. a device it created) before its call
+   * finishes. When the call then fails, the last facts recorded are journaled in the
+   * `*.failed` outcome, so a later delete undoes exactly what was made.
+   */
+  partial?(facts: DriverFacts): void;
 }
 
 /** Facts a driver decided, recorded in the outcome event. JSON only. */

@@ -23,7 +23,8 @@ import type {
   EffectContext,
   JoinResult,
 } from "../driver.ts";
-import { InvalidArgumentError } from "../../src/errors.ts";
+import { ConflictError, InvalidArgumentError } from "../../src/errors.ts";
+import type { LinkInfo } from "../../src/kernel/types.ts";
 import { addressOf } from "../../src/ipam/cidr.ts";
 import { createFirewall, type Firewall } from "./_firewall.ts";
 
@@ -162,14 +163,34 @@ export function createBridgeDriver(options: BridgeDriverOptions = {}): Driver {
       // marking it must not turn it into the user's.
       const explicit = Boolean(net.options[BridgeOptions.name]);
       const mark = parseOwnershipAlias(existing?.alias);
-      const ours = mark?.kind === "network" && mark.id12 === net.id.slice(0, 12) &&
-        (mark.owner === undefined || mark.owner === ctx.owner);
+      const ours = existing !== undefined && isMarkedFor(existing, net.id, ctx.owner);
       const userOwned = explicit && existing !== undefined && !ours;
+      // What this create made (or began making), journaled with a failure so that deleting
+      // the failed network undoes exactly that.
+      const made: Record<string, string>[] = [];
+      const record = () => ctx.partial?.({ bridge: cfg.bridge, userOwned, made: [...made] });
+      record();
       if (existing && existing.kind !== "bridge") {
         throw new InvalidArgumentError(
           `invalid option ${BridgeOptions.name}: ${cfg.bridge} exists and is not a bridge`,
         );
       }
+      if (existing && mark && !ours) {
+        throw new ConflictError(
+          `invalid option ${BridgeOptions.name}: bridge ${cfg.bridge} belongs to ${mark.kind} ` +
+            `${mark.id12}${mark.owner ? ` of controller ${mark.owner}` : ""}`,
+        );
+      }
+      if (!existing) made.push({ link: cfg.bridge });
+      if (userOwned) {
+        const had = new Set(
+          (await ctx.kernel.listAddrs()).filter((a) => a.link === cfg.bridge).map((a) => a.address),
+        );
+        for (const a of gateways(net, cfg)) {
+          if (!had.has(a)) made.push({ address: a, link: cfg.bridge });
+        }
+      }
+      record();
       await ctx.kernel.ensureBridge({
         name: cfg.bridge,
         mtu: cfg.mtu,
@@ -195,19 +216,35 @@ export function createBridgeDriver(options: BridgeDriverOptions = {}): Driver {
 
     async deleteNetwork(net, ctx) {
       const cfg = bridgeConfig(net);
+      const name = typeof net.facts.bridge === "string" ? net.facts.bridge : cfg.bridge;
       const errors: unknown[] = [];
       await fw(ctx).removeNetwork(net.id).catch((e) => errors.push(e));
-      if (net.facts.userOwned) {
-        // Take back only what we added: the gateway addresses.
-        const mine = new Set(gateways(net, cfg));
-        const addrs = (await ctx.kernel.listAddrs()).filter((a) => a.link === cfg.bridge);
+      const link = (await ctx.kernel.listLinks()).find((l) => l.name === name);
+      // Only a device carrying this network's mark is deleted (or an unmarked one under the
+      // default name, see createNetwork); anything else is the user's (or another
+      // controller's), and gets back only the addresses we added.
+      const defaultName = !net.options[BridgeOptions.name] && name === `br-${net.id.slice(0, 12)}`;
+      if (link && (isMarkedFor(link, net.id, ctx.owner) || (defaultName && !link.alias))) {
+        await ctx.kernel.deleteLink(name).catch((e) => errors.push(e));
+      } else if (link) {
+        // A failed create says what it added; an active network on a user's device added
+        // its gateways.
+        const made = Array.isArray(net.facts.made)
+          ? (net.facts.made as Record<string, string>[]).filter((m) => m.link === name)
+          : undefined;
+        const mine = new Set(
+          made
+            ? made.flatMap((m) => m.address ? [m.address] : [])
+            : net.facts.userOwned
+            ? gateways(net, cfg)
+            : [],
+        );
+        const addrs = (await ctx.kernel.listAddrs()).filter((a) => a.link === name);
         for (const a of addrs.filter((a) => mine.has(a.address))) {
-          await ctx.kernel.exec(["ip", "addr", "del", a.address, "dev", cfg.bridge]).catch((e) =>
+          await ctx.kernel.exec(["ip", "addr", "del", a.address, "dev", name]).catch((e) =>
             errors.push(e)
           );
         }
-      } else {
-        await ctx.kernel.deleteLink(cfg.bridge).catch((e) => errors.push(e));
       }
       if (errors.length) throw new AggregateError(errors, `deleting bridge network ${net.id}`);
     },
@@ -249,6 +286,13 @@ export function createBridgeDriver(options: BridgeDriverOptions = {}): Driver {
       await ctx.kernel.deleteLink(vethOf(ep));
     },
   };
+}
+
+/** Whether a link carries the mark of network `id` made by `owner` (or an old mark of it). */
+function isMarkedFor(link: LinkInfo, id: string, owner: string | undefined): boolean {
+  const mark = parseOwnershipAlias(link.alias);
+  return mark?.kind === "network" && mark.id12 === id.slice(0, 12) &&
+    (mark.owner === undefined || mark.owner === owner);
 }
 
 function addressesOf(ep: DriverEndpoint): string[] {

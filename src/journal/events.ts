@@ -72,7 +72,11 @@ const NetworkIpamFacts = z.object({
   config: z.array(IpamConfigSchema).optional(),
 }).partial({ config: true });
 
-const failed = z.object({ error: ErrorRecordSchema }).loose();
+/** A failed outcome; `facts`: what the driver had already made (e.g. `{ made: [...] }`). */
+const failed = z.object({
+  error: ErrorRecordSchema,
+  facts: z.record(z.string(), z.unknown()).optional(),
+}).loose();
 const empty = z.object({}).loose();
 const facts = z.object({ facts: z.record(z.string(), z.unknown()).optional() }).loose();
 
