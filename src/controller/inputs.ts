@@ -8,6 +8,12 @@
 import { z } from "zod";
 import { formatIssues } from "../journal/events.ts";
 import { InvalidArgumentError } from "../errors.ts";
+import {
+  ExtraHostInput,
+  HostNameInput,
+  NameserverInput,
+  SearchDomainInput,
+} from "./config_input.ts";
 
 const StringMap = z.record(z.string(), z.string());
 const Name = z.string({ error: "must be a string" });
@@ -51,15 +57,15 @@ export const CreateEndpointInput = z.strictObject({
 /** Parsed {@link CreateEndpointInput}. */
 export type CreateEndpointOptions = z.input<typeof CreateEndpointInput>;
 
-/** Input of `createSandbox`. */
+/** Input of `createSandbox` (the file options are checked as config_input.ts says). */
 export const CreateSandboxInput = z.strictObject({
   name: Name,
   key: z.string().min(1).optional(),
   labels: StringMap.default({}),
-  hostname: z.string().min(1).optional(),
-  dns: z.array(z.string().min(1)).optional(),
-  dnsSearch: z.array(z.string().min(1)).optional(),
-  extraHosts: z.array(z.string().min(1)).optional(),
+  hostname: HostNameInput.optional(),
+  dns: z.array(NameserverInput).optional(),
+  dnsSearch: z.array(SearchDomainInput).optional(),
+  extraHosts: z.array(ExtraHostInput).optional(),
 });
 /** Parsed {@link CreateSandboxInput}. */
 export type CreateSandboxOptions = z.input<typeof CreateSandboxInput>;

@@ -1,0 +1,120 @@
+/**
+ * Input refused at the edge (issue 10): every refusal is an error of the right class with a
+ * message naming the field, and writes nothing to the journal. Needs root and nats-server.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { InvalidArgumentError } from "../../mod.ts";
+import { startEnv, type TestEnv } from "../_harness/env.ts";
+
+type Refuse = (
+  name: string,
+  f: () => Promise<unknown>,
+  cls: new (...a: never[]) => Error,
+  message: string | RegExp,
+) => Promise<void>;
+
+/** A refusal checker for `t`, and a check that nothing was journaled since it was made. */
+async function refusals(env: TestEnv, t: Deno.TestContext) {
+  const count = (await env.readAll()).length;
+  const refuse: Refuse = async (name, f, cls, message) => {
+    await t.step(name, async () => {
+      await assert.rejects(f, (e: Error) => {
+        assert.ok(e instanceof cls, `${e.name}: ${e.message}`);
+        if (typeof message === "string") assert.equal(e.message, message);
+        else assert.match(e.message, message);
+        return true;
+      });
+    });
+  };
+  const nothingWritten = () =>
+    t.step("refused commands wrote nothing", async () => {
+      assert.equal((await env.readAll()).length, count);
+    });
+  return { refuse, nothingWritten };
+}
+
+Deno.test("inputs (root, nats-server) sandbox config is validated before anything is written", async (t) => {
+  const env = await startEnv("inp");
+  try {
+    const cnm = await env.open({ defaultBridge: false });
+    const { refuse, nothingWritten } = await refusals(env, t);
+    const bad = "invalid sandbox options";
+    await refuse(
+      "a newline in hostname",
+      () => cnm.createSandbox({ name: "a", hostname: "web\n6.6.6.6 bank.example.com" }),
+      InvalidArgumentError,
+      `${bad}: hostname: "web\\n6.6.6.6 bank.example.com" is not an RFC 1123 host name`,
+    );
+    await refuse(
+      "a label longer than 63 characters",
+      () => cnm.createSandbox({ name: "a", hostname: `${"x".repeat(64)}.example` }),
+      InvalidArgumentError,
+      new RegExp(`^${bad}: hostname: "x{64}\\.example" is not an RFC 1123 host name`),
+    );
+    await refuse(
+      "dns that is not an IP address",
+      () => cnm.createSandbox({ name: "a", dns: ["10.0.0.53", "notanip"] }),
+      InvalidArgumentError,
+      `${bad}: dns.1: "notanip" is not an IP address`,
+    );
+    await refuse(
+      "a newline in dns",
+      () => cnm.createSandbox({ name: "a", dns: ["1.1.1.1\nnameserver 6.6.6.6"] }),
+      InvalidArgumentError,
+      `${bad}: dns.0: "1.1.1.1\\nnameserver 6.6.6.6" is not an IP address`,
+    );
+    await refuse(
+      "dnsSearch that is not a domain name",
+      () => cnm.createSandbox({ name: "a", dnsSearch: ["corp.example", "a b"] }),
+      InvalidArgumentError,
+      `${bad}: dnsSearch.1: "a b" is not a domain name`,
+    );
+    await refuse(
+      "a newline in dnsSearch",
+      () => cnm.createSandbox({ name: "a", dnsSearch: ["x\noptions ndots:15"] }),
+      InvalidArgumentError,
+      `${bad}: dnsSearch.0: "x\\noptions ndots:15" is not a domain name`,
+    );
+    await refuse(
+      "extraHosts without a colon",
+      () => cnm.createSandbox({ name: "a", extraHosts: ["nocolon"] }),
+      InvalidArgumentError,
+      `${bad}: extraHosts.0: "nocolon" is not host:ip`,
+    );
+    await refuse(
+      "extraHosts with a newline",
+      () => cnm.createSandbox({ name: "a", extraHosts: ["db:10.0.0.5\n6.6.6.6 bank.example.com"] }),
+      InvalidArgumentError,
+      `${bad}: extraHosts.0: "db:10.0.0.5\\n6.6.6.6 bank.example.com" is not host:ip`,
+    );
+    await refuse(
+      "extraHosts with a bad address",
+      () => cnm.createSandbox({ name: "a", extraHosts: ["db:10.0.0.500"] }),
+      InvalidArgumentError,
+      `${bad}: extraHosts.0: "db:10.0.0.500" is not host:ip`,
+    );
+    await nothingWritten();
+    await t.step("valid config is written as given", async () => {
+      const sb = await cnm.createSandbox({
+        name: "ok",
+        hostname: "web-1.example.com",
+        dns: ["10.0.0.53", "fd00::53"],
+        dnsSearch: ["corp.example", "example."],
+        extraHosts: ["db:10.0.0.5", "v6host:fd00::5", "bracketed:[fd00::6]", "eq=10.0.0.7"],
+      });
+      const hosts = await Deno.readTextFile(sb.hostsPath);
+      assert.match(hosts, /^10\.0\.0\.5\tdb$/m);
+      assert.match(hosts, /^fd00::5\tv6host$/m);
+      assert.match(hosts, /^fd00::6\tbracketed$/m);
+      assert.match(hosts, /^10\.0\.0\.7\teq$/m);
+      const resolv = await Deno.readTextFile(sb.resolvConfPath);
+      assert.match(resolv, /^nameserver 10\.0\.0\.53\nnameserver fd00::53\n/m);
+      assert.match(resolv, /^search corp\.example example\.$/m);
+    });
+  } finally {
+    await env.cleanup();
+  }
+});
