@@ -29,7 +29,7 @@ import {
   randomMac,
   releaseEndpoint,
 } from "./network_ipam.ts";
-import { endpointsOf, findEndpoint, findNetwork, findSandbox } from "./objects.ts";
+import { endpointsOf, findEndpoint, findNetwork, findSandbox, holdsName } from "./objects.ts";
 import type { Rec } from "./runtime.ts";
 
 /**
@@ -65,7 +65,8 @@ export async function createEndpoint(
       if (rt.state(net) !== "active") {
         throw new ForbiddenError(`network ${nc.name} is not active (state ${rt.state(net)})`);
       }
-      if (endpointsOf(rt, (e) => e.networkId === net.id && e.name === input.name).length) {
+      const named = endpointsOf(rt, (e) => e.networkId === net.id && e.name === input.name);
+      if (named.some((r) => holdsName(rt, r))) {
         throw new ForbiddenError(
           `endpoint with name ${input.name} already exists in network ${nc.name}`,
         );

@@ -16,7 +16,7 @@ import { type NetworkInfo, networkInfo } from "../info.ts";
 import type { ControllerContext } from "./context.ts";
 import { CreateNetworkInput, type CreateNetworkOptions, parseInput, parseRef } from "./inputs.ts";
 import { allocateNetwork, type NetworkIpam, releaseNetwork } from "./network_ipam.ts";
-import { endpointsOf, findNetwork } from "./objects.ts";
+import { endpointsOf, findNetwork, holdsName } from "./objects.ts";
 
 /**
  * Creates a network (`predefined` marks `none`, `host` and `bridge` made at first start).
@@ -38,7 +38,7 @@ export async function createNetwork(
   if (ipamDriver !== "default") await ctx.drivers.resolveIpam(ipamDriver);
   const id = newObjectId();
   return await rt.locks.with(["network-names", id], async () => {
-    const live = [...rt.objects.network.values()];
+    const live = [...rt.objects.network.values()].filter((r) => holdsName(rt, r));
     if (live.some((r) => rt.context<NetworkContext>(r).name === input.name)) {
       throw new ConflictError(`network with name ${input.name} already exists`);
     }

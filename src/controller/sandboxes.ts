@@ -13,7 +13,7 @@ import { type SandboxInfo, sandboxInfo } from "../info.ts";
 import type { ControllerContext } from "./context.ts";
 import { deleteEndpoint, leave } from "./endpoints.ts";
 import { CreateSandboxInput, type CreateSandboxOptions, parseInput, parseRef } from "./inputs.ts";
-import { endpointsOf, findSandbox } from "./objects.ts";
+import { endpointsOf, findSandbox, holdsName } from "./objects.ts";
 import { sandboxNetnsName } from "./ownership.ts";
 import type { Rec } from "./runtime.ts";
 
@@ -33,7 +33,7 @@ export async function createSandbox(
   const id = newObjectId();
   return await rt.locks.with(["sandbox-names", id], async () => {
     const other = [...rt.objects.sandbox.values()].find((r) =>
-      rt.context<SandboxContext>(r).name === input.name
+      rt.context<SandboxContext>(r).name === input.name && holdsName(rt, r)
     );
     if (other) {
       throw new ForbiddenError(`container ${input.name} is already present in sandbox ${other.id}`);
