@@ -24,6 +24,7 @@ import type {
   DeleteEndpointOptions,
 } from "../controller/inputs.ts";
 import { borrowConnection, type NatsTarget } from "../journal/watch.ts";
+import { noControllerMessage, readLease } from "../controller/lease.ts";
 
 const Ref = z.string({ error: "must be a string" }).min(1, { error: "must not be empty" });
 const Options = z.record(z.string(), z.unknown());
@@ -165,6 +166,11 @@ export interface ApiClientOptions {
   prefix?: string;
   /** The host whose controller answers. Default: this machine's hostname. */
   hostId?: string;
+  /**
+   * The controller's stream. Default `CNM`. Only read when nobody answers, to say why from
+   * the host's lease (a controller starting, or a dead one whose lease has not lapsed yet).
+   */
+  stream?: string;
   /** Milliseconds to wait for a reply. Default 35000 (a command may wait 30 s for its outcome). */
   timeoutMs?: number;
 }
@@ -195,10 +201,9 @@ export async function createApiClient(options: ApiClientOptions): Promise<ApiCli
     } catch (err) {
       const e = err as { name?: string; isNoResponders?: () => boolean; cause?: { name?: string } };
       if (e.isNoResponders?.() || e.cause?.name === "NoResponders" || e.name === "NoResponders") {
-        throw new NoControllerError(
-          `no controller running for host ${hostId} (start one with \`cnm serve\`)`,
-          { cause: err },
-        );
+        const lease = await readLease(nc, { stream: options.stream ?? "CNM", prefix, hostId })
+          .catch(() => undefined);
+        throw new NoControllerError(noControllerMessage(hostId, lease), { cause: err });
       }
       throw new UnavailableError(
         `${verb} on host ${hostId} got no reply: ${(err as Error).message}`,

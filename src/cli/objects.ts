@@ -39,7 +39,12 @@ export function find<T extends { id: string; name: string; state?: string }>(
 }
 
 async function withApi<T>(ctx: Ctx, f: (api: ApiClient) => Promise<T>): Promise<T> {
-  const api = await createApiClient({ nats: ctx.nats, prefix: ctx.prefix, hostId: ctx.host });
+  const api = await createApiClient({
+    nats: ctx.nats,
+    prefix: ctx.prefix,
+    hostId: ctx.host,
+    stream: ctx.stream,
+  });
   try {
     return await f(api);
   } finally {

@@ -42,6 +42,7 @@ export const serveVerb: Verb = {
       kernel: f.namespace ? { hostNamespace: f.namespace as string } : {},
       ...(f["name-prefix"] ? { namePrefix: f["name-prefix"] as string } : {}),
       ...(f["state-dir"] ? { stateDir: f["state-dir"] as string } : {}),
+      log: (line) => ctx.io.err(`cnm serve: ${line}`),
     });
     const r = controller.recovery;
     let server;
@@ -61,8 +62,10 @@ export const serveVerb: Verb = {
     }
     ctx.io.err(
       `cnm serve: host ${controller.hostId}, stream ${controller.stream}: answering on ${server.subject} ` +
-        `(recovered ${r.objects} objects from ${r.events} events in ${r.ms.toFixed(0)} ms` +
-        `${r.resumed.length ? `, resumed ${r.resumed.join(", ")}` : ""})`,
+        `(recovered ${r.objects} objects from ${r.events} events in ` +
+        `${(r.ms - r.leaseWaitMs).toFixed(0)} ms` +
+        `${r.resumed.length ? `, resumed ${r.resumed.join(", ")}` : ""}` +
+        `${r.leaseWaitMs ? `; waited ${(r.leaseWaitMs / 1000).toFixed(1)} s for a lease` : ""})`,
     );
     await new Promise<void>((resolve) => {
       Deno.addSignalListener("SIGINT", resolve);

@@ -87,8 +87,16 @@ export interface ControllerOptions {
   publishTimeoutMs?: number;
   /** Lifetime of the single-writer lease without a refresh. Default 10000. */
   leaseTtlMs?: number;
-  /** How long to wait for another controller's lease of this host to expire. Default ttl + 2 s. */
+  /**
+   * How long to wait for another controller's lease of this host to expire. Default ttl + 2 s.
+   * A holder on this machine that provably died (its pid gone or reused) is not waited for.
+   */
   leaseWaitMs?: number;
+  /**
+   * Where the controller says what it is doing at start that takes time or needs an
+   * operator's attention (waiting for a lease, taking one over). Default: stderr (`cnm: …`).
+   */
+  log?: (line: string) => void;
   /** Reconcile the kernel with the journal on start (and record repairs). Default true. */
   reconcileOnStart?: boolean;
   /**
@@ -197,6 +205,7 @@ async function start(
     ttlMs: options.leaseTtlMs,
     waitMs: options.leaseWaitMs,
     onLost: (reason) => fence.runtime?.fence(reason),
+    log: options.log ?? ((line) => console.error(`cnm: ${line}`)),
   }).catch(async (err) => {
     if (ownsKernel) await kernel.close().catch(() => {});
     throw err;
@@ -278,7 +287,11 @@ async function start(
     },
   };
   try {
-    controller.recovery = await recover(ctx, started);
+    controller.recovery = {
+      ...await recover(ctx, started),
+      leaseWaitMs: lease.waitedMs,
+      ...(lease.tookOver ? { leaseTakeover: lease.tookOver } : {}),
+    };
   } catch (err) {
     await controller.close().catch(() => {});
     throw err;

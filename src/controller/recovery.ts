@@ -32,8 +32,12 @@ export interface RecoveryReport {
   resumed: string[];
   /** Events that could not be applied. */
   warnings: FoldWarning[];
-  /** Milliseconds from connect to ready. */
+  /** Milliseconds from connect to ready (the wait for another controller's lease included). */
   ms: number;
+  /** Of `ms`, the milliseconds spent waiting for another controller's lease to lapse. */
+  leaseWaitMs: number;
+  /** Set when the lease was taken from a previous controller that provably died. */
+  leaseTakeover?: string;
   /** What the start-up reconciliation found and repaired. */
   reconcile?: ReconcileReport;
 }
@@ -109,6 +113,7 @@ export async function recover(ctx: ControllerContext, started: number): Promise<
     resumed: resumed.map((r) => `${r.rec.kind} ${r.rec.id}`),
     warnings: fold.warnings,
     ms: performance.now() - started,
+    leaseWaitMs: 0,
   };
   if (ctx.settings.predefined) await ensurePredefined(ctx);
   if (ctx.settings.reconcileOnStart) {
