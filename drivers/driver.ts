@@ -97,6 +97,13 @@ export interface JoinResult extends DriverFacts {
 export interface Driver {
   /** The name networks use in `driver`. */
   readonly name: string;
+  /**
+   * True when the driver chooses an endpoint's MAC when the user gives none (a remote plugin
+   * may answer one in CreateEndpoint, as in libnetwork, and its answer becomes the fact
+   * `macAddress`); the controller then decides none. Otherwise the controller decides a
+   * random one for networks with IPAM.
+   */
+  readonly choosesMac?: boolean;
   capabilities(): DriverCapabilities;
   /** Validates options before anything is journaled; throws InvalidArgumentError. */
   validateNetwork?(network: DriverNetwork): void;

@@ -188,6 +188,7 @@ function networkDriver(
   const ids = (n: DriverNetwork, e: DriverEndpoint) => ({ NetworkID: n.id, EndpointID: e.id });
   const driver: RemoteDriver = {
     name,
+    choosesMac: true,
     close,
     capabilities: () => caps,
     async createNetwork(network) {

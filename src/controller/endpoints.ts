@@ -50,6 +50,7 @@ export async function createEndpoint(
   if (input.name === "") throw new InvalidArgumentError("invalid name: name is empty");
   const found = findNetwork(rt, ref);
   if (!found) throw new NotFoundError(`network ${ref} not found`);
+  const macNeeded = await needsMac(ctx, rt.context<NetworkContext>(found));
   const id = newObjectId();
   const unlockEndpoint = await rt.locks.lock(id);
   try {
@@ -90,7 +91,7 @@ export async function createEndpoint(
         }),
         ...(input.macAddress
           ? { macAddress: input.macAddress.toLowerCase() }
-          : nc.ipam || nc.ipamRequest
+          : macNeeded
           ? { macAddress: randomMac() }
           : {}),
       };
@@ -247,6 +248,20 @@ export function endpoints(
     recs = recs.filter((r) => rt.context<EndpointContext>(r).networkId === net.id);
   }
   return recs.map((r) => endpointInfo(rt.state(r), rt.context(r)));
+}
+
+/**
+ * Whether cnm decides a MAC for a new endpoint the user gave none: on networks with IPAM,
+ * unless the driver chooses one itself (a remote plugin answers it in CreateEndpoint) — but
+ * always when a remote IPAM driver requires one for its address requests (libnetwork).
+ */
+async function needsMac(ctx: ControllerContext, nc: NetworkContext): Promise<boolean> {
+  if (!nc.ipam && !nc.ipamRequest) return false;
+  if (!ctx.drivers.driver(nc.driver)?.choosesMac) return true;
+  const ipamName = nc.ipamRequest?.driver ?? nc.ipam?.driver;
+  if (!ipamName || ipamName === "default") return false;
+  const caps = await ctx.drivers.ipamDriver(ipamName)?.capabilities?.().catch(() => undefined);
+  return caps?.requiresMACAddress === true;
 }
 
 /** Lowest free `<prefix><n>` among the sandbox's interfaces (libnetwork: `eth0`, `eth1`, …). */
