@@ -102,7 +102,10 @@ export interface Runtime {
   waitOutcome(eventId: string): Promise<CnmEvent>;
   /** Appends a non-transition event (e.g. `network.reconciled`) to a live object. */
   note(rec: Rec, type: string, data: Record<string, unknown>): Promise<void>;
-  /** Appends an event to a subject of its own that no actor folds (e.g. `host.reconciled`). */
+  /**
+   * Appends an event to a subject of its own that no actor folds (e.g. `host.reconciled`).
+   * The first event of the subject gets `from: null`, as every object's first event.
+   */
   append(event: CnmEvent): Promise<number>;
   /** Builds an event of this host. */
   event(
@@ -392,8 +395,9 @@ export function createRuntime(options: RuntimeOptions): Runtime {
       rec.actor.send(e);
       emit(e, seq);
     },
-    async append(e) {
-      const last = await journal.last(e.kind, e.objectId);
+    async append(event) {
+      const last = await journal.last(event.kind, event.objectId);
+      const e = last ? event : { ...event, from: null };
       const { seq } = await journal.append(e, last?.seq ?? 0);
       emit(e, seq);
       return seq;

@@ -155,7 +155,12 @@ export const DataSchemas: Record<string, z.ZodType> = {
   "network.reconciled": reconciled,
   "endpoint.reconciled": reconciled,
   "sandbox.reconciled": reconciled,
-  "host.reconciled": reconciled,
+  "host.reconciled": reconciled.describe(
+    "Kind host, subject <prefix>.host.<hostId> (objectId: the host id): what reconcile repaired " +
+      "that belongs to no object (orphans carrying the controller's ownership mark, removed). " +
+      'The host has one state, "active": its first event has from null, later ones from "active"; ' +
+      'to is always "active".',
+  ),
 };
 
 /** Thrown when a payload does not match the contract. */
