@@ -15,7 +15,12 @@ import { newObjectId, shortId } from "../ids.ts";
 import { type NetworkInfo, networkInfo } from "../info.ts";
 import type { ControllerContext } from "./context.ts";
 import { CreateNetworkInput, type CreateNetworkOptions, parseInput, parseRef } from "./inputs.ts";
-import { allocateNetwork, type NetworkIpam, releaseNetwork } from "./network_ipam.ts";
+import {
+  allocateNetwork,
+  checkIpamConfig,
+  type NetworkIpam,
+  releaseNetwork,
+} from "./network_ipam.ts";
 import { endpointsOf, findNetwork, holdsName } from "./objects.ts";
 
 /**
@@ -33,6 +38,7 @@ export async function createNetwork(
   rt.assertOpen();
   const input = parseInput(CreateNetworkInput, options, "network options");
   if (input.name === "") throw new InvalidArgumentError("invalid name: name is empty");
+  checkIpamConfig(input.ipam?.config ?? []);
   const driver = await ctx.drivers.resolve(input.driver);
   const ipamDriver = input.ipam?.driver ?? "default";
   if (ipamDriver !== "default") await ctx.drivers.resolveIpam(ipamDriver);

@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { InvalidArgumentError } from "../../mod.ts";
+import { ForbiddenError, InvalidArgumentError } from "../../mod.ts";
 import { startEnv, type TestEnv } from "../_harness/env.ts";
 
 type Refuse = (
@@ -114,6 +114,68 @@ Deno.test("inputs (root, nats-server) sandbox config is validated before anythin
       assert.match(resolv, /^nameserver 10\.0\.0\.53\nnameserver fd00::53\n/m);
       assert.match(resolv, /^search corp\.example example\.$/m);
     });
+  } finally {
+    await env.cleanup();
+  }
+});
+
+Deno.test("inputs (root, nats-server) subnets with host bits and gateways on reserved addresses are refused as Docker does, saying why", async (t) => {
+  const env = await startEnv("inq");
+  try {
+    const cnm = await env.open({ defaultBridge: false });
+    const { refuse, nothingWritten } = await refusals(env, t);
+    const net = (config: Record<string, string>, enableIPv6 = false) => () =>
+      cnm.createNetwork({ name: "n", enableIPv6, ipam: { config: [config as never] } });
+    await refuse(
+      "a subnet with host bits",
+      net({ subnet: "10.0.0.1/24" }),
+      InvalidArgumentError,
+      "invalid subnet 10.0.0.1/24: it should be 10.0.0.0/24",
+    );
+    await refuse(
+      "an IPv6 subnet with host bits",
+      net({ subnet: "fd00:1::5/64" }, true),
+      InvalidArgumentError,
+      "invalid subnet fd00:1::5/64: it should be fd00:1::/64",
+    );
+    await refuse(
+      "an ip-range with host bits",
+      net({ subnet: "10.0.0.0/24", ipRange: "10.0.0.130/25" }),
+      InvalidArgumentError,
+      "invalid ip-range 10.0.0.130/25: it should be 10.0.0.128/25",
+    );
+    await refuse(
+      "a gateway on the network address",
+      net({ subnet: "10.0.0.0/24", gateway: "10.0.0.0" }),
+      ForbiddenError,
+      "failed to allocate gateway (10.0.0.0): Address already in use: " +
+        "10.0.0.0 is the network address of 10.0.0.0/24",
+    );
+    await refuse(
+      "a gateway on the broadcast address",
+      net({ subnet: "10.0.0.0/24", gateway: "10.0.0.255" }),
+      ForbiddenError,
+      "failed to allocate gateway (10.0.0.255): Address already in use: " +
+        "10.0.0.255 is the broadcast address of 10.0.0.0/24",
+    );
+    await refuse(
+      "a gateway on the IPv6 subnet-router anycast address",
+      net({ subnet: "fd00:2::/64", gateway: "fd00:2::" }, true),
+      ForbiddenError,
+      "failed to allocate gateway (fd00:2::): Address already in use: " +
+        "fd00:2:: is the subnet-router anycast address of fd00:2::/64",
+    );
+    await nothingWritten();
+    await t.step(
+      "a /31 has no reserved addresses: its first address may be the gateway",
+      async () => {
+        const n = await cnm.createNetwork({
+          name: "p2p",
+          ipam: { config: [{ subnet: "10.9.9.0/31", gateway: "10.9.9.0" }] },
+        });
+        assert.deepEqual(n.ipam.config, [{ subnet: "10.9.9.0/31", gateway: "10.9.9.0" }]);
+      },
+    );
   } finally {
     await env.cleanup();
   }
