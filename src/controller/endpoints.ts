@@ -29,7 +29,14 @@ import {
   randomMac,
   releaseEndpoint,
 } from "./network_ipam.ts";
-import { endpointsOf, findEndpoint, findNetwork, findSandbox, holdsName } from "./objects.ts";
+import {
+  endpointsOf,
+  findEndpoint,
+  findNetwork,
+  findSandbox,
+  holdsName,
+  networkContext,
+} from "./objects.ts";
 import type { Rec } from "./runtime.ts";
 
 /**
@@ -178,6 +185,7 @@ export async function join(
       if (rt.state(sbRec) !== "ready") {
         throw new ForbiddenError(`sandbox ${sbRef} is not ready (state ${rt.state(sbRec)})`);
       }
+      assertNetworksMix(ctx, sbRec.id, c);
       const intent = rt.intent(rec, "endpoint.join.requested", "joining", {
         sandboxId: sbRec.id,
         ifname: nextIfname(ctx, sbRec.id, c),
@@ -277,6 +285,41 @@ function nextIfname(ctx: ControllerContext, sandboxId: string, ep: EndpointConte
     ),
   );
   for (let i = 0;; i++) if (!used.has(`${prefix}${i}`)) return `${prefix}${i}`;
+}
+
+/**
+ * Docker's rules for a container's networks (daemon updateNetworkSettings): the host network
+ * and `none` share a sandbox with no other network (a sandbox on `host` is the host's
+ * namespace; one on `none` has only loopback).
+ *
+ * @throws {ForbiddenError} with Docker's messages.
+ */
+function assertNetworksMix(ctx: ControllerContext, sandboxId: string, ep: EndpointContext): void {
+  const rt = ctx.runtime;
+  const n = networkContext(rt, ep.networkId);
+  if (!n) return;
+  const others = endpointsOf(rt, (e) => e.sandboxId === sandboxId && e.id !== ep.id)
+    .map((r) => networkContext(rt, rt.context<EndpointContext>(r).networkId))
+    .filter((o): o is NetworkContext => o !== undefined && o.id !== n.id);
+  if (n.driver === "host" && others.length) {
+    throw new ForbiddenError(
+      "container cannot be disconnected from host network or connected to host network",
+    );
+  }
+  for (const o of others) {
+    if (o.driver === "host" || n.driver === "host") {
+      throw new ForbiddenError(
+        "container sharing network namespace with another container or host cannot be " +
+          "connected to any other network",
+      );
+    }
+    if (o.driver === "null" || n.driver === "null") {
+      throw new ForbiddenError(
+        "container cannot be connected to multiple networks with one of the networks in " +
+          "private (none) mode",
+      );
+    }
+  }
 }
 
 function assertNotBusy(rec: Rec, state: string): void {

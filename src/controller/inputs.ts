@@ -43,6 +43,20 @@ export const CreateNetworkInput = z.strictObject({
 /** Parsed {@link CreateNetworkInput}. */
 export type CreateNetworkOptions = z.input<typeof CreateNetworkInput>;
 
+/**
+ * What is wrong with a MAC address for an interface, if anything: the kernel refuses (with
+ * EADDRNOTAVAIL, at join) multicast addresses — the broadcast address among them — and zero.
+ */
+function macProblem(mac: string): string | undefined {
+  if (!/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/.test(mac)) {
+    return "must be a MAC address like 02:42:ac:11:00:02";
+  }
+  if (/^(ff:){5}ff$/i.test(mac)) return `${mac} is the broadcast address`;
+  if (parseInt(mac.slice(0, 2), 16) & 1) return `${mac} is a multicast address`;
+  if (/^(00:){5}00$/.test(mac)) return `${mac} is the zero address`;
+  return undefined;
+}
+
 /** Input of `createEndpoint`. */
 export const CreateEndpointInput = z.strictObject({
   name: Name,
@@ -50,8 +64,9 @@ export const CreateEndpointInput = z.strictObject({
   options: StringMap.default({}),
   ipv4Address: z.string().min(1).optional(),
   ipv6Address: z.string().min(1).optional(),
-  macAddress: z.string().regex(/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/, {
-    error: "must be a MAC address like 02:42:ac:11:00:02",
+  macAddress: z.string().superRefine((mac, ctx) => {
+    const problem = macProblem(mac);
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
   }).optional(),
 });
 /** Parsed {@link CreateEndpointInput}. */

@@ -180,3 +180,92 @@ Deno.test("inputs (root, nats-server) subnets with host bits and gateways on res
     await env.cleanup();
   }
 });
+
+Deno.test("inputs (root, nats-server) host and none share a sandbox with no other network, and MACs must be unicast", async (t) => {
+  const env = await startEnv("inh");
+  try {
+    const cnm = await env.open({ defaultBridge: false });
+    await cnm.createNetwork({ name: "br" });
+    const joinedTo = async (name: string, network: string) => {
+      const sb = await cnm.createSandbox({ name });
+      const ep = await cnm.createEndpoint(network, { name });
+      await cnm.join(ep.id, sb.id);
+      return sb;
+    };
+    const onBridge = await joinedTo("b", "br");
+    const onHost = await joinedTo("h", "host");
+    const onNone = await joinedTo("n", "none");
+    const spare: Record<string, string> = {};
+    for (const net of ["br", "host", "none"]) {
+      spare[net] = (await cnm.createEndpoint(net, { name: "spare" })).id;
+    }
+    const { refuse, nothingWritten } = await refusals(env, t);
+    const hostConflict =
+      "container cannot be disconnected from host network or connected to host network";
+    const shared =
+      "container sharing network namespace with another container or host cannot be connected to any other network";
+    const none =
+      "container cannot be connected to multiple networks with one of the networks in private (none) mode";
+    await refuse(
+      "bridge, then host",
+      () => cnm.join(spare.host, onBridge.id),
+      ForbiddenError,
+      hostConflict,
+    );
+    await refuse(
+      "none, then host",
+      () => cnm.join(spare.host, onNone.id),
+      ForbiddenError,
+      hostConflict,
+    );
+    await refuse("host, then bridge", () => cnm.join(spare.br, onHost.id), ForbiddenError, shared);
+    await refuse("host, then none", () => cnm.join(spare.none, onHost.id), ForbiddenError, shared);
+    await refuse("none, then bridge", () => cnm.join(spare.br, onNone.id), ForbiddenError, none);
+    await refuse(
+      "bridge, then none",
+      () => cnm.join(spare.none, onBridge.id),
+      ForbiddenError,
+      none,
+    );
+    const mac = (macAddress: string) => () => cnm.createEndpoint("br", { name: "m", macAddress });
+    const bad = "invalid endpoint options: macAddress";
+    await refuse(
+      "a multicast MAC",
+      mac("01:00:5e:00:00:01"),
+      InvalidArgumentError,
+      `${bad}: 01:00:5e:00:00:01 is a multicast address`,
+    );
+    await refuse(
+      "a locally administered multicast MAC",
+      mac("03:00:00:00:00:01"),
+      InvalidArgumentError,
+      `${bad}: 03:00:00:00:00:01 is a multicast address`,
+    );
+    await refuse(
+      "the broadcast MAC",
+      mac("FF:FF:FF:FF:FF:FF"),
+      InvalidArgumentError,
+      `${bad}: FF:FF:FF:FF:FF:FF is the broadcast address`,
+    );
+    await refuse(
+      "the zero MAC",
+      mac("00:00:00:00:00:00"),
+      InvalidArgumentError,
+      `${bad}: 00:00:00:00:00:00 is the zero address`,
+    );
+    await refuse(
+      "not a MAC",
+      mac("02:42:ac:11:00"),
+      InvalidArgumentError,
+      `${bad}: must be a MAC address like 02:42:ac:11:00:02`,
+    );
+    await nothingWritten();
+    await t.step("a sandbox on a bridge network joins another bridge network", async () => {
+      await cnm.createNetwork({ name: "br2" });
+      const ep = await cnm.createEndpoint("br2", { name: "b" });
+      assert.equal((await cnm.join(ep.id, onBridge.id)).ifname, "eth1");
+    });
+  } finally {
+    await env.cleanup();
+  }
+});
