@@ -88,6 +88,15 @@ Deno.test("lease (root, nats-server) a stale writer cannot interleave: the contr
   }
 });
 
+/** Resolves once `pid` is a zombie or gone (a SIGKILL is delivered asynchronously). */
+async function dying(pid: number): Promise<void> {
+  for (;;) {
+    const stat = await Deno.readTextFile(`/proc/${pid}/stat`).catch(() => "");
+    if (!stat || stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z")) return;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 /** Starts a process holding the lease; resolves once it holds it. */
 async function holder(url: string, stream: string, prefix: string, hostId: string) {
   const script = new URL("./_lease_holder.ts", import.meta.url).pathname;
@@ -121,7 +130,8 @@ Deno.test("lease (nats-server) takes over at once from a holder that provably di
   try {
     await t.step("a killed holder's lease is taken at once, with the reason", async () => {
       const child = await holder(nats.url, opts.stream, opts.prefix, opts.hostId);
-      child.kill("SIGKILL"); // not reaped yet: a zombie is dead too
+      child.kill("SIGKILL");
+      await dying(child.pid); // a zombie (not reaped yet) is dead too
       const lines: string[] = [];
       const started = Date.now();
       const lease = await acquireLease(nc, { ...opts, ttlMs: 10_000, log: (l) => lines.push(l) });
