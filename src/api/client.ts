@@ -25,8 +25,16 @@ import type {
 } from "../controller/inputs.ts";
 import { borrowConnection, type NatsTarget } from "../journal/watch.ts";
 import { noControllerMessage, readLease } from "../controller/lease.ts";
+import { checkLimits, LIMITS } from "../controller/limits.ts";
 
-const Ref = z.string({ error: "must be a string" }).min(1, { error: "must not be empty" });
+const Ref = z.string({ error: "must be a string" }).min(1, { error: "must not be empty" })
+  .max(LIMITS.name, { error: `must be at most ${LIMITS.name} characters` });
+/** What each verb's `options` are called in errors (checked against the limits before sending). */
+const OPTIONS_OF: Partial<Record<string, string>> = {
+  createNetwork: "network options",
+  createSandbox: "sandbox options",
+  createEndpoint: "endpoint options",
+};
 const Options = z.record(z.string(), z.unknown());
 
 /** Request schema of every verb (the controller parses the `options` contents itself). */
@@ -194,10 +202,20 @@ export async function createApiClient(options: ApiClientOptions): Promise<ApiCli
   const enc = new TextEncoder();
   async function call<V extends ApiVerb>(verb: V, request: z.input<typeof ApiRequests[V]>) {
     const body = parseRequest(verb, request);
+    const what = OPTIONS_OF[verb];
+    if (what) checkLimits((body as { options?: unknown }).options, what);
+    const payload = enc.encode(JSON.stringify(body));
+    const max = nc.info?.max_payload;
+    if (max && payload.length > max) {
+      throw new InvalidArgumentError(
+        `invalid ${verb} request: ${payload.length} bytes, more than the NATS server's ` +
+          `max_payload (${max})`,
+      );
+    }
     const subject = apiSubject(prefix, hostId, verb);
     let reply;
     try {
-      reply = await nc.request(subject, enc.encode(JSON.stringify(body)), { timeout });
+      reply = await nc.request(subject, payload, { timeout });
     } catch (err) {
       const e = err as { name?: string; isNoResponders?: () => boolean; cause?: { name?: string } };
       if (e.isNoResponders?.() || e.cause?.name === "NoResponders" || e.name === "NoResponders") {

@@ -14,6 +14,7 @@ import { ConflictError, ForbiddenError, InvalidArgumentError, NotFoundError } fr
 import { newObjectId } from "../ids.ts";
 import { type EndpointInfo, endpointInfo } from "../info.ts";
 import type { ControllerContext } from "./context.ts";
+import { checkLimits } from "./limits.ts";
 import {
   CreateEndpointInput,
   type CreateEndpointOptions,
@@ -53,6 +54,7 @@ export async function createEndpoint(
   const rt = ctx.runtime;
   rt.assertOpen();
   const ref = parseRef(network, "network");
+  checkLimits(options, "endpoint options");
   const input = parseInput(CreateEndpointInput, options, "endpoint options");
   if (input.name === "") throw new InvalidArgumentError("invalid name: name is empty");
   const found = findNetwork(rt, ref);

@@ -8,6 +8,7 @@
 import { z } from "zod";
 import { formatIssues } from "../journal/events.ts";
 import { InvalidArgumentError } from "../errors.ts";
+import { LIMITS } from "./limits.ts";
 import {
   ExtraHostInput,
   HostNameInput,
@@ -91,7 +92,8 @@ export const DeleteEndpointInput = z.strictObject({ force: z.boolean().default(f
 export type DeleteEndpointOptions = z.input<typeof DeleteEndpointInput>;
 
 /** An id or name argument. */
-export const Ref = z.string({ error: "must be a string" }).min(1, { error: "must not be empty" });
+export const Ref = z.string({ error: "must be a string" }).min(1, { error: "must not be empty" })
+  .max(LIMITS.name, { error: `must be at most ${LIMITS.name} characters` });
 
 /**
  * Parses `value` with `schema`, turning zod's issues into an {@link InvalidArgumentError}

@@ -14,6 +14,7 @@ import { ConflictError, ForbiddenError, InvalidArgumentError, NotFoundError } fr
 import { newObjectId, shortId } from "../ids.ts";
 import { type NetworkInfo, networkInfo } from "../info.ts";
 import type { ControllerContext } from "./context.ts";
+import { checkLimits } from "./limits.ts";
 import { CreateNetworkInput, type CreateNetworkOptions, parseInput, parseRef } from "./inputs.ts";
 import {
   allocateNetwork,
@@ -36,6 +37,7 @@ export async function createNetwork(
 ): Promise<NetworkInfo> {
   const rt = ctx.runtime;
   rt.assertOpen();
+  checkLimits(options, "network options");
   const input = parseInput(CreateNetworkInput, options, "network options");
   if (input.name === "") throw new InvalidArgumentError("invalid name: name is empty");
   checkIpamConfig(input.ipam?.config ?? []);

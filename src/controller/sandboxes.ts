@@ -11,6 +11,7 @@ import { ConflictError, ForbiddenError, InvalidArgumentError, NotFoundError } fr
 import { newObjectId } from "../ids.ts";
 import { type SandboxInfo, sandboxInfo } from "../info.ts";
 import type { ControllerContext } from "./context.ts";
+import { checkLimits } from "./limits.ts";
 import { deleteEndpoint, leave } from "./endpoints.ts";
 import { CreateSandboxInput, type CreateSandboxOptions, parseInput, parseRef } from "./inputs.ts";
 import { endpointsOf, findSandbox, holdsName } from "./objects.ts";
@@ -28,6 +29,7 @@ export async function createSandbox(
 ): Promise<SandboxInfo> {
   const rt = ctx.runtime;
   rt.assertOpen();
+  checkLimits(options, "sandbox options");
   const input = parseInput(CreateSandboxInput, options, "sandbox options");
   if (input.name === "") throw new InvalidArgumentError("invalid name: name is empty");
   const id = newObjectId();

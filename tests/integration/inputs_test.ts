@@ -8,6 +8,8 @@
 import assert from "node:assert/strict";
 import { ForbiddenError, InvalidArgumentError } from "../../mod.ts";
 import { startEnv, type TestEnv } from "../_harness/env.ts";
+import { serve } from "../../src/api/serve.ts";
+import { createApiClient } from "../../src/api/client.ts";
 
 type Refuse = (
   name: string,
@@ -265,6 +267,98 @@ Deno.test("inputs (root, nats-server) host and none share a sandbox with no othe
       const ep = await cnm.createEndpoint("br2", { name: "b" });
       assert.equal((await cnm.join(ep.id, onBridge.id)).ifname, "eth1");
     });
+  } finally {
+    await env.cleanup();
+  }
+});
+
+Deno.test("inputs (root, nats-server) oversized input is refused with the documented limits, by the controller and by the API client", async (t) => {
+  const env = await startEnv("inl");
+  try {
+    const cnm = await env.open({ defaultBridge: false });
+    const server = await serve(cnm, { nats: { servers: env.nats.url } });
+    const api = await createApiClient({
+      nats: { servers: env.nats.url },
+      prefix: env.prefix,
+      hostId: "h1",
+      stream: env.stream,
+    });
+    try {
+      const { refuse, nothingWritten } = await refusals(env, t);
+      const big = "x".repeat(2 * 1024 * 1024);
+      const cases: [string, (c: typeof cnm | typeof api) => Promise<unknown>, string][] = [
+        [
+          "a 2 MB network name",
+          (c) => c.createNetwork({ name: big }),
+          `invalid network options: name: ${big.length} characters, at most 255`,
+        ],
+        [
+          "a 2 MB label value",
+          (c) => c.createNetwork({ name: "n", labels: { big } }),
+          `invalid network options: labels.big: ${big.length} characters, at most 4096`,
+        ],
+        [
+          "a 300-character option key",
+          (c) => c.createNetwork({ name: "n", options: { ["k".repeat(300)]: "v" } }),
+          `invalid network options: options: a key of 300 characters ("${
+            "k".repeat(40)
+          }…"), at most 255`,
+        ],
+        [
+          "200 labels",
+          (c) =>
+            c.createSandbox({
+              name: "s",
+              labels: Object.fromEntries([...Array(200).keys()].map((i) => [`l${i}`, "v"])),
+            }),
+          "invalid sandbox options: labels: 200 entries, at most 128",
+        ],
+        [
+          "100 KB in all",
+          (c) =>
+            c.createEndpoint("none", {
+              name: "e",
+              labels: Object.fromEntries(
+                [...Array(25).keys()].map((i) => [`l${i}`, "v".repeat(4000)]),
+              ),
+            }),
+          /^invalid endpoint options: 100\d{3} bytes in all, at most 65536$/.source,
+        ],
+        [
+          "a 2 MB extraHosts entry",
+          (c) => c.createSandbox({ name: "s", extraHosts: [big] }),
+          `invalid sandbox options: extraHosts.0: ${big.length} characters, at most 255`,
+        ],
+      ];
+      for (const [name, f, message] of cases) {
+        const m = message.startsWith("^") ? new RegExp(message) : message;
+        await refuse(`${name} (controller)`, () => f(cnm), InvalidArgumentError, m);
+        await refuse(`${name} (API client)`, () => f(api), InvalidArgumentError, m);
+      }
+      await refuse(
+        "a 300-character network reference",
+        () => cnm.deleteNetwork("n".repeat(300)),
+        InvalidArgumentError,
+        "invalid network: must be at most 255 characters",
+      );
+      await refuse(
+        "a 2 MB network reference through the API",
+        () => api.deleteNetwork(big),
+        InvalidArgumentError,
+        "invalid deleteNetwork request: network: must be at most 255 characters",
+      );
+      await nothingWritten();
+      await t.step("input at the limits is accepted", async () => {
+        const n = await cnm.createNetwork({
+          name: "n".repeat(255),
+          labels: Object.fromEntries([...Array(10).keys()].map((i) => [`l${i}`, "v".repeat(4096)])),
+        });
+        assert.equal(n.name.length, 255);
+      });
+    } finally {
+      await api.close();
+      await server.close();
+    }
   } finally {
     await env.cleanup();
   }
