@@ -73,6 +73,7 @@ export type {
   EffectContext,
   IpamData,
   JoinResult,
+  ValidateNetworkOptions,
 } from "./drivers/driver.ts";
 export type { Kernel } from "./src/kernel/types.ts";
 export type { KernelOptions } from "./src/kernel/mod.ts";
@@ -86,3 +87,10 @@ export { apiSubject, createApiClient, NoControllerError } from "./src/api/client
 export type { ApiClient, ApiClientOptions } from "./src/api/client.ts";
 export { serve } from "./src/api/serve.ts";
 export type { ServeOptions, Server } from "./src/api/serve.ts";
+export { serveDocker } from "./src/api/docker/mod.ts";
+export type {
+  DockerBackend,
+  DockerServeOptions,
+  DockerServer,
+  NetworkResource,
+} from "./src/api/docker/mod.ts";

@@ -16,6 +16,13 @@ import type { Kernel } from "../src/kernel/types.ts";
 export interface DriverCapabilities {
   dataScope: "local" | "global";
   connectivityScope: "local" | "global";
+  /**
+   * For global drivers that need VXLAN ids: the network option that carries them (a comma
+   * list, one per IPv4 subnet, as libnetwork's `com.docker.network.driver.overlay.vxlanid_list`).
+   * The controller decides them cluster-wide (lowest free ≥ 4096, or the user's list, each
+   * claimed in JetStream KV) and writes them into that option of the create intent.
+   */
+  vniOption?: string;
 }
 
 /** Per-address-family IPAM data handed to drivers (libnetwork's IPAMData). */
@@ -93,6 +100,28 @@ export interface JoinResult extends DriverFacts {
   disableGatewayService?: boolean;
 }
 
+/** A remote endpoint of a global network, as its host's join outcome records it. */
+export interface Peer {
+  /** The endpoint's address. */
+  ip: string;
+  mac: string;
+  /** Underlay address of the endpoint's host (its VTEP). */
+  vtep: string;
+}
+
+/** What peer programming needs of the controller. */
+export type PeerContext = Pick<EffectContext, "kernel" | "prefix">;
+
+/** How strictly {@link Driver.validateNetwork} treats options. */
+export interface ValidateNetworkOptions {
+  /**
+   * `refuse` (default): an option in the driver's namespace (`com.docker.network.*` for the
+   * bridge) that it does not know is an error. `accept`: it is kept and ignored, as dockerd
+   * does. Values of known options are checked either way.
+   */
+  unknownOptions?: "refuse" | "accept";
+}
+
 /** A network driver. */
 export interface Driver {
   /** The name networks use in `driver`. */
@@ -105,8 +134,12 @@ export interface Driver {
    */
   readonly choosesMac?: boolean;
   capabilities(): DriverCapabilities;
-  /** Validates options before anything is journaled; throws InvalidArgumentError. */
-  validateNetwork?(network: DriverNetwork): void;
+  /**
+   * Validates options before anything is journaled; throws InvalidArgumentError. `how`
+   * says whether options the driver does not know are refused (the default: cnm's API and
+   * CLI) or accepted and kept (the Docker API, where dockerd echoes them).
+   */
+  validateNetwork?(network: DriverNetwork, how?: ValidateNetworkOptions): void;
   createNetwork(network: DriverNetwork, ctx: EffectContext): Promise<DriverFacts | void>;
   deleteNetwork(network: DriverNetwork, ctx: EffectContext): Promise<void>;
   createEndpoint(
@@ -131,6 +164,16 @@ export interface Driver {
     sandbox: DriverSandbox,
     ctx: EffectContext,
   ): Promise<void>;
+  /**
+   * Global drivers that program remote endpoints (overlay): the whole peer table of a network,
+   * learned from the stream (after a start, and by reconcile). Peers at the driver's own VTEP
+   * and this host's endpoints are the driver's to ignore.
+   */
+  setPeers?(network: DriverNetwork, peers: Peer[], ctx: PeerContext): Promise<unknown>;
+  /** Peers that joined (one call per delivery and network). */
+  addPeers?(network: DriverNetwork, peers: Peer[], ctx: PeerContext): Promise<unknown>;
+  /** Peers that left or were deleted, as they were recorded at join. */
+  removePeers?(network: DriverNetwork, peers: Peer[], ctx: PeerContext): Promise<unknown>;
 }
 
 /** A pool request to an IPAM driver (libnetwork's RequestPool). */

@@ -5,6 +5,8 @@
  * @module
  */
 
+import { createHash } from "node:crypto";
+
 /** A new 64-hex-character object id. */
 export function newObjectId(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(32));
@@ -19,4 +21,13 @@ export function newEventId(): string {
 /** The 12-character short form of an object id. */
 export function shortId(id: string): string {
   return id.slice(0, 12);
+}
+
+/**
+ * A short identity of a controller for ownership marks: the first 8 hex digits of
+ * SHA-256(stream NUL hostId). Two controllers on one kernel (other stream or other host id)
+ * get different marks, so neither mistakes the other's devices for its orphans.
+ */
+export function ownerId(stream: string, hostId: string): string {
+  return createHash("sha256").update(`${stream}\0${hostId}`).digest("hex").slice(0, 8);
 }

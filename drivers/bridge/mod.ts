@@ -22,6 +22,7 @@ import type {
   DriverNetwork,
   EffectContext,
   JoinResult,
+  ValidateNetworkOptions,
 } from "../driver.ts";
 import { ConflictError, InvalidArgumentError } from "../../src/errors.ts";
 import type { LinkInfo } from "../../src/kernel/types.ts";
@@ -47,6 +48,9 @@ const known = new Set<string>([
   "com.docker.network.generic",
 ]);
 
+/** Effects run on journaled networks: what was accepted then is never refused now. */
+const EFFECT: ValidateNetworkOptions = { unknownOptions: "accept" };
+
 /** Parsed bridge options of one network. */
 export interface BridgeConfig {
   bridge: string;
@@ -59,19 +63,26 @@ export interface BridgeConfig {
 const bool = (opts: Record<string, string>, key: string, dflt: boolean): boolean => {
   const v = opts[key];
   if (v === undefined || v === "") return dflt;
-  if (/^(true|1|yes)$/i.test(v)) return true;
-  if (/^(false|0|no)$/i.test(v)) return false;
+  // Go's strconv.ParseBool forms (what dockerd accepts: 1, t, true, …) plus yes/no.
+  if (/^(true|1|yes|t)$/i.test(v)) return true;
+  if (/^(false|0|no|f)$/i.test(v)) return false;
   throw new InvalidArgumentError(`invalid option ${key}: ${JSON.stringify(v)} is not a boolean`);
 };
 
 /**
- * Parses and validates a network's bridge options.
+ * Parses and validates a network's bridge options. Unknown `com.docker.network.*` keys are
+ * refused unless `how.unknownOptions` is `accept` (the Docker API's mode; effects also parse
+ * this way, so a network journaled with such keys is never refused later).
  *
  * @throws {InvalidArgumentError} naming the option.
  */
-export function bridgeConfig(network: Pick<DriverNetwork, "id" | "options">): BridgeConfig {
+export function bridgeConfig(
+  network: Pick<DriverNetwork, "id" | "options">,
+  how: ValidateNetworkOptions = {},
+): BridgeConfig {
   const o = network.options;
   for (const key of Object.keys(o)) {
+    if (how.unknownOptions === "accept") break;
     if (key.startsWith("com.docker.network.") && !known.has(key)) {
       throw new InvalidArgumentError(`invalid option ${key}: not a bridge driver option`);
     }
@@ -150,12 +161,12 @@ export function createBridgeDriver(options: BridgeDriverOptions = {}): Driver {
   return {
     name: "bridge",
     capabilities: () => ({ dataScope: "local", connectivityScope: "local" }),
-    validateNetwork(network) {
-      bridgeConfig(network);
+    validateNetwork(network, how) {
+      bridgeConfig(network, how);
     },
 
     async createNetwork(net, ctx) {
-      const cfg = bridgeConfig(net);
+      const cfg = bridgeConfig(net, EFFECT);
       const existing = (await ctx.kernel.listLinks()).find((l) => l.name === cfg.bridge);
       const alias = ownershipAlias("network", net.id, ctx.owner);
       // A device that exists and is not marked as ours is the user's: use it, never delete it.
@@ -215,7 +226,7 @@ export function createBridgeDriver(options: BridgeDriverOptions = {}): Driver {
     },
 
     async deleteNetwork(net, ctx) {
-      const cfg = bridgeConfig(net);
+      const cfg = bridgeConfig(net, EFFECT);
       const name = typeof net.facts.bridge === "string" ? net.facts.bridge : cfg.bridge;
       const errors: unknown[] = [];
       await fw(ctx).removeNetwork(net.id).catch((e) => errors.push(e));
@@ -251,7 +262,7 @@ export function createBridgeDriver(options: BridgeDriverOptions = {}): Driver {
 
     createEndpoint(net, ep) {
       // Nothing to do in the kernel yet: the veth is made at join, directly in the sandbox.
-      const cfg = bridgeConfig(net);
+      const cfg = bridgeConfig(net, EFFECT);
       return Promise.resolve({ hostVeth: hostVethName(ep.id), mtu: cfg.mtu });
     },
 
@@ -260,7 +271,7 @@ export function createBridgeDriver(options: BridgeDriverOptions = {}): Driver {
     },
 
     async join(net, ep, sandbox, ctx): Promise<JoinResult> {
-      const cfg = bridgeConfig(net);
+      const cfg = bridgeConfig(net, EFFECT);
       const addresses = addressesOf(ep);
       await ctx.kernel.ensureVeth({
         hostName: vethOf(ep),

@@ -1,7 +1,11 @@
 /**
- * The HTTP client of Docker's plugin protocol: `POST /<Interface>.<Method>` with a JSON body
- * and `Accept: application/vnd.docker.plugins.v1.2+json`, over a unix socket or TCP (TLS for
- * `https://` addresses). Connection failures are retried with backoff for a bounded time (a
+ * The HTTP client of Docker's plugin protocol, on the wire as Docker's (moby pkg/plugins):
+ * `POST /<Interface>.<Method> HTTP/1.1` in origin form (not `POST http://plugin/… `, which
+ * Deno's fetch over a unix socket sends and which servers other than Go's refuse), the header
+ * `Accept: application/vnd.docker.plugins.v1.2+json`, a JSON body with its `Content-Length`
+ * (and `Content-Type: application/json`, which Docker omits and some frameworks need), an empty
+ * `Host` over a unix socket as Go sends it; over a unix socket or TCP (TLS for `https://`
+ * addresses). It uses `node:http`, which writes exactly that. Connection failures are retried with backoff for a bounded time (a
  * plugin may start after the controller, as in Docker); every call has a timeout so a hanging
  * plugin cannot hang the controller. Answers are validated with zod: the plugin is outside
  * our process and its answers are input like any other.
@@ -9,6 +13,9 @@
  * @module
  */
 
+import http from "node:http";
+import https from "node:https";
+import { rootCertificates } from "node:tls";
 import { z } from "zod";
 import { DriverError } from "../../src/errors.ts";
 import { formatIssues } from "../../src/journal/events.ts";
@@ -18,7 +25,7 @@ export const PLUGIN_MIME = "application/vnd.docker.plugins.v1.2+json";
 
 /** TLS settings of a `.json` plugin spec (Docker's `TLSConfig`), files already read. */
 export interface PluginTls {
-  /** Docker's `InsecureSkipVerify`; Deno cannot skip verification per client (see docs). */
+  /** Docker's `InsecureSkipVerify`: do not verify the plugin's certificate. */
   insecureSkipVerify: boolean;
   /** PEM of `CAFile`. */
   caCert?: string;
@@ -87,30 +94,84 @@ export interface PluginClient {
 /** Empty answer (`{}`); extra fields are ignored as Docker does. */
 export const Empty = z.looseObject({});
 
-function transport(address: PluginAddress): { base: string; client?: Deno.HttpClient } {
+/** Where and how to send: the request options every call shares. */
+interface Target {
+  https: boolean;
+  options: http.RequestOptions & https.RequestOptions;
+}
+
+function transport(address: PluginAddress): Target {
   const m = /^([a-z]+):\/\/(.*)$/.exec(address.addr);
   if (!m) throw new DriverError(`plugin "${address.name}": invalid address ${address.addr}`);
   const [, scheme, rest] = m;
+  // A new connection per call (Connection: close): nothing lingers after close().
+  const common = { agent: false as const, method: "POST" };
   if (scheme === "unix") {
     if (!rest.startsWith("/")) {
       throw new DriverError(`plugin "${address.name}": unix socket path must be absolute`);
     }
-    return {
-      base: "http://plugin",
-      client: Deno.createHttpClient({ proxy: { transport: "unix", path: rest } }),
-    };
+    // Go sends an empty Host for a unix socket (its path is no host name).
+    return { https: false, options: { ...common, socketPath: rest, setHost: false } };
   }
   const host = rest.replace(/\/+$/, "");
-  if (scheme === "tcp" || scheme === "http") return { base: `http://${host}` };
+  const hp = /^\[?([^\]]*?)\]?(?::(\d+))?$/.exec(host);
+  if (!hp || !hp[1]) {
+    throw new DriverError(`plugin "${address.name}": invalid address ${address.addr}`);
+  }
+  const where = { host: hp[1], ...(hp[2] ? { port: Number(hp[2]) } : {}) };
+  if (scheme === "tcp" || scheme === "http") {
+    return { https: false, options: { ...common, ...where, port: where.port ?? 80 } };
+  }
   if (scheme === "https") {
     const tls = address.tls;
-    const client = Deno.createHttpClient({
-      ...(tls?.caCert ? { caCerts: [tls.caCert] } : {}),
-      ...(tls?.cert && tls.key ? { cert: tls.cert, key: tls.key } : {}),
-    });
-    return { base: `https://${host}`, client };
+    return {
+      https: true,
+      options: {
+        ...common,
+        ...where,
+        port: where.port ?? 443,
+        // As Docker: the CA file is trusted in addition to the system's roots.
+        ...(tls?.caCert ? { ca: [...rootCertificates, tls.caCert] } : {}),
+        ...(tls?.cert && tls.key ? { cert: tls.cert, key: tls.key } : {}),
+        rejectUnauthorized: !tls?.insecureSkipVerify,
+      },
+    };
   }
   throw new DriverError(`plugin "${address.name}": unsupported address scheme ${scheme}://`);
+}
+
+/** One POST: the status and the body, or the transport's error. */
+function request(
+  target: Target,
+  method: string,
+  body: string,
+  signal: AbortSignal,
+): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const send = target.https ? https.request : http.request;
+    const headers: Record<string, string | number> = {
+      ...(target.options.socketPath ? { Host: "" } : {}),
+      Accept: PLUGIN_MIME,
+      "Content-Type": "application/json",
+      "Content-Length": new TextEncoder().encode(body).length,
+    };
+    const req = send({ ...target.options, path: `/${method}`, headers }, (res) => {
+      const chunks: Uint8Array[] = [];
+      res.on("data", (c: Uint8Array) => chunks.push(c));
+      res.on("error", reject);
+      res.on("end", () => {
+        const all = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+        let at = 0;
+        for (const c of chunks) all.set(c, (at += c.length) - c.length);
+        resolve({ status: res.statusCode ?? 0, text: new TextDecoder().decode(all) });
+      });
+    });
+    const abort = () => req.destroy(new Error("aborted"));
+    signal.addEventListener("abort", abort, { once: true });
+    req.on("error", reject);
+    req.on("close", () => signal.removeEventListener("abort", abort));
+    req.end(body);
+  });
 }
 
 /**
@@ -120,8 +181,10 @@ function transport(address: PluginAddress): { base: string; client?: Deno.HttpCl
 function isConnectFailure(err: unknown): boolean {
   const text = [err, (err as { cause?: unknown })?.cause].map((e) => String(e)).join(" ");
   if (/certificate/i.test(text)) return false;
-  return /Connect|connection refused|No such file|ECONNREFUSED|ENOENT|os error 111|os error 2\b/
-    .test(text);
+  const code = String((err as { code?: unknown })?.code ?? "");
+  return ["ECONNREFUSED", "ENOENT"].includes(code) ||
+    /Connect|connection refused|No such file|ECONNREFUSED|ENOENT|os error 111|os error 2\b/
+      .test(text);
 }
 
 function sleep(ms: number): Promise<void> {
@@ -146,7 +209,7 @@ export function createPluginClient(
   const callTimeout = options.callTimeout ?? 30_000;
   const backoffInitial = options.backoffInitial ?? 100;
   const backoffMax = options.backoffMax ?? 2_000;
-  const { base, client } = transport(address);
+  const target = transport(address);
   const who = `plugin "${address.name}"`;
 
   async function post(method: string, body: string): Promise<{ status: number; text: string }> {
@@ -155,14 +218,7 @@ export function createPluginClient(
     for (let attempt = 1;; attempt++) {
       const signal = AbortSignal.timeout(callTimeout);
       try {
-        const res = await fetch(`${base}/${method}`, {
-          method: "POST",
-          headers: { Accept: PLUGIN_MIME },
-          body,
-          signal,
-          ...(client ? { client } : {}),
-        });
-        return { status: res.status, text: await res.text() };
+        return await request(target, method, body, signal);
       } catch (err) {
         if (signal.aborted) {
           throw new DriverError(
@@ -172,7 +228,8 @@ export function createPluginClient(
         }
         const left = retryTimeout - (Date.now() - started);
         if (!isConnectFailure(err) || left <= 0) {
-          const cause = String((err as Error)?.cause ?? err).replace(/^Error: /, "");
+          const cause = String((err as Error)?.cause ?? (err as Error)?.message ?? err)
+            .replace(/^Error: /, "");
           throw new DriverError(
             `remote: ${method}: ${who} at ${address.addr} is unreachable` +
               ` (${attempt} attempt(s) in ${Date.now() - started} ms): ${cause}`,
@@ -224,7 +281,7 @@ export function createPluginClient(
       return parsed.data;
     },
     close() {
-      client?.close();
+      // Nothing to close: every call has its own connection.
     },
   };
 }

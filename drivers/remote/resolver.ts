@@ -21,7 +21,7 @@ import {
   type DiscoverOptions,
   discoverPlugin,
 } from "./discovery.ts";
-import { createRemoteDriver, createRemoteIpamDriver } from "./mod.ts";
+import { createRemoteDriver, createRemoteIpamDriver } from "./_driver.ts";
 
 /** Options of {@link createPluginResolver}. */
 export type PluginResolverOptions = DiscoverOptions & PluginClientOptions;

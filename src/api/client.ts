@@ -12,6 +12,7 @@ import { z } from "zod";
 import { formatIssues } from "../journal/events.ts";
 import {
   type CnmError,
+  ForbiddenError,
   fromErrorRecord,
   InvalidArgumentError,
   UnavailableError,
@@ -24,6 +25,7 @@ import type {
   DeleteEndpointOptions,
 } from "../controller/inputs.ts";
 import { borrowConnection, type NatsTarget } from "../journal/watch.ts";
+import type { ReconcileReport } from "../controller/drift.ts";
 import { noControllerMessage, readLease } from "../controller/lease.ts";
 import { checkLimits, LIMITS } from "../controller/limits.ts";
 
@@ -54,6 +56,7 @@ export const ApiRequests = {
   endpoints: z.strictObject({ network: Ref.optional() }),
   sandbox: z.strictObject({ sandbox: Ref }),
   sandboxes: z.strictObject({}),
+  reconcile: z.strictObject({ dryRun: z.boolean().optional() }),
 } as const;
 
 /** One of the API's verbs. */
@@ -104,6 +107,8 @@ export const ApiResults: Record<ApiVerb, z.ZodType> = {
   endpoints: z.array(EndpointInfoSchema),
   sandbox: SandboxInfoSchema.nullable(),
   sandboxes: z.array(SandboxInfoSchema),
+  reconcile: z.object({ dryRun: z.boolean(), findings: z.array(z.unknown()), ms: z.number() })
+    .loose(),
 };
 
 /** A reply: exactly one of `result` and `error`. */
@@ -162,6 +167,8 @@ export interface ApiClient {
   endpoints(filter?: { network?: string }): Promise<EndpointInfo[]>;
   sandbox(idOrName: string): Promise<SandboxInfo | undefined>;
   sandboxes(): Promise<SandboxInfo[]>;
+  /** Compares the journal with the kernel and, unless `dryRun`, repairs (journaled). */
+  reconcile(options?: { dryRun?: boolean }): Promise<ReconcileReport>;
   /** Closes the connection the client opened (a borrowed one stays open). */
   close(): Promise<void>;
 }
@@ -186,7 +193,9 @@ export interface ApiClientOptions {
 /**
  * Connects to a host's controller over NATS.
  *
- * @throws {NatsUnreachableError} when NATS cannot be reached.
+ * @throws {NatsUnreachableError} when NATS cannot be reached. Calls throw
+ *   {@link NoControllerError} when no controller answers, and `ForbiddenError` when NATS does
+ *   not let the user publish the request.
  * @example
  * ```ts ignore
  * const api = await createApiClient({ nats: { servers: "127.0.0.1:4222" }, hostId: "h1" });
@@ -218,6 +227,13 @@ export async function createApiClient(options: ApiClientOptions): Promise<ApiCli
       reply = await nc.request(subject, payload, { timeout });
     } catch (err) {
       const e = err as { name?: string; isNoResponders?: () => boolean; cause?: { name?: string } };
+      if (e.name === "PermissionViolationError" || e.cause?.name === "PermissionViolationError") {
+        throw new ForbiddenError(
+          `${verb} on host ${hostId}: NATS does not let this user publish to ${subject} ` +
+            "(see docs/nats-permissions.conf)",
+          { cause: err },
+        );
+      }
       if (e.isNoResponders?.() || e.cause?.name === "NoResponders" || e.name === "NoResponders") {
         const lease = await readLease(nc, { stream: options.stream ?? "CNM", prefix, hostId })
           .catch(() => undefined);
@@ -248,6 +264,11 @@ export async function createApiClient(options: ApiClientOptions): Promise<ApiCli
     leave: async (endpoint, sandbox) => void await call("leave", { endpoint, sandbox }),
     network: async (network) => orUndefined<NetworkInfo>(await call("network", { network })),
     networks: async () => await call("networks", {}) as NetworkInfo[],
+    reconcile: async (o) =>
+      await call(
+        "reconcile",
+        o?.dryRun === undefined ? {} : { dryRun: o.dryRun },
+      ) as ReconcileReport,
     endpoint: async (endpoint) => orUndefined<EndpointInfo>(await call("endpoint", { endpoint })),
     endpoints: async (f) =>
       await call("endpoints", f?.network ? { network: f.network } : {}) as EndpointInfo[],

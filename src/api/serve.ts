@@ -1,15 +1,16 @@
 /**
  * Serves a controller over NATS request/reply (the API in `src/api.ts`). One subscription
  * on `<prefix>-api.<hostId>.*` in a queue group, so a second server for the same host
- * never runs a command twice. Requests are handled concurrently; the controller's own
- * locks order them per object.
+ * never runs a command twice. Before subscribing it pings the host's API: when anything
+ * answers (another controller for the host, on another stream, or an impostor) it refuses to
+ * start. Requests are handled concurrently; the controller's own locks order them per object.
  *
  * @module
  */
 
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { Controller } from "../controller/mod.ts";
-import { InvalidArgumentError, toErrorRecord } from "../errors.ts";
+import { ConflictError, InvalidArgumentError, toErrorRecord } from "../errors.ts";
 import { API_VERBS, ApiRequests, apiSubject, type ApiVerb, parseRequest } from "./client.ts";
 import { borrowConnection, type NatsTarget } from "../journal/watch.ts";
 
@@ -23,6 +24,8 @@ export interface ServeOptions {
   hostId?: string;
   /** Called after each request with verb, milliseconds and the error, if any. */
   onRequest?: (verb: string, ms: number, error?: Error) => void;
+  /** How long the start-up ping waits for another server's answer, in ms. Default 500. */
+  probeTimeoutMs?: number;
 }
 
 /** A running server. */
@@ -51,14 +54,50 @@ const handlers: Record<ApiVerb, Handler> = {
   endpoints: (c, r) => c.endpoints(r.network ? { network: r.network } : {}),
   sandbox: (c, r) => c.sandbox(r.sandbox),
   sandboxes: (c) => c.sandboxes(),
+  reconcile: (c, r) => c.reconcile(r.dryRun === undefined ? {} : { dryRun: r.dryRun }),
 };
 
 const enc = new TextEncoder();
 
 /**
+ * Pings `<prefix>-api.<hostId>.ping` and says who answers: `undefined` when nobody does
+ * (no subscriber, or only silent ones such as `nats sub '>'`), else what the answer says.
+ *
+ * @example
+ * ```ts ignore
+ * const other = await probeResponder(nc, "cnm", "h1");
+ * if (other) console.log(`h1 is already served: ${other}`);
+ * ```
+ */
+export async function probeResponder(
+  nc: NatsConnection,
+  prefix: string,
+  hostId: string,
+  timeoutMs = 500,
+): Promise<string | undefined> {
+  let text: string;
+  try {
+    const reply = await nc.request(apiSubject(prefix, hostId, "ping"), enc.encode("{}"), {
+      timeout: timeoutMs,
+    });
+    text = reply.string();
+  } catch {
+    return undefined; // no responders, a timeout, or a permission error: nobody answers
+  }
+  try {
+    const r = JSON.parse(text).result;
+    if (typeof r?.hostId === "string") {
+      return `a server answered ping: host ${r.hostId}, stream ${r.stream}, prefix ${r.prefix}`;
+    }
+  } catch { /* not our protocol */ }
+  return `something answered ping with ${JSON.stringify(text.slice(0, 80))}`;
+}
+
+/**
  * Answers the API for `controller` until closed.
  *
  * @throws {NatsUnreachableError} when NATS cannot be reached.
+ * @throws {ConflictError} when something already answers for the host.
  * @example
  * ```ts ignore
  * const cnm = await createController({ nats: { servers: "127.0.0.1:4222" }, hostId: "h1" });
@@ -73,6 +112,13 @@ export async function serve(controller: Controller, options: ServeOptions): Prom
   const prefix = options.prefix ?? controller.prefix;
   const hostId = options.hostId ?? controller.hostId;
   const subject = apiSubject(prefix, hostId, "*");
+  const other = await probeResponder(nc, prefix, hostId, options.probeTimeoutMs);
+  if (other) {
+    await release();
+    throw new ConflictError(
+      `host ${hostId} is already served on ${subject} (${other}); stop that server first`,
+    );
+  }
   const sub = nc.subscribe(subject, { queue: `cnm-api-${hostId}` });
   const inFlight = new Set<Promise<void>>();
   const loop = (async () => {

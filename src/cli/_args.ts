@@ -17,7 +17,13 @@ export const Exit = {
   NatsUnreachable: 3,
   /** No controller answers for the host (start one with `cnm serve`). */
   NoController: 4,
+  /** NATS refused the credentials, or TLS with it failed. */
+  NatsAuth: 5,
 } as const;
+
+/** The exit codes, as --help prints them. */
+export const EXIT_CODES = "Exit codes: 0 ok, 1 operation failed, 2 usage, 3 NATS unreachable, " +
+  "4 no controller for the host, 5 NATS refused the credentials or TLS failed";
 
 /** A wrong command line (exit code 2). */
 export class UsageError extends Error {
@@ -33,8 +39,8 @@ export interface FlagSpec {
   short?: string;
   /** May be given several times (collected in an array). */
   multi?: boolean;
-  /** Environment variable used when the flag is absent. */
-  env?: string;
+  /** Environment variable(s) used when the flag is absent, the first one set wins. */
+  env?: string | string[];
   /** Shown in --help. */
   help: string;
   /** Placeholder in --help, e.g. `URL`. */
@@ -47,14 +53,35 @@ export type FlagSpecs = Record<string, FlagSpec>;
 /** Parsed values: string, boolean or string[] by flag name. */
 export type Flags = Record<string, string | boolean | string[] | undefined>;
 
-/** Flags every verb accepts. */
+/** Flags every verb accepts: the connection (as the `nats` CLI names them), then cnm's own. */
 export const GLOBAL_FLAGS: FlagSpecs = {
-  nats: {
+  server: {
     type: "string",
-    env: "CNM_NATS_URL",
+    short: "s",
+    env: ["CNM_NATS_URL", "NATS_URL"],
     arg: "URL",
-    help: "NATS server(s), comma-separated (default 127.0.0.1:4222)",
+    help: "NATS server(s), comma-separated; nats://[user:pass@]host:port, tls://… " +
+      "(default 127.0.0.1:4222)",
   },
+  nats: { type: "string", arg: "URL", help: "same as --server" },
+  user: {
+    type: "string",
+    env: "NATS_USER",
+    arg: "USER",
+    help: "user name (a token when no password is given)",
+  },
+  password: {
+    type: "string",
+    env: "NATS_PASSWORD",
+    arg: "PASSWORD",
+    help: "password (prefer $NATS_PASSWORD: flags show in ps)",
+  },
+  token: { type: "string", env: "NATS_TOKEN", arg: "TOKEN", help: "authentication token" },
+  creds: { type: "string", env: "NATS_CREDS", arg: "FILE", help: "user credentials file (JWT)" },
+  nkey: { type: "string", env: "NATS_NKEY", arg: "FILE", help: "file holding a user NKey seed" },
+  tlscert: { type: "string", env: "NATS_CERT", arg: "FILE", help: "TLS client certificate" },
+  tlskey: { type: "string", env: "NATS_KEY", arg: "FILE", help: "TLS client private key" },
+  tlsca: { type: "string", env: "NATS_CA", arg: "FILE", help: "TLS certificate authority" },
   stream: {
     type: "string",
     env: "CNM_STREAM",
@@ -86,13 +113,15 @@ export function parseArgs(
   argv: string[],
   specs: FlagSpecs,
   env: (name: string) => string | undefined = (n) => Deno.env.get(n),
-): { flags: Flags; args: string[] } {
+): { flags: Flags; args: string[]; sources: Map<string, string> } {
   const all = { ...GLOBAL_FLAGS, ...specs };
   const short = new Map(
     Object.entries(all).filter(([, s]) => s.short).map(([n, s]) => [s.short!, n]),
   );
   const flags: Flags = {};
   const args: string[] = [];
+  /** Where each given flag came from: `--name` or `$ENV`. */
+  const sources = new Map<string, string>();
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === "--") {
@@ -114,6 +143,7 @@ export function parseArgs(
     }
     const spec = all[name];
     if (!spec) throw new UsageError(`unknown flag --${name}`);
+    sources.set(name, `--${name}`);
     if (spec.type === "boolean") {
       if (value !== undefined && !["true", "false"].includes(value)) {
         throw new UsageError(`--${name} takes no value (or =true/=false)`);
@@ -131,11 +161,13 @@ export function parseArgs(
     else flags[name] = value;
   }
   for (const [name, spec] of Object.entries(all)) {
-    if (flags[name] === undefined && spec.env && env(spec.env) !== undefined) {
-      flags[name] = env(spec.env);
-    }
+    if (flags[name] !== undefined || !spec.env) continue;
+    const set = [spec.env].flat().find((e) => env(e) !== undefined);
+    if (set === undefined) continue;
+    flags[name] = spec.type === "boolean" ? /^(1|true|yes)$/i.test(env(set)!) : env(set);
+    sources.set(name, `$${set}`);
   }
-  return { flags, args };
+  return { flags, args, sources };
 }
 
 /** `k=v` pairs (from repeatable flags) as a map. */
@@ -176,7 +208,7 @@ export function helpText(usage: string, summary: string, specs: FlagSpecs, extra
     const left = `  ${s.short ? `-${s.short}, ` : ""}--${n}${
       s.type === "string" ? ` ${s.arg ?? "VALUE"}` : ""
     }`;
-    const env = s.env ? ` [$${s.env}]` : "";
+    const env = s.env ? ` [${[s.env].flat().map((e) => `$${e}`).join(", ")}]` : "";
     return `${left.padEnd(30)} ${s.help}${s.multi ? " (repeatable)" : ""}${env}`;
   };
   const own = Object.entries(specs).map(line);
@@ -191,6 +223,6 @@ export function helpText(usage: string, summary: string, specs: FlagSpecs, extra
     ...global,
     ...(extra ? ["", extra] : []),
     "",
-    "Exit codes: 0 ok, 1 operation failed, 2 usage, 3 NATS unreachable, 4 no controller for the host",
+    EXIT_CODES,
   ].join("\n");
 }

@@ -5,8 +5,11 @@
  * @module
  */
 
-import type { ConnectionOptions } from "@nats-io/transport-node";
+import type { NatsConnection, NodeConnectionOptions } from "@nats-io/transport-node";
 import { type Flags, UsageError } from "./_args.ts";
+import { checkHostId, checkPrefix, checkStream } from "./_names.ts";
+import { type NatsSettings, natsSettings } from "./_nats.ts";
+import { connectNats } from "./_nats_connect.ts";
 import { replay, type ReplayState } from "../journal/replay.ts";
 
 /** Where output goes (replaceable in tests). */
@@ -29,29 +32,90 @@ export interface Ctx {
   flags: Flags;
   args: string[];
   io: Io;
-  nats: ConnectionOptions;
+  /** nats.js connect options (servers, authenticator, TLS), for a connection of one's own. */
+  nats: NodeConnectionOptions;
+  /** The connection settings: what to print about them, what to redact. */
+  natsSettings: NatsSettings;
+  /**
+   * The verb's connection, opened on first use (one failing fast, one reconnecting for ever
+   * with `reconnect`), closed by {@link Ctx.close}.
+   *
+   * @throws {NatsAuthError} when NATS refuses the credentials or TLS fails.
+   * @throws {NatsUnreachableError} when no server answers.
+   */
+  connect(options?: { reconnect?: boolean }): Promise<NatsConnection>;
+  /** Closes the connections `connect` opened. */
+  close(): Promise<void>;
   stream: string;
   prefix: string;
-  host: string;
+  /** The host id (this machine's hostname by default, checked when a verb reads it). */
+  readonly host: string;
   json: boolean;
+  /** `table`, `json`, or a format the verb adds (`docker` for `network inspect`). */
+  format: string;
 }
 
-/** Builds the context, checking `--format`. */
-export function makeCtx(flags: Flags, args: string[], io: Io): Ctx {
+/**
+ * Builds the context: checks `--format`, the stream, prefix and host names, and the NATS
+ * connection flags.
+ *
+ * @param sources where each flag came from (`--x` or `$X`), for messages and precedence.
+ * @param verb the verb's name, in the connection's name.
+ * @param formats `--format` values the verb takes besides `table` and `json`.
+ * @throws {UsageError} naming the flag that is wrong.
+ */
+export function makeCtx(
+  flags: Flags,
+  args: string[],
+  io: Io,
+  sources: Map<string, string> = new Map(),
+  verb = "",
+  formats: string[] = [],
+): Ctx {
   const format = (flags.format as string | undefined) ?? "table";
-  if (format !== "table" && format !== "json") {
-    throw new UsageError(`--format takes table or json, got ${JSON.stringify(format)}`);
+  const allowed = ["table", "json", ...formats];
+  if (!allowed.includes(format)) {
+    throw new UsageError(
+      `--format takes ${allowed.slice(0, -1).join(", ")} or ${allowed.at(-1)}, got ${
+        JSON.stringify(format)
+      }`,
+    );
   }
-  const url = (flags.nats as string | undefined) ?? "127.0.0.1:4222";
+  const src = (name: string) => sources.get(name) ?? `--${name}`;
+  const given = (name: string) => flags[name] as string | undefined;
+  const stream = checkStream(given("stream") ?? "CNM", src("stream"));
+  const prefix = checkPrefix(given("prefix") ?? "cnm", src("prefix"));
+  const explicitHost = given("host");
+  if (explicitHost !== undefined) checkHostId(explicitHost, src("host"));
+  const settings = natsSettings(flags, sources);
+  const open = new Map<boolean, Promise<NatsConnection>>();
   return {
     flags,
     args,
     io,
-    nats: { servers: url.split(",").map((s) => s.trim()).filter(Boolean), maxReconnectAttempts: 0 },
-    stream: (flags.stream as string | undefined) ?? "CNM",
-    prefix: (flags.prefix as string | undefined) ?? "cnm",
-    host: (flags.host as string | undefined) ?? Deno.hostname(),
+    nats: { ...settings.options, maxReconnectAttempts: 0 },
+    natsSettings: settings,
+    connect({ reconnect = false } = {}) {
+      let nc = open.get(reconnect);
+      if (!nc) {
+        nc = connectNats(settings, { reconnect, name: `cnm ${verb}`.trim() });
+        open.set(reconnect, nc);
+      }
+      return nc;
+    },
+    async close() {
+      const all = [...open.values()];
+      open.clear();
+      await Promise.allSettled(all.map(async (p) => (await p).close()));
+    },
+    stream,
+    prefix,
+    get host() {
+      return explicitHost ??
+        checkHostId(Deno.hostname(), `this machine's hostname (the default of --host)`);
+    },
     json: format === "json",
+    format,
   };
 }
 
@@ -131,6 +195,8 @@ export interface Verb {
   flags: import("./_args.ts").FlagSpecs;
   /** Extra help (examples). */
   extra?: string;
+  /** `--format` values beyond table and json that this verb takes. */
+  formats?: string[];
   run(ctx: Ctx): Promise<void>;
 }
 
@@ -153,7 +219,7 @@ export async function stateAt(
   const bar = progress(ctx.io, "replaying");
   try {
     return await replay({
-      nats: ctx.nats,
+      nats: await ctx.connect(),
       stream: ctx.stream,
       prefix: ctx.prefix,
       ...(at !== undefined ? { until: at } : {}),

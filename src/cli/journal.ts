@@ -72,7 +72,7 @@ export const events: Verb = {
       ctx.io.out(ctx.json ? JSON.stringify(e) : line(eventRow(e)));
     if (!ctx.json) ctx.io.out(line(EVENT_HEADER));
     if (!ctx.flags.follow) {
-      const { nc, release } = await borrowConnection(ctx.nats);
+      const { nc, release } = await borrowConnection(await ctx.connect());
       try {
         for await (const e of readEvents(nc, { ...sel, since: since ?? 1, until })) print(e);
       } finally {
@@ -82,8 +82,9 @@ export const events: Verb = {
     }
     const untilSeq = typeof until === "number" ? until : Infinity;
     const untilTime = until instanceof Date ? until.getTime() : Infinity;
+    const nc = await ctx.connect({ reconnect: true });
     await new Promise<void>((resolve, reject) => {
-      const sub = watch({ ...sel, nats: { ...ctx.nats, maxReconnectAttempts: -1 }, since })
+      const sub = watch({ ...sel, nats: nc, since })
         .subscribe({
           next(e) {
             if (e.seq > untilSeq || Date.parse(e.at) > untilTime) {
@@ -118,7 +119,7 @@ export const historyVerb: Verb = {
   async run(ctx) {
     const [ref] = expectArgs(ctx, 1, 1, "an object id, id prefix or name");
     const h = await history(ref, {
-      nats: ctx.nats,
+      nats: await ctx.connect(),
       stream: ctx.stream,
       prefix: ctx.prefix,
       ...(ctx.flags.kind ? { kind: ctx.flags.kind as string } : {}),
@@ -276,7 +277,7 @@ export const exportVerb: Verb = {
   },
   async run(ctx) {
     expectArgs(ctx, 0, 0, "no arguments");
-    const { nc, release } = await borrowConnection(ctx.nats);
+    const { nc, release } = await borrowConnection(await ctx.connect());
     let n = 0;
     try {
       const read = readEvents(nc, {
@@ -316,7 +317,7 @@ export const importVerb: Verb = {
         throw new InvalidArgumentError(`line ${i + 1}: ${(err as Error).message}`);
       }
     });
-    const { nc, release } = await borrowConnection(ctx.nats);
+    const { nc, release } = await borrowConnection(await ctx.connect());
     try {
       const jsm = await jetstreamManager(nc);
       const existing = await jsm.streams.info(ctx.stream).catch(() => undefined);

@@ -1,6 +1,7 @@
 /**
  * The `cnm` command line. `main(argv)` parses, runs one verb and returns the exit code:
- * 0 ok, 1 the operation failed, 2 usage, 3 NATS unreachable, 4 no controller for the host.
+ * 0 ok, 1 the operation failed, 2 usage, 3 NATS unreachable, 4 no controller for the host,
+ * 5 NATS refused the credentials or TLS failed. Nothing it prints carries a secret.
  *
  * @module
  */
@@ -8,8 +9,10 @@
 import { NoControllerError } from "../api/client.ts";
 import { toErrorRecord, UnavailableError } from "../errors.ts";
 import { NatsUnreachableError } from "../journal/watch.ts";
-import { Exit, GLOBAL_FLAGS, helpText, parseArgs, UsageError } from "./_args.ts";
-import { type Io, makeCtx, stdio, type Verb } from "./_context.ts";
+import { Exit, EXIT_CODES, GLOBAL_FLAGS, helpText, parseArgs, UsageError } from "./_args.ts";
+import { type Ctx, type Io, makeCtx, stdio, type Verb } from "./_context.ts";
+import { redact } from "./_nats.ts";
+import { isAuthFailure, NatsAuthError } from "./_nats_connect.ts";
 import { connectVerb, disconnectVerb, endpoint, network, sandbox } from "./objects.ts";
 import { diff, events, exportVerb, historyVerb, importVerb, state } from "./journal.ts";
 import { serveVerb } from "./serve.ts";
@@ -48,12 +51,13 @@ function overview(): string {
     "",
     "Global options:",
     ...Object.entries(GLOBAL_FLAGS).map(([n, s]) =>
-      `  --${n}${s.type === "string" ? ` ${s.arg}` : ""}`.padEnd(32) +
-      `${s.help}${s.env ? ` [$${s.env}]` : ""}`
+      `  ${s.short ? `-${s.short}, ` : ""}--${n}${s.type === "string" ? ` ${s.arg}` : ""}`
+        .padEnd(32) +
+      `${s.help}${s.env ? ` [${[s.env].flat().map((e) => `$${e}`).join(", ")}]` : ""}`
     ),
     "",
     "Run 'cnm COMMAND --help' for a command's options.",
-    "Exit codes: 0 ok, 1 operation failed, 2 usage, 3 NATS unreachable, 4 no controller for the host",
+    EXIT_CODES,
   ].join("\n");
 }
 
@@ -74,6 +78,7 @@ function lookup(words: string[]): { verb?: Verb; name: string; rest: string[]; g
 /** Maps an error to an exit code. */
 export function exitCodeOf(err: unknown): number {
   if (err instanceof UsageError) return Exit.Usage;
+  if (err instanceof NatsAuthError || isAuthFailure(err)) return Exit.NatsAuth;
   if (err instanceof NoControllerError) return Exit.NoController;
   if (err instanceof NatsUnreachableError) return Exit.NatsUnreachable;
   if (err instanceof UnavailableError && /cannot connect to NATS/.test(err.message)) {
@@ -92,7 +97,10 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
       globalsFirst = i;
       break;
     }
-    const spec = GLOBAL_FLAGS[a.replace(/^--?/, "")];
+    const name = a.startsWith("--")
+      ? a.slice(2)
+      : Object.keys(GLOBAL_FLAGS).find((n) => `-${GLOBAL_FLAGS[n].short}` === a) ?? "";
+    const spec = GLOBAL_FLAGS[name];
     if (spec?.type === "string" && !a.includes("=")) i++;
   }
   const words = globalsFirst >= 0 ? argv.slice(globalsFirst) : [];
@@ -122,26 +130,41 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
     return Exit.Usage;
   }
   let json = false;
+  let ctx: Ctx | undefined;
+  let secrets: string[] = [];
   try {
-    const { flags, args } = parseArgs([...before, ...rest], verb.flags);
+    const { flags, args, sources } = parseArgs([...before, ...rest], verb.flags);
+    // Mask what could be a secret even before the settings are understood.
+    secrets = [flags.password, flags.token, flags.password === undefined ? flags.user : undefined]
+      .filter((v): v is string => typeof v === "string");
     if (flags.help) {
       io.out(helpText(verb.usage, verb.summary, verb.flags, verb.extra));
       return Exit.Ok;
     }
-    const ctx = makeCtx(flags, args, io);
+    ctx = makeCtx(flags, args, io, sources, name, verb.formats);
+    secrets = ctx.natsSettings.secrets;
     json = ctx.json;
+    for (const w of ctx.natsSettings.warnings) {
+      io.err(
+        `cnm: warning: ${w} on the command line is visible to every user of this machine (ps); ` +
+          "prefer $NATS_PASSWORD / $NATS_TOKEN / $NATS_URL, --creds or --nkey",
+      );
+    }
     await verb.run(ctx);
     return Exit.Ok;
   } catch (err) {
     const code = exitCodeOf(err);
+    const message = redact((err as Error).message, secrets);
     if (code === Exit.Usage) {
-      io.err(`cnm ${name}: ${(err as Error).message}\nRun 'cnm ${name} --help' for usage.`);
+      io.err(`cnm ${name}: ${message}\nRun 'cnm ${name} --help' for usage.`);
     } else if (json) {
-      io.err(JSON.stringify({ error: toErrorRecord(err) }));
+      io.err(redact(JSON.stringify({ error: toErrorRecord(err) }), secrets));
     } else {
-      io.err(`cnm ${name}: ${(err as Error).name}: ${(err as Error).message}`);
+      io.err(`cnm ${name}: ${(err as Error).name}: ${message}`);
     }
     return code;
+  } finally {
+    await ctx?.close();
   }
 }
 

@@ -8,6 +8,7 @@
 
 import { type ApiClient, createApiClient } from "../api/client.ts";
 import { NotFoundError } from "../errors.ts";
+import { formatInspect, networkResource } from "../api/docker/mod.ts";
 import type { ReplayState } from "../journal/replay.ts";
 import { type FlagSpecs, pairs, UsageError } from "./_args.ts";
 import { type Ctx, expectArgs, json, short, stateAt, table, type Verb } from "./_context.ts";
@@ -40,7 +41,7 @@ export function find<T extends { id: string; name: string; state?: string }>(
 
 async function withApi<T>(ctx: Ctx, f: (api: ApiClient) => Promise<T>): Promise<T> {
   const api = await createApiClient({
-    nats: ctx.nats,
+    nats: await ctx.connect(),
     prefix: ctx.prefix,
     hostId: ctx.host,
     stream: ctx.stream,
@@ -176,7 +177,38 @@ export const network: Record<string, Verb> = {
       printed(ctx, info);
     },
   },
-  inspect: inspect("networks", "network"),
+  inspect: {
+    ...inspect("networks", "network"),
+    usage: "cnm network inspect [--format json|docker] NETWORK...",
+    summary: "Shows networks (by id, name or id prefix) as JSON, read from the stream; " +
+      "--format docker prints what `docker network inspect` prints against `cnm serve " +
+      "--docker-socket` (Docker's NetworkResource, its containers being sandboxes).",
+    formats: ["docker"],
+    async run(ctx) {
+      const refs = expectArgs(ctx, 1, Infinity, "one or more networks");
+      const state = await currentState(ctx);
+      if (ctx.format !== "docker") {
+        return json(ctx.io, refs.map((r) => find(state.networks, r, "network")));
+      }
+      // Like `docker network inspect A B`: the ones found, then the first miss as the error.
+      const found = [];
+      let missing: unknown;
+      for (const r of refs) {
+        try {
+          found.push(find(state.networks, r, "network"));
+        } catch (err) {
+          missing ??= err;
+        }
+      }
+      const { endpoints, sandboxes } = state;
+      ctx.io.out(
+        formatInspect(
+          found.map((n) => networkResource(n, { endpoints, sandboxes, containers: true })),
+        ).trimEnd(),
+      );
+      if (missing) throw missing;
+    },
+  },
   rm: {
     usage: "cnm network rm NETWORK...",
     summary: "Deletes networks (by id or name) on the host's controller.",

@@ -1,18 +1,28 @@
 /**
- * `cnm serve`: runs this host's controller and answers the NATS API until SIGINT/SIGTERM.
+ * `cnm serve`: runs this host's controller and answers the NATS API until SIGINT/SIGTERM, or
+ * until its parent process dies (see `--exit-with-parent`).
  *
  * @module
  */
 
 import { createController } from "../controller/mod.ts";
-import { serve } from "../api/serve.ts";
+import { ConflictError } from "../errors.ts";
+import { apiSubject } from "../api/client.ts";
+import { probeResponder, serve } from "../api/serve.ts";
+import { type DockerServer, serveDocker } from "../api/docker/mod.ts";
 import { type Ctx, expectArgs, type Verb } from "./_context.ts";
+import { UsageError } from "./_args.ts";
+import { redact } from "./_nats.ts";
+import { watchParent } from "./_parent.ts";
 
 /** `cnm serve` */
 export const serveVerb: Verb = {
-  usage: "cnm serve [--namespace PATH] [--name-prefix P] [--state-dir DIR]",
+  usage:
+    "cnm serve [--namespace PATH] [--name-prefix P] [--state-dir DIR] [--docker-socket PATH] " +
+    "[--advertise-addr IP] [--replicas N]",
   summary: "Runs the controller for --host, journaling to --stream, and answers commands on " +
-    "<prefix>-api.<host>.<verb> until interrupted. Stopping leaves the kernel as it is.",
+    "<prefix>-api.<host>.<verb> until interrupted. Stopping leaves the kernel as it is. " +
+    "With --docker-socket it also answers the Docker Engine API for networks there.",
   flags: {
     namespace: {
       type: "string",
@@ -29,49 +39,115 @@ export const serveVerb: Verb = {
       arg: "DIR",
       help: "sandbox files (default /var/lib/cnm/<host>)",
     },
+    "advertise-addr": {
+      type: "string",
+      arg: "IP",
+      help:
+        "this host's VTEP for overlay networks (default: the address of the default route's device)",
+    },
+    replicas: {
+      type: "string",
+      arg: "N",
+      help: "replicas of the stream and KV buckets it creates, on a JetStream cluster (default 1)",
+    },
+    "docker-socket": {
+      type: "string",
+      arg: "PATH",
+      help: "also serve the Docker Engine API (networks) on this unix socket (mode 0660)",
+    },
+    "docker-group": {
+      type: "string",
+      arg: "GID",
+      help: "group id to give the Docker socket (default: unchanged)",
+    },
     quiet: { type: "boolean", short: "q", help: "do not log requests on stderr" },
+    "exit-with-parent": {
+      type: "boolean",
+      env: "CNM_EXIT_WITH_PARENT",
+      help: "stop when the parent process dies (set by `deno task cnm`; supervisors: run ./cnm)",
+    },
   },
   async run(ctx: Ctx) {
     expectArgs(ctx, 0, 0, "no arguments");
     const f = ctx.flags;
+    const replicas = f.replicas === undefined ? undefined : Number(f.replicas);
+    if (replicas !== undefined && !(Number.isInteger(replicas) && replicas >= 1 && replicas <= 5)) {
+      throw new UsageError(`invalid --replicas ${JSON.stringify(f.replicas)}: 1 to 5`);
+    }
+    const group = f["docker-group"] as string | undefined;
+    if (group !== undefined && !/^\d+$/.test(group)) {
+      throw new UsageError(`--docker-group takes a numeric group id, got ${JSON.stringify(group)}`);
+    }
+    const hostId = ctx.host;
+    const say = (text: string) => ctx.io.err(redact(text, ctx.natsSettings.secrets));
+    // Our own connection first: bad credentials fail here with their own message, and it
+    // checks that no other controller answers for the host before the controller starts.
+    const nc = await ctx.connect({ reconnect: true });
+    const other = await probeResponder(nc, ctx.prefix, hostId);
+    if (other) {
+      throw new ConflictError(
+        `host ${hostId} is already served on ${
+          apiSubject(ctx.prefix, hostId, "*")
+        } (${other}); stop that server first`,
+      );
+    }
     const controller = await createController({
-      nats: { ...ctx.nats, maxReconnectAttempts: -1 },
-      hostId: ctx.host,
+      nats: { ...ctx.nats, maxReconnectAttempts: -1, name: `cnm serve ${hostId} (controller)` },
+      hostId,
       stream: ctx.stream,
       prefix: ctx.prefix,
       kernel: f.namespace ? { hostNamespace: f.namespace as string } : {},
       ...(f["name-prefix"] ? { namePrefix: f["name-prefix"] as string } : {}),
       ...(f["state-dir"] ? { stateDir: f["state-dir"] as string } : {}),
-      log: (line) => ctx.io.err(`cnm serve: ${line}`),
+      log: (line) => say(`cnm serve: ${line}`),
+      ...(f["advertise-addr"] ? { advertiseAddress: f["advertise-addr"] as string } : {}),
+      ...(replicas ? { replicas } : {}),
     });
     const r = controller.recovery;
     let server;
+    let docker: DockerServer | undefined;
+    const log = (line: string) => f.quiet ? undefined : say(`${new Date().toISOString()} ${line}`);
     try {
+      if (f["docker-socket"]) {
+        docker = await serveDocker(controller, {
+          path: f["docker-socket"] as string,
+          ...(group !== undefined ? { group: Number(group) } : {}),
+          nats: { ...ctx.nats, maxReconnectAttempts: -1 },
+          onRequest: (method, path, status, ms) =>
+            log(`docker ${method} ${path} ${status} ${ms.toFixed(1)}ms`),
+        });
+      }
       server = await serve(controller, {
-        nats: { ...ctx.nats, maxReconnectAttempts: -1 },
+        nats: nc,
         onRequest: f.quiet ? undefined : (verb, ms, err) =>
-          ctx.io.err(
+          say(
             `${new Date().toISOString()} ${verb} ${ms.toFixed(1)}ms${
               err ? ` ${err.name}: ${err.message}` : ""
             }`,
           ),
       });
     } catch (err) {
+      await docker?.close();
       await controller.close();
       throw err;
     }
-    ctx.io.err(
+    say(
       `cnm serve: host ${controller.hostId}, stream ${controller.stream}: answering on ${server.subject} ` +
         `(recovered ${r.objects} objects from ${r.events} events in ` +
         `${(r.ms - r.leaseWaitMs).toFixed(0)} ms` +
         `${r.resumed.length ? `, resumed ${r.resumed.join(", ")}` : ""}` +
-        `${r.leaseWaitMs ? `; waited ${(r.leaseWaitMs / 1000).toFixed(1)} s for a lease` : ""})`,
+        `${r.leaseWaitMs ? `; waited ${(r.leaseWaitMs / 1000).toFixed(1)} s for a lease` : ""})` +
+        (docker ? `; Docker API on ${docker.path}` : ""),
     );
-    await new Promise<void>((resolve) => {
-      Deno.addSignalListener("SIGINT", resolve);
-      Deno.addSignalListener("SIGTERM", resolve);
+    const why = await new Promise<string>((resolve) => {
+      Deno.addSignalListener("SIGINT", () => resolve("SIGINT"));
+      Deno.addSignalListener("SIGTERM", () => resolve("SIGTERM"));
+      if (f["exit-with-parent"]) watchParent(() => resolve("the death of its parent process"));
     });
-    ctx.io.err("cnm serve: stopping (the kernel stays as it is)");
+    try {
+      say(`cnm serve: stopping on ${why} (the kernel stays as it is)`);
+    } catch { /* stderr may be gone with the parent: stop all the same */ }
+    await docker?.close();
     await server.close();
     await controller.close();
   },

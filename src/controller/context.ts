@@ -9,11 +9,14 @@
 import type { Firewall } from "../../drivers/bridge/_firewall.ts";
 import type { Kernel } from "../kernel/types.ts";
 import type { Ipam } from "../ipam/mod.ts";
+import type { Claims } from "./claims.ts";
 import type { DriverRegistry } from "./drivers.ts";
 import type { EffectEnv } from "./effects.ts";
 import { networkContext, sandboxContext } from "./objects.ts";
 import type { Runtime } from "./runtime.ts";
+import type { PeerProgrammer } from "./peers.ts";
 import type { SandboxProgrammer } from "./sandbox_program.ts";
+import type { World } from "./world.ts";
 
 /** The controller's settings, with defaults applied. */
 export interface ControllerSettings {
@@ -41,6 +44,12 @@ export interface ControllerContext {
   hostNetworks: string[];
   drivers: DriverRegistry;
   sandboxes: SandboxProgrammer;
+  /** Every host's objects, folded from the stream and followed live. */
+  world: World;
+  /** Feeds global networks' drivers with the peers learned from the stream. */
+  peers: PeerProgrammer;
+  /** Cluster-wide claims (names, VNIs, subnets and addresses of global networks). */
+  claims: Claims;
   /** The bridge firewall of the host namespace, as reconcile reads and repairs it. */
   firewall: Firewall;
   settings: ControllerSettings;

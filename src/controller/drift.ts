@@ -23,7 +23,7 @@ export interface Finding {
   /** The object it concerns (`host` for orphans). */
   kind: "network" | "endpoint" | "sandbox" | "host";
   objectId: string;
-  resource: "netns" | "bridge" | "veth" | "address" | "firewall";
+  resource: "netns" | "bridge" | "veth" | "address" | "firewall" | "peer";
   name: string;
   /** `foreign`: another controller's (or an unknown old mark); reported, never repaired. */
   problem: "missing" | "unexpected" | "different" | "foreign";
@@ -49,6 +49,8 @@ export interface DriftView {
   networks: { state: string; c: NetworkContext }[];
   endpoints: { state: string; c: EndpointContext }[];
   sandboxes: { state: string; c: SandboxContext }[];
+  /** Namespaces carrying the name prefix that are not sandboxes (e.g. overlay namespaces). */
+  notSandbox?(name: string): boolean;
   /**
    * Network ids (12 chars) with firewall chains, each with the owner its rules name (null:
    * none), or undefined when there is no firewall.
@@ -87,7 +89,7 @@ export async function inspectDrift(v: DriftView): Promise<Finding[]> {
     }
   }
   for (const name of nsNames) {
-    if (name === hostNs || knownNs.has(name)) continue;
+    if (name === hostNs || knownNs.has(name) || v.notSandbox?.(name)) continue;
     out.push(stray("netns", name, parseNetnsMark(name, v.namePrefix)!));
   }
 
@@ -199,8 +201,10 @@ export interface RepairDeps {
   ): Promise<void>;
   /** Endpoints joined to a sandbox. */
   joinedTo(sandboxId: string): EndpointContext[];
-  /** Re-runs a network's create effect (idempotent ensure). */
-  ensureNetwork(c: NetworkContext): Promise<void>;
+  /** Re-runs a network's create effect (idempotent ensure), given what was found. */
+  ensureNetwork(c: NetworkContext, findings: Finding[]): Promise<void>;
+  /** Removes an orphan namespace (default: the kernel's deleteNetns). */
+  removeNamespace?(name: string): Promise<void>;
   /** Re-runs a joined endpoint's join effect (idempotent ensure). */
   ensureJoined(c: EndpointContext): Promise<void>;
   /** Journals the repair of one object (or orphan) as a `*.reconciled` event. */
@@ -238,8 +242,9 @@ export async function repairDrift(
     try {
       if (kind === "host") {
         const f = group[0];
-        if (f.resource === "netns") await deps.kernel.deleteNetns(f.name);
-        else if (f.resource === "firewall") {
+        if (f.resource === "netns") {
+          await (deps.removeNamespace ?? ((n) => deps.kernel.deleteNetns(n)))(f.name);
+        } else if (f.resource === "firewall") {
           await deps.firewall.removeNetwork(f.name.replace(/^net-/, ""));
         } else await deps.kernel.deleteLink(f.name);
       } else {
@@ -249,7 +254,7 @@ export async function repairDrift(
             if (c.owned) await deps.kernel.ensureNetns(netnsNameOf(c.key));
             for (const ep of deps.joinedTo(c.id)) await deps.ensureJoined(ep);
           } else if (kind === "network") {
-            await deps.ensureNetwork(context as NetworkContext);
+            await deps.ensureNetwork(context as NetworkContext, group);
           } else {
             await deps.ensureJoined(context as EndpointContext);
           }

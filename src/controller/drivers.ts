@@ -6,7 +6,7 @@
  */
 
 import type { Driver, IpamDriver } from "../../drivers/driver.ts";
-import { builtinDrivers } from "../../drivers/mod.ts";
+import { type BuiltinDriverOptions, builtinDrivers } from "../../drivers/mod.ts";
 import { createPluginResolver, type PluginClientOptions } from "../../drivers/remote/mod.ts";
 import { NotFoundError } from "../errors.ts";
 
@@ -20,6 +20,8 @@ export interface DriverRegistryOptions {
   pluginDirs?: string[];
   /** Timeouts of plugin calls. */
   pluginOptions?: PluginClientOptions;
+  /** Options of the built-in drivers. */
+  builtin?: BuiltinDriverOptions;
 }
 
 /** Drivers by name. */
@@ -48,7 +50,7 @@ export interface DriverRegistry {
 
 /** Creates the registry. */
 export function createDriverRegistry(options: DriverRegistryOptions = {}): DriverRegistry {
-  const drivers = builtinDrivers();
+  const drivers = builtinDrivers(options.builtin);
   for (const d of options.drivers ?? []) drivers.set(d.name, d);
   const ipams = new Map<string, IpamDriver>();
   for (const d of options.ipamDrivers ?? []) ipams.set(d.name, d);

@@ -38,6 +38,7 @@ import {
   holdsName,
   networkContext,
 } from "./objects.ts";
+import { decideGlobalAddresses, isGlobal } from "./global.ts";
 import type { Rec } from "./runtime.ts";
 
 /**
@@ -68,6 +69,7 @@ export async function createEndpoint(
     let done: Promise<CnmEvent>;
     let addresses: { ipv4Address?: string; ipv6Address?: string } = {};
     let netIpam: NetworkIpam | undefined;
+    let releaseClaims = () => Promise.resolve();
     try {
       const net = rt.objects.network.get(found.id);
       if (!net) throw new NotFoundError(`network ${ref} not found`);
@@ -82,12 +84,15 @@ export async function createEndpoint(
         );
       }
       netIpam = defaultIpamOf(nc);
-      addresses = netIpam
-        ? allocateEndpoint(ctx.ipam, netIpam, {
-          ipv4Address: input.ipv4Address,
-          ipv6Address: input.ipv6Address,
-        })
-        : {};
+      const req = { ipv4Address: input.ipv4Address, ipv6Address: input.ipv6Address };
+      if (netIpam && isGlobal(nc)) {
+        // Addresses of a global network are unique across hosts: claimed in KV.
+        const decided = await decideGlobalAddresses(ctx, id, nc, netIpam, req);
+        ({ addresses } = decided);
+        releaseClaims = decided.release;
+      } else {
+        addresses = netIpam ? allocateEndpoint(ctx.ipam, netIpam, req) : {};
+      }
       const data = {
         networkId: net.id,
         name: input.name,
@@ -98,6 +103,7 @@ export async function createEndpoint(
           ...(input.ipv4Address ? { ipv4Address: input.ipv4Address } : {}),
           ...(input.ipv6Address ? { ipv6Address: input.ipv6Address } : {}),
         }),
+        // A global network's driver derives the MAC (overlay: 02:42 + the address).
         ...(input.macAddress
           ? { macAddress: input.macAddress.toLowerCase() }
           : macNeeded
@@ -108,7 +114,10 @@ export async function createEndpoint(
       ({ done } = await rt.begin("endpoint", undefined, intent));
     } catch (err) {
       // Not journaled: give the addresses back.
-      if (!rt.objects.endpoint.has(id)) releaseEndpoint(ctx.ipam, netIpam, addresses);
+      if (!rt.objects.endpoint.has(id)) {
+        releaseEndpoint(ctx.ipam, netIpam, addresses);
+        await releaseClaims();
+      }
       throw err;
     } finally {
       unlockNetwork();
@@ -261,12 +270,13 @@ export function endpoints(
 }
 
 /**
- * Whether cnm decides a MAC for a new endpoint the user gave none: on networks with IPAM,
+ * Whether cnm decides a MAC for a new endpoint the user gave none: on local networks with IPAM,
  * unless the driver chooses one itself (a remote plugin answers it in CreateEndpoint) — but
  * always when a remote IPAM driver requires one for its address requests (libnetwork).
  */
 async function needsMac(ctx: ControllerContext, nc: NetworkContext): Promise<boolean> {
-  if (!nc.ipam && !nc.ipamRequest) return false;
+  // A global network's driver derives the MAC (overlay: 02:42 + the address).
+  if ((!nc.ipam && !nc.ipamRequest) || isGlobal(nc)) return false;
   if (!ctx.drivers.driver(nc.driver)?.choosesMac) return true;
   const ipamName = nc.ipamRequest?.driver ?? nc.ipam?.driver;
   if (!ipamName || ipamName === "default") return false;

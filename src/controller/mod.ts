@@ -23,6 +23,7 @@ import type { EndpointInfo, NetworkInfo, SandboxInfo } from "../info.ts";
 import type { Kernel } from "../kernel/types.ts";
 import { createKernel, type KernelOptions } from "../kernel/mod.ts";
 import { createIpam } from "../ipam/mod.ts";
+import { ownerId } from "../ids.ts";
 import type { ControllerContext } from "./context.ts";
 import { effectEnv } from "./context.ts";
 import type { ReconcileReport } from "./drift.ts";
@@ -44,6 +45,11 @@ import { reconcile } from "./reconcile.ts";
 import { recover, type RecoveryReport, watchConnection } from "./recovery.ts";
 import { type CrashPoint, createRuntime, type Runtime } from "./runtime.ts";
 import { createSandboxProgrammer } from "./sandbox_program.ts";
+import { openClaims } from "./claims.ts";
+import { applyRemote, checkGlobalOrder, releaseGlobalClaims } from "./global.ts";
+import { createWorld } from "./world.ts";
+import { createPeerProgrammer, type PeerProgrammer } from "./peers.ts";
+import { emptyFold } from "../journal/fold.ts";
 import * as sandboxes from "./sandboxes.ts";
 
 export type { CrashPoint } from "./runtime.ts";
@@ -59,6 +65,12 @@ export interface ControllerOptions {
   prefix?: string;
   /** This controller's host id. Default: the machine's hostname. */
   hostId?: string;
+  /**
+   * This host's VTEP address for overlay networks (the underlay IPv4 address other hosts
+   * send VXLAN to). Default: the address of the interface holding the default route, in the
+   * host namespace.
+   */
+  advertiseAddress?: string;
   /** Extra drivers (by name), added to the built-ins. */
   drivers?: Driver[];
   /** Extra IPAM drivers (by name), besides `default`. */
@@ -85,6 +97,11 @@ export interface ControllerOptions {
   commandTimeoutMs?: number;
   /** Milliseconds to wait for one PubAck. Default 4000. */
   publishTimeoutMs?: number;
+  /**
+   * Replicas of the stream and KV buckets this controller creates (1 for a single server, 3
+   * for a JetStream cluster). Existing streams keep theirs. Default 1.
+   */
+  replicas?: number;
   /** Lifetime of the single-writer lease without a refresh. Default 10000. */
   leaseTtlMs?: number;
   /**
@@ -192,6 +209,7 @@ async function start(
     stream: options.stream,
     prefix: options.prefix,
     publishTimeoutMs: options.publishTimeoutMs,
+    ...(options.replicas ? { replicas: options.replicas } : {}),
   });
   const ownsKernel = !isKernel(options.kernel);
   const kernel = isKernel(options.kernel)
@@ -210,7 +228,15 @@ async function start(
     if (ownsKernel) await kernel.close().catch(() => {});
     throw err;
   });
-  const drivers = createDriverRegistry(options);
+  const drivers = createDriverRegistry({
+    ...options,
+    builtin: {
+      overlay: {
+        owner: ownerId(journal.stream, hostId),
+        ...(options.advertiseAddress ? { advertiseAddress: options.advertiseAddress } : {}),
+      },
+    },
+  });
   // deno-lint-ignore prefer-const
   let ctx: ControllerContext;
   const runtime = createRuntime({
@@ -218,14 +244,22 @@ async function start(
     hostId,
     commandTimeoutMs: options.commandTimeoutMs ?? 30_000,
     hook: options.hooks?.point,
-    runEffect: (kind, state, context, effectId) =>
-      runEffect(effectEnv(ctx), kind, state, context, effectId),
+    runEffect: async (kind, state, context, effectId, intentSeq) => {
+      await checkGlobalOrder(ctx, kind, state, context, intentSeq);
+      return await runEffect(effectEnv(ctx), kind, state, context, effectId);
+    },
     onOutcome: (kind, context, outcome) => {
       releaseOnOutcome(ctx.ipam, kind, context, outcome, (id) => networkContext(runtime, id));
+      releaseGlobalClaims(ctx, kind, context, outcome);
       if (kind === "endpoint") ctx.sandboxes.settled((context as EndpointContext).id);
     },
   });
   fence.runtime = runtime;
+  const claims = await openClaims(nc, {
+    stream: journal.stream,
+    hostId,
+    ...(options.replicas ? { replicas: options.replicas } : {}),
+  });
   const stateDir = options.stateDir ?? `/var/lib/cnm/${hostId}`;
   const owner = await ownerIdOf(journal.stream, hostId);
   ctx = {
@@ -236,6 +270,14 @@ async function start(
     drivers,
     sandboxes: createSandboxProgrammer({ runtime, kernel, stateDir }),
     firewall: createFirewall({ exec: (argv, o) => kernel.exec(argv, o) }),
+    claims,
+    peers: undefined as unknown as PeerProgrammer,
+    world: createWorld({
+      journal,
+      hostId,
+      fold: emptyFold(),
+      onRemote: (change) => applyRemote(ctx, change),
+    }),
     settings: {
       hostId,
       owner,
@@ -249,6 +291,7 @@ async function start(
         : {}),
     },
   };
+  ctx.peers = createPeerProgrammer(ctx);
   watchConnection(nc, ctx);
 
   let closed = false;
@@ -277,6 +320,8 @@ async function start(
     async close() {
       if (closed) return;
       closed = true;
+      ctx.peers.close();
+      ctx.world.close();
       runtime.close();
       const errors: unknown[] = [];
       if (ownsKernel) await kernel.close().catch((e) => errors.push(e));
@@ -292,6 +337,9 @@ async function start(
       leaseWaitMs: lease.waitedMs,
       ...(lease.tookOver ? { leaseTakeover: lease.tookOver } : {}),
     };
+    // From here on, other hosts' events reach this host's view as they are appended.
+    ctx.peers.start();
+    ctx.world.start();
   } catch (err) {
     await controller.close().catch(() => {});
     throw err;

@@ -85,7 +85,11 @@ function reservedReason(pool: string, ip: string): string | undefined {
  *
  * @throws {InvalidArgumentError|ForbiddenError|UnavailableError} with libnetwork's messages.
  */
-export function allocateNetwork(ipam: Ipam, req: NetworkIpamRequest): NetworkIpam {
+export function allocateNetwork(
+  ipam: Ipam,
+  req: NetworkIpamRequest,
+  addressSpace: string = LocalDefault,
+): NetworkIpam {
   const driver = req.ipam?.driver ?? "default";
   if (driver !== "default") throw new NotFoundError(`unknown IPAM driver "${driver}"`);
   const options = req.ipam?.options ?? {};
@@ -107,11 +111,11 @@ export function allocateNetwork(ipam: Ipam, req: NetworkIpamRequest): NetworkIpa
   };
   try {
     for (const c of v4.length ? v4 : [undefined]) {
-      out.ipv4.push(allocatePool(ipam, c, false, options));
+      out.ipv4.push(allocatePool(ipam, c, false, options, addressSpace));
     }
     if (req.enableIPv6) {
       for (const c of v6.length ? v6 : [undefined]) {
-        out.ipv6.push(allocatePool(ipam, c, true, options));
+        out.ipv6.push(allocatePool(ipam, c, true, options, addressSpace));
       }
     }
   } catch (err) {
@@ -126,9 +130,10 @@ function allocatePool(
   c: IpamConfigEntry | undefined,
   v6: boolean,
   options: Record<string, string>,
+  addressSpace: string,
 ): NetworkIpamEntry {
   const info = ipam.requestPool({
-    addressSpace: LocalDefault,
+    addressSpace,
     ...(c?.subnet ? { pool: c.subnet } : {}),
     ...(c?.ipRange ? { subPool: c.ipRange } : {}),
     v6,
@@ -153,6 +158,8 @@ function allocatePool(
     }
     return {
       poolId: info.poolId,
+      // Recorded only when not the local default, so local networks' events stay as before.
+      ...(addressSpace !== LocalDefault ? { addressSpace } : {}),
       pool: info.pool,
       ...(info.subPool ? { subPool: info.subPool } : {}),
       gateway,
@@ -184,7 +191,7 @@ export function restoreNetwork(ipam: Ipam, facts: NetworkIpam): void {
         poolId: e.poolId,
         pool: e.pool,
         ...(e.subPool ? { subPool: e.subPool } : {}),
-        addressSpace: LocalDefault,
+        addressSpace: e.addressSpace ?? LocalDefault,
         v6,
         ...(facts.options ? { options: facts.options } : {}),
       });

@@ -7,7 +7,8 @@
  */
 
 import type { EndpointContext } from "../../actors/endpoint.ts";
-import type { NetworkContext } from "../../actors/network.ts";
+import type { NetworkContext, NetworkIpamEntry } from "../../actors/network.ts";
+import type { IpamData } from "../../drivers/driver.ts";
 import { NO_IPAM_DRIVERS, SINGLETON_DRIVERS } from "../../drivers/mod.ts";
 import { BridgeOptions } from "../../drivers/bridge/mod.ts";
 import { ConflictError, ForbiddenError, InvalidArgumentError, NotFoundError } from "../errors.ts";
@@ -23,6 +24,12 @@ import {
   releaseNetwork,
 } from "./network_ipam.ts";
 import { endpointsOf, findNetwork, holdsName } from "./objects.ts";
+import {
+  decideGlobalNetwork,
+  endpointsOnNetwork,
+  type GlobalDecision,
+  isGlobal,
+} from "./global.ts";
 
 /**
  * Creates a network (`predefined` marks `none`, `host` and `bridge` made at first start).
@@ -56,19 +63,35 @@ export async function createNetwork(
       }
     }
     const caps = driver.capabilities();
-    driver.validateNetwork?.({
-      id,
-      internal: input.internal,
-      enableIPv6: input.enableIPv6,
-      options: input.options,
-      labels: input.labels,
-      ipv4: [],
-      ipv6: [],
-      facts: {},
-    });
+    const validate = (options: Record<string, string>, ipam?: NetworkIpam) =>
+      driver.validateNetwork?.({
+        id,
+        internal: input.internal,
+        enableIPv6: input.enableIPv6,
+        options,
+        labels: input.labels,
+        ipv4: (ipam?.ipv4 ?? []).map(ipamData),
+        ipv6: (ipam?.ipv6 ?? []).map(ipamData),
+        facts: {},
+      });
+    // A global network is validated with what was decided for it (its pools and VNIs).
+    if (caps.dataScope !== "global") validate(input.options);
     let ipam: NetworkIpam | undefined;
+    let options = input.options;
+    let global: GlobalDecision | undefined;
     const remoteIpam = ipamDriver !== "default" ? input.ipam : undefined;
-    if (!NO_IPAM_DRIVERS.has(driver.name) && !remoteIpam) {
+    const withIpam = !NO_IPAM_DRIVERS.has(driver.name) && !remoteIpam;
+    if (caps.dataScope === "global") {
+      // Decided cluster-wide: the name, subnets (GlobalDefault) and VNIs, claimed in KV.
+      global = await decideGlobalNetwork(ctx, id, input, caps, withIpam);
+      ({ ipam, options } = global);
+      try {
+        validate(options, ipam);
+      } catch (err) {
+        await global.release();
+        throw err;
+      }
+    } else if (withIpam) {
       ctx.hostNetworks = (await ctx.kernel.listRoutes())
         .map((r) => r.dst).filter((d) => d !== "default" && d.includes("/"));
       ipam = allocateNetwork(ctx.ipam, input);
@@ -80,7 +103,7 @@ export async function createNetwork(
       internal: input.internal,
       enableIPv6: input.enableIPv6,
       labels: input.labels,
-      options: input.options,
+      options,
       ...(ipam ? { ipam } : {}),
       ...(remoteIpam ? { ipamRequest: remoteIpam } : {}),
       ...(predefined ? { predefined: true } : {}),
@@ -90,7 +113,10 @@ export async function createNetwork(
       await rt.decide("network", undefined, intent);
     } catch (err) {
       // Not journaled: give the pools back. (A journaled failure released them already.)
-      if (!rt.objects.network.has(id)) releaseNetwork(ctx.ipam, ipam);
+      if (!rt.objects.network.has(id)) {
+        if (global) await global.release();
+        else releaseNetwork(ctx.ipam, ipam);
+      }
       throw err;
     }
     return network(ctx, id)!;
@@ -118,12 +144,14 @@ export async function deleteNetwork(ctx: ControllerContext, idOrName: string): P
     if (c.predefined) {
       throw new ForbiddenError(`${c.name} is a pre-defined network and cannot be removed`);
     }
-    const eps = endpointsOf(rt, (e) => e.networkId === rec.id);
+    // A global network's endpoints may be on any host.
+    const eps = isGlobal(c)
+      ? endpointsOnNetwork(ctx, rec.id)
+      : endpointsOf(rt, (e) => e.networkId === rec.id).map((r) => rt.context<EndpointContext>(r));
     if (eps.length) {
-      const list = eps.map((r) => {
-        const e = rt.context<EndpointContext>(r);
-        return `name:${JSON.stringify(e.name)} id:${JSON.stringify(shortId(e.id))}`;
-      }).join(", ");
+      const list = eps.map((e) =>
+        `name:${JSON.stringify(e.name)} id:${JSON.stringify(shortId(e.id))}`
+      ).join(", ");
       throw new ForbiddenError(`network ${c.name} has active endpoints (${list})`);
     }
     const intent = rt.intent(rec, "network.delete.requested", "deleting", {});
@@ -161,4 +189,14 @@ export async function ensurePredefined(ctx: ControllerContext): Promise<void> {
       options: { [BridgeOptions.name]: "cnm0", [BridgeOptions.defaultBridge]: "true" },
     }, true);
   }
+}
+
+/** A decided pool as drivers see it. */
+function ipamData(e: NetworkIpamEntry): IpamData {
+  return {
+    addressSpace: e.addressSpace ?? "LocalDefault",
+    pool: e.pool,
+    ...(e.gateway ? { gateway: e.gateway } : {}),
+    auxAddresses: e.auxAddresses,
+  };
 }

@@ -14,6 +14,12 @@ import { newEventId } from "../ids.ts";
 import { type ControllerContext, effectEnv } from "./context.ts";
 import { type Finding, inspectDrift, type ReconcileReport, repairDrift } from "./drift.ts";
 import { ensureJoined, ensureNetwork } from "./effects.ts";
+import {
+  inspectOverlayDrift,
+  isOverlayNamespace,
+  removeOverlayOrphan,
+  repairPeers,
+} from "./drift_overlay.ts";
 import { endpointsOf } from "./objects.ts";
 import type { Rec } from "./runtime.ts";
 
@@ -37,17 +43,23 @@ export async function reconcile(
       [...m.values()].map((r) => ({ state: rt.state(r), c: rt.context<C>(r) }));
     const networks = view<NetworkContext>(rt.objects.network);
     const firewall = ctx.firewall;
-    const findings = await inspectDrift({
-      kernel: ctx.kernel,
-      namePrefix: ctx.settings.namePrefix,
-      self: { owner: ctx.settings.owner, known: rt.known },
-      hostNamespace: ctx.settings.hostNamespace,
-      networks,
-      endpoints: view<EndpointContext>(rt.objects.endpoint),
-      sandboxes: view<SandboxContext>(rt.objects.sandbox),
-      firewallNetworks: async () =>
-        networks.some((n) => n.c.driver === "bridge") ? await firewall.networkOwners() : undefined,
-    });
+    const findings = [
+      ...await inspectDrift({
+        kernel: ctx.kernel,
+        namePrefix: ctx.settings.namePrefix,
+        self: { owner: ctx.settings.owner, known: rt.known },
+        hostNamespace: ctx.settings.hostNamespace,
+        networks,
+        endpoints: view<EndpointContext>(rt.objects.endpoint),
+        sandboxes: view<SandboxContext>(rt.objects.sandbox),
+        notSandbox: (name) => isOverlayNamespace(ctx, name),
+        firewallNetworks: async () =>
+          networks.some((n) => n.c.driver === "bridge")
+            ? await firewall.networkOwners()
+            : undefined,
+      }),
+      ...await inspectOverlayDrift(ctx),
+    ];
     const report: ReconcileReport = { dryRun, findings: [], ms: 0 };
     if (dryRun) {
       report.findings = findings.map((f) => ({ ...f, repaired: false }));
@@ -65,7 +77,14 @@ export async function reconcile(
           endpointsOf(rt, (e) => e.sandboxId === sandboxId)
             .filter((r) => rt.state(r) === "joined")
             .map((r) => rt.context<EndpointContext>(r)),
-        ensureNetwork: (c) => ensureNetwork(env, c, newEventId()),
+        ensureNetwork: (c, found) =>
+          found.some((f) => f.resource === "peer")
+            ? repairPeers(ctx, c)
+            : ensureNetwork(env, c, newEventId()),
+        removeNamespace: (name) =>
+          isOverlayNamespace(ctx, name)
+            ? removeOverlayOrphan(ctx, name)
+            : ctx.kernel.deleteNetns(name),
         ensureJoined: (c) => ensureJoined(env, c, newEventId()),
         record: (kind, objectId, group, error) =>
           recordReconciled(ctx, kind, objectId, group, error),

@@ -11,7 +11,9 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { EndpointContext } from "../../actors/endpoint.ts";
 import type { NetworkContext } from "../../actors/network.ts";
 import type { RecordedEvent } from "../journal/events.ts";
-import { foldAll, type FoldWarning, stateOf } from "../journal/fold.ts";
+import { type FoldedObject, foldEvent, type FoldWarning, stateOf } from "../journal/fold.ts";
+import { TRANSIENT_STATES } from "../../actors/mod.ts";
+import { isGlobal } from "./global.ts";
 import { errText } from "../errors.ts";
 import type { ControllerContext } from "./context.ts";
 import type { ReconcileReport } from "./drift.ts";
@@ -52,10 +54,14 @@ interface Resumed {
 export async function recover(ctx: ControllerContext, started: number): Promise<RecoveryReport> {
   const rt = ctx.runtime;
   const { hostId } = ctx.settings;
-  const fold = await foldAll(rt.journal.read(), undefined);
+  // The world's fold: every host's objects (global networks are shared by all of them).
+  const fold = ctx.world.fold;
+  for await (const e of rt.journal.read()) foldEvent(fold, e);
+  const runsHere = (obj: FoldedObject) =>
+    obj.host === hostId || (obj.kind === "network" && isGlobal(obj.snapshot.context));
   // Plugins the journal's networks use are resolved before any effect runs again.
   for (const obj of fold.objects.values()) {
-    if (obj.kind !== "network" || obj.host !== hostId) continue;
+    if (obj.kind !== "network" || !runsHere(obj)) continue;
     const c = obj.snapshot.context as NetworkContext;
     if (stateOf(obj.snapshot) === "deleted") continue;
     await ctx.drivers.resolve(c.driver).catch(() => {});
@@ -65,12 +71,17 @@ export async function recover(ctx: ControllerContext, started: number): Promise<
   const resumed: Resumed[] = [];
   let objects = 0;
   for (const obj of fold.objects.values()) {
-    if (obj.host !== hostId) continue; // another host's objects are not ours to run
+    // Another host's local objects are not ours to run; global networks are everyone's.
+    if (!runsHere(obj)) continue;
     rt.known.add(obj.id.slice(0, 12));
     const state = stateOf(obj.snapshot);
     if (state === "deleted") continue;
     objects++;
-    if (state === "creating") {
+    // A global network another host is changing is mirrored, and resumed by that host.
+    const writer = obj.intent?.host ?? obj.host;
+    if (TRANSIENT_STATES.has(state) && writer !== hostId) {
+      rt.adopt(obj.kind, obj.id, obj.snapshot, obj.lastSeq, true);
+    } else if (state === "creating") {
       resumed.push({
         rec: rt.restore(obj.kind, obj.id, { intent: obj.createIntent }, obj.lastSeq),
       });
@@ -85,6 +96,8 @@ export async function recover(ctx: ControllerContext, started: number): Promise<
   }
   rebuildIpam(ctx, fold.warnings);
   await replayRemote(ctx, fold.warnings);
+  // Global networks' drivers get their whole peer tables before any join runs again.
+  await ctx.peers.syncAll();
   // Stable actors first; then interrupted effects, sandboxes and networks before endpoints
   // (a join needs its namespace), endpoint deletes before network deletes.
   for (const m of [rt.objects.sandbox, rt.objects.network, rt.objects.endpoint]) {
@@ -154,6 +167,14 @@ function rebuildIpam(ctx: ControllerContext, warnings: FoldWarning[]): void {
     const c = rt.context<EndpointContext>(r);
     const facts = defaultIpamOf(networkContext(rt, c.networkId));
     if (isLive(rt, r) && facts) restore(r.id, () => restoreEndpoint(ctx.ipam, facts, c));
+  }
+  // Other hosts' endpoints on global networks hold addresses of those networks' pools.
+  for (const o of ctx.world.live("endpoint")) {
+    if (o.host === ctx.settings.hostId) continue;
+    const c = o.snapshot.context as EndpointContext;
+    const net = networkContext(rt, c.networkId);
+    const facts = defaultIpamOf(net);
+    if (isGlobal(net) && facts) restore(o.id, () => restoreEndpoint(ctx.ipam, facts, c));
   }
 }
 

@@ -40,6 +40,11 @@ export interface Rec {
   actor: AnyActorRef;
   lastSeq: number;
   sub?: Subscription;
+  /**
+   * Mirrors an object another host is changing (a global network in another host's
+   * transient state): its actor runs no effect, and this host cannot write it meanwhile.
+   */
+  passive?: boolean;
 }
 
 /** Options of {@link createRuntime}. */
@@ -49,8 +54,17 @@ export interface RuntimeOptions {
   hostId: string;
   /** Milliseconds a command waits for its outcome. */
   commandTimeoutMs: number;
-  /** Runs the effect of `kind` in transient `state`; throws on failure. */
-  runEffect(kind: Kind, state: string, context: unknown, effectId: string): Promise<Outcome>;
+  /**
+   * Runs the effect of `kind` in transient `state`; throws on failure. `intentSeq` is the
+   * stream sequence of the intent it carries out.
+   */
+  runEffect(
+    kind: Kind,
+    state: string,
+    context: unknown,
+    effectId: string,
+    intentSeq: number,
+  ): Promise<Outcome>;
   /** Called once an outcome is durable, before its command settles. */
   onOutcome?(kind: Kind, context: unknown, outcome: CnmEvent): void;
   /** Fault-injection points (crash tests). */
@@ -96,6 +110,12 @@ export interface Runtime {
     from: { intent: CnmEvent } | { snapshot: unknown },
     lastSeq: number,
   ): Rec;
+  /**
+   * Replaces an object's actor with one at `snapshot` (the world's fold after another host's
+   * event), started; `passive` when that host is running the object's effect. A deleted
+   * snapshot removes the object.
+   */
+  adopt(kind: Kind, id: string, snapshot: unknown, lastSeq: number, passive: boolean): void;
   /** The eventId of the intent a restored, not yet started `creating` actor carries. */
   pendingEventId(rec: Rec): string;
   /** Waits for the outcome of the intent `eventId`. */
@@ -185,7 +205,14 @@ export function createRuntime(options: RuntimeOptions): Runtime {
     const started = performance.now();
     let outcome: Outcome;
     try {
-      outcome = await options.runEffect(kind, input.state, input.context, pending.effectId);
+      const intentSeq = objects[kind].get(ctx.id)?.lastSeq ?? 0;
+      outcome = await options.runEffect(
+        kind,
+        input.state,
+        input.context,
+        pending.effectId,
+        intentSeq,
+      );
     } catch (err) {
       outcome = {
         type: `${kind}.${verbOf(input.state)}.failed`,
@@ -255,14 +282,30 @@ export function createRuntime(options: RuntimeOptions): Runtime {
     return rec;
   };
 
-  const restore: Runtime["restore"] = (kind, id, from, lastSeq) => {
-    const machine = provided(kind);
+  const restore = (
+    kind: Kind,
+    id: string,
+    from: { intent: CnmEvent } | { snapshot: unknown },
+    lastSeq: number,
+    passive = false,
+  ): Rec => {
+    const machine = passive ? MACHINES[kind] : provided(kind);
     const actor = "intent" in from
       ? createActor(machine, { input: { event: from.intent } })
       : createActor(machine, {
         snapshot: MACHINES[kind].getPersistedSnapshot(from.snapshot as never),
       });
-    return register(kind, id, actor, lastSeq);
+    const rec = register(kind, id, actor, lastSeq);
+    if (passive) rec.passive = true;
+    return rec;
+  };
+
+  const unregister = (kind: Kind, id: string) => {
+    const old = objects[kind].get(id);
+    if (!old) return;
+    old.sub?.unsubscribe();
+    old.actor.stop();
+    objects[kind].delete(id);
   };
 
   async function reload(kind: Kind, id: string): Promise<void> {
@@ -271,12 +314,7 @@ export function createRuntime(options: RuntimeOptions): Runtime {
       list.push(e);
     }
     const obj = (await foldAll(list)).objects.get(id);
-    const old = objects[kind].get(id);
-    if (old) {
-      old.sub?.unsubscribe();
-      old.actor.stop();
-      objects[kind].delete(id);
-    }
+    unregister(kind, id);
     if (!obj || stateOf(obj.snapshot) === "deleted") return;
     const s = stateOf(obj.snapshot);
     if (TRANSIENT_STATES.has(s) && obj.intent) {
@@ -327,6 +365,12 @@ export function createRuntime(options: RuntimeOptions): Runtime {
     assertOpen();
     if (!connected) {
       throw new UnavailableError("journal unavailable: the NATS connection is down (reconnecting)");
+    }
+    if (rec?.passive) {
+      throw new ConflictError(
+        `${kind} ${intent.objectId} is busy (state ${state(rec)} on another host); ` +
+          "its pending operation completes first",
+      );
     }
     if (rec && !rec.actor.getSnapshot().can(intent)) {
       throw new ConflictError(
@@ -381,7 +425,12 @@ export function createRuntime(options: RuntimeOptions): Runtime {
       event(rec.kind, rec.id, type, state(rec), to, data, { effectId: newEventId() }),
     begin,
     decide: async (kind, rec, intent) => await (await begin(kind, rec, intent)).done,
-    restore,
+    restore: (kind, id, from, lastSeq) => restore(kind, id, from, lastSeq),
+    adopt(kind, id, snapshot, lastSeq, passive) {
+      unregister(kind, id);
+      if (stateOf(snapshot) === "deleted") return;
+      restore(kind, id, { snapshot }, lastSeq, passive).actor.start();
+    },
     // A fresh actor in `creating` carries its create intent as `pending`.
     pendingEventId: (rec) =>
       (rec.actor.getSnapshot().context as { pending?: { eventId: string } }).pending?.eventId ??

@@ -57,6 +57,7 @@ const NetworkIpamFacts = z.object({
   options: StringMap.optional(),
   ipv4: z.array(z.object({
     poolId: z.string(),
+    addressSpace: z.string().optional(),
     pool: z.string(),
     subPool: z.string().optional(),
     gateway: z.string().optional(),
@@ -64,6 +65,7 @@ const NetworkIpamFacts = z.object({
   })),
   ipv6: z.array(z.object({
     poolId: z.string(),
+    addressSpace: z.string().optional(),
     pool: z.string(),
     subPool: z.string().optional(),
     gateway: z.string().optional(),

@@ -35,6 +35,8 @@ export interface JournalOptions {
   publishTimeoutMs?: number;
   /** Create the stream when missing. Default true. */
   create?: boolean;
+  /** Replicas of a stream created here (JetStream cluster). Default 1. */
+  replicas?: number;
 }
 
 /** Result of an append. */
@@ -65,12 +67,29 @@ export interface Journal {
   last(kind: string, objectId: string): Promise<RecordedEvent | undefined>;
   /** Sequence of the newest message in the stream (0 when empty). */
   lastSeq(): Promise<number>;
+  /**
+   * Follows the stream live from sequence `fromSeq` on: every validated event in stream
+   * order, across reconnects (an ordered consumer recreates itself at the next sequence).
+   * Invalid payloads are skipped and reported to `onInvalid`. Ends when `stop()` is called.
+   */
+  follow(
+    fromSeq: number,
+    onInvalid?: (err: Error, seq: number) => void,
+    onError?: (err: unknown) => void,
+  ): Follower;
+}
+
+/** A live follower of the stream. */
+export interface Follower extends AsyncIterable<RecordedEvent> {
+  /** Stops following; the iteration ends. */
+  stop(): void;
 }
 
 /** The stream setting every cnm stream gets. */
-export function streamConfig(stream: string, prefix: string) {
+export function streamConfig(stream: string, prefix: string, replicas = 1) {
   return {
     name: stream,
+    num_replicas: replicas,
     subjects: [`${prefix}.>`],
     storage: StorageType.File,
     duplicate_window: 120_000_000_000, // 2 minutes, in nanoseconds
@@ -102,7 +121,7 @@ export async function openJournal(
       { cause: err },
     );
   }
-  await ensureStream(jsm, stream, prefix, options.create ?? true);
+  await ensureStream(jsm, stream, prefix, options.create ?? true, options.replicas ?? 1);
   const js = jetstream(nc, { timeout });
   return createJournal(js, jsm, stream, prefix, timeout);
 }
@@ -112,6 +131,7 @@ async function ensureStream(
   stream: string,
   prefix: string,
   create: boolean,
+  replicas: number,
 ) {
   try {
     const info = await jsm.streams.info(stream);
@@ -129,7 +149,7 @@ async function ensureStream(
     }
     if (!create) throw new UnavailableError(`stream ${stream} does not exist`, { cause: err });
     try {
-      await jsm.streams.add(streamConfig(stream, prefix));
+      await jsm.streams.add(streamConfig(stream, prefix, replicas));
     } catch (addErr) {
       // Another process may have created it between info and add.
       try {
@@ -235,6 +255,47 @@ function createJournal(
     async lastSeq() {
       const info = await jsm.streams.info(stream);
       return info.state.last_seq;
+    },
+    follow(fromSeq, onInvalid, onError) {
+      let stopped = false;
+      let messages: { stop(): void } | undefined;
+      return {
+        stop() {
+          stopped = true;
+          messages?.stop();
+        },
+        async *[Symbol.asyncIterator]() {
+          while (!stopped) {
+            try {
+              const consumer = await js.consumers.get(stream, {
+                filter_subjects: `${prefix}.>`,
+                deliver_policy: DeliverPolicy.StartSequence,
+                opt_start_seq: Math.max(1, fromSeq),
+              });
+              const it = await consumer.consume({ max_messages: 1024 });
+              messages = it;
+              if (stopped) it.stop();
+              for await (const m of it) {
+                fromSeq = m.seq + 1;
+                let event: RecordedEvent;
+                try {
+                  event = { ...decodeEvent(m.data), seq: m.seq };
+                } catch (err) {
+                  onInvalid?.(err as Error, m.seq);
+                  continue;
+                }
+                yield event;
+                if (stopped) break;
+              }
+            } catch (err) {
+              // The server is unreachable or the consumer could not be made: try again.
+              if (stopped) break;
+              onError?.(err);
+              await new Promise((r) => setTimeout(r, 250));
+            }
+          }
+        },
+      };
     },
   };
 }

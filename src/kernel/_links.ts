@@ -31,13 +31,16 @@ import type { AddrInfo, BridgeSpec, LinkInfo, VethSpec } from "./types.ts";
 /** Resolves a namespace path (undefined = the host namespace) to its handle. */
 export type Resolve = (path?: string) => NsHandle;
 
-/** Ensures a bridge in the host namespace: created or repaired, up, with its addresses. */
+/**
+ * Ensures a bridge in the host namespace (or `spec.netns`): created or repaired, up, with its
+ * addresses.
+ */
 export function ensureBridge(ns: Resolve, spec: BridgeSpec): void {
   const name = checkIfName(spec?.name, "bridge name");
   const mtu = spec.mtu !== undefined ? checkMtu(spec.mtu, name) : undefined;
   const mac = spec.mac !== undefined ? parseMac(spec.mac) : undefined;
   const addrs = (spec.addresses ?? []).map((a) => parseCidr(a, `address of bridge ${name}`));
-  const h = ns();
+  const h = ns(spec.netns);
   // The ownership alias travels in the same datagram as the create: the kernel handles the
   // whole datagram inside one sendmsg, so a killed process never leaves an unmarked bridge.
   const [result] = h.sock.transact([
@@ -77,7 +80,7 @@ export function ensureVeth(ns: Resolve, spec: VethSpec): void {
   const routes = spec.routes ?? [];
   routes.forEach((r) => routeTarget(r, undefined)); // validate before touching anything
 
-  const h = ns();
+  const h = ns(spec.hostNetns);
   const sb = ns(spec.netns);
   let master: number | undefined;
   if (spec.master !== undefined) {

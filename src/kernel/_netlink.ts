@@ -38,16 +38,19 @@ const decoder = new TextDecoder();
 export class NetlinkError extends Error {
   /** Positive errno (EEXIST = 17, ...). */
   readonly errno: number;
+  /** The kernel's extended-ACK text, when it sent one (e.g. which VNI clashed). */
+  readonly extack?: string;
   constructor(what: string, code: number, extack?: string) {
     super(`${what}: ${describeErrno(code)}${extack ? `: ${extack}` : ""}`);
     this.name = "NetlinkError";
     this.errno = code;
+    if (extack) this.extack = extack;
   }
 }
 
 /** Builds one netlink message: header, fixed family struct, then (nested) attributes. */
 export class MessageBuilder {
-  #buf: Uint8Array<ArrayBuffer> = new Uint8Array(1024);
+  #buf: Uint8Array<ArrayBuffer> = new Uint8Array(128);
   #view = new DataView(this.#buf.buffer);
   #len = 0;
   #nests: number[] = [];
@@ -99,6 +102,13 @@ export class MessageBuilder {
     const p = new Uint8Array(4);
     new DataView(p.buffer).setUint32(0, v >>> 0, LE);
     return this.attr(type, p);
+  }
+  attrU8(type: number, v: number): this {
+    return this.attr(type, new Uint8Array([v & 0xff]));
+  }
+  /** A 16-bit attribute in network byte order (ports, e.g. IFLA_VXLAN_PORT). */
+  attrBe16(type: number, v: number): this {
+    return this.attr(type, new Uint8Array([(v >> 8) & 0xff, v & 0xff]));
   }
   attrStr(type: number, s: string): this {
     const bytes = encoder.encode(s);
@@ -175,6 +185,21 @@ export function attrU32(v: DataView | undefined): number | undefined {
   return v && v.byteLength >= 4 ? v.getUint32(0, LE) : undefined;
 }
 
+/** Reads a u8 attribute. */
+export function attrU8(v: DataView | undefined): number | undefined {
+  return v && v.byteLength >= 1 ? v.getUint8(0) : undefined;
+}
+
+/** Reads a 16-bit attribute in network byte order. */
+export function attrBe16(v: DataView | undefined): number | undefined {
+  return v && v.byteLength >= 2 ? v.getUint16(0, false) : undefined;
+}
+
+/** Reads a signed 32-bit attribute (host order). */
+export function attrI32(v: DataView | undefined): number | undefined {
+  return v && v.byteLength >= 4 ? v.getInt32(0, LE) : undefined;
+}
+
 /** Reads the raw bytes of an attribute. */
 export function attrBytes(v: DataView | undefined): Uint8Array | undefined {
   return v ? new Uint8Array(v.buffer, v.byteOffset, v.byteLength) : undefined;
@@ -234,10 +259,34 @@ export class NetlinkSocket {
     return batch.finish();
   }
 
-  #start(requests: Request[]) {
+  /**
+   * Like {@link transact}, but never throws for a refused request: returns every request's
+   * verdict (errno 0 on success or when listed in `ok`, else a {@link NetlinkError}). The
+   * kernel handles each message of a datagram on its own, so one refusal does not stop the
+   * others.
+   */
+  transactSettled(requests: Request[]): (NetlinkError | undefined)[] {
+    // Only the last request asks for an ACK: the kernel answers a failed request anyway, and
+    // in order, so when the last ACK arrives every refusal before it has been read — half
+    // the answers to build, copy and parse.
+    const batch = this.#start(requests, true);
+    sendToKernel(this.fd, batch.out);
+    while (batch.pending > 0) this.#parse(recvFromKernel(this.fd, this.#buf), batch.absorb);
+    return batch.settle();
+  }
+
+  #start(requests: Request[], ackLastOnly = false) {
     if (this.#closed) throw new Error("netlink socket is closed");
     const first = this.#seq + 1;
-    const parts = requests.map((r) => r.build.finish(++this.#seq));
+    const last = requests.length - 1;
+    const parts = requests.map((r, i) => {
+      const p = r.build.finish(++this.#seq);
+      if (ackLastOnly && i < last) {
+        const v = new DataView(p.buffer, p.byteOffset, HDR);
+        v.setUint16(6, v.getUint16(6, LE) & ~NLM_F_ACK, LE);
+      }
+      return p;
+    });
     let total = 0;
     for (const p of parts) total += p.byteLength;
     const out = new Uint8Array(total);
@@ -250,7 +299,7 @@ export class NetlinkSocket {
     const texts: (string | undefined)[] = new Array(requests.length);
     const batch = {
       out,
-      pending: requests.length,
+      pending: ackLastOnly ? Math.min(1, requests.length) : requests.length,
       absorb: (m: Message, seq: number) => {
         const i = seq - first;
         if (i < 0 || i >= requests.length || results[i] !== undefined) return; // stale
@@ -258,13 +307,19 @@ export class NetlinkSocket {
         const [code, text] = parseError(m);
         results[i] = code;
         texts[i] = text;
-        batch.pending--;
+        if (!ackLastOnly || i === last) batch.pending--;
       },
       finish: () =>
         results.map((code, i) => {
           const c = code ?? 0;
           if (c === 0 || requests[i].ok?.includes(c)) return c;
           throw new NetlinkError(requests[i].what, c, texts[i]);
+        }),
+      settle: () =>
+        results.map((code, i) => {
+          const c = code ?? 0;
+          if (c === 0 || requests[i].ok?.includes(c)) return undefined;
+          return new NetlinkError(requests[i].what, c, texts[i]);
         }),
     };
     return batch;

@@ -115,6 +115,17 @@ export class NamespaceTable {
     }
   }
 
+  /** True when a handle of `path` is cached (open). */
+  has(path: string | undefined): boolean {
+    return this.#handles.has(path);
+  }
+
+  /** A descriptor of the namespace of `path` (the thread's own for `undefined`). */
+  fdOf(path: string | undefined): number {
+    const h = this.get(path);
+    return h.nsFd >= 0 ? h.nsFd : this.#origin;
+  }
+
   /**
    * Lends `fn` a socket of `path` that nobody else uses meanwhile (an idle spare or a new
    * one), so a slow request can await the kernel without blocking the event loop or

@@ -17,9 +17,12 @@ import {
   networkOf,
 } from "./_addr.ts";
 import {
+  attrBe16,
   attrBytes,
+  attrI32,
   attrString,
   attrU32,
+  attrU8,
   host,
   type Message,
   MessageBuilder,
@@ -50,9 +53,21 @@ const IFLA_LINKINFO = 18;
 const IFLA_IFALIAS = 20;
 const IFLA_NET_NS_FD = 28;
 const IFLA_EXT_MASK = 29;
+const IFLA_LINK_NETNSID = 37;
 const IFLA_INFO_KIND = 1;
 const IFLA_INFO_DATA = 2;
 const VETH_INFO_PEER = 1;
+const IFLA_VXLAN_ID = 1;
+const IFLA_VXLAN_LOCAL = 4;
+const IFLA_VXLAN_LEARNING = 7;
+const IFLA_VXLAN_PROXY = 11;
+const IFLA_VXLAN_L2MISS = 13;
+const IFLA_VXLAN_L3MISS = 14;
+const IFLA_VXLAN_PORT = 15;
+const RTM_NEWNSID = 88;
+const RTM_GETNSID = 90;
+const NETNSA_NSID = 1;
+const NETNSA_FD = 3;
 const RTEXT_FILTER_SKIP_STATS = 1 << 3;
 const IFF_UP = 0x1;
 const IFINFO_LEN = 16;
@@ -117,10 +132,18 @@ function addChanges(b: MessageBuilder, c: LinkChanges): MessageBuilder {
 }
 
 /** RTM_GETLINK for one name; `onReply` receives the parsed link. ENODEV counts as success. */
-export function getLinkRequest(name: string, onLink: (l: RawLink) => void): Request {
+export function getLinkRequest(
+  name: string,
+  onLink: (l: RawLink, m: Message) => void,
+): Request {
   const build = linkMessage(RTM_GETLINK, NLM_F_ACK, 0).attrStr(IFLA_IFNAME, name)
     .attrU32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
-  return { build, what: `link show ${name}`, ok: [ENODEV], onReply: (m) => onLink(parseLink(m)) };
+  return {
+    build,
+    what: `link show ${name}`,
+    ok: [ENODEV],
+    onReply: (m) => onLink(parseLink(m), m),
+  };
 }
 
 /** RTM_NEWLINK creating a link of `kind` (a bridge, say) with the given settings. */
@@ -158,6 +181,82 @@ export function createVethRequest(v: VethCreate): Request {
   addChanges(b, { ...v.peer, alias: undefined, master: undefined });
   b.end().end().end();
   return { build: b, what: `link add ${v.name}` };
+}
+
+/** What a VXLAN create needs (validated): the device lives in `nsFd` (or the sender's if < 0). */
+export interface VxlanCreate {
+  name: string;
+  vni: number;
+  port: number;
+  learning: boolean;
+  proxy: boolean;
+  l2miss: boolean;
+  l3miss: boolean;
+  local?: Uint8Array;
+  nsFd: number;
+  changes: LinkChanges;
+}
+
+/**
+ * One RTM_NEWLINK creating a VXLAN device through the sender's socket — so its UDP socket
+ * (and the VNI) belong to the sender's namespace — born inside `nsFd` when given, with its
+ * MTU, master (an index in that namespace) and up flag applied by the same request.
+ */
+export function createVxlanRequest(v: VxlanCreate): Request {
+  const b = linkMessage(RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, 0, v.changes.up)
+    .attrStr(IFLA_IFNAME, v.name);
+  addChanges(b, { ...v.changes, alias: undefined });
+  if (v.nsFd >= 0) b.attrU32(IFLA_NET_NS_FD, v.nsFd);
+  b.begin(IFLA_LINKINFO).attrStr(IFLA_INFO_KIND, "vxlan").begin(IFLA_INFO_DATA)
+    .attrU32(IFLA_VXLAN_ID, v.vni).attrBe16(IFLA_VXLAN_PORT, v.port)
+    .attrU8(IFLA_VXLAN_LEARNING, v.learning ? 1 : 0).attrU8(IFLA_VXLAN_PROXY, v.proxy ? 1 : 0)
+    .attrU8(IFLA_VXLAN_L2MISS, v.l2miss ? 1 : 0).attrU8(IFLA_VXLAN_L3MISS, v.l3miss ? 1 : 0);
+  if (v.local) b.attr(IFLA_VXLAN_LOCAL, v.local);
+  b.end().end();
+  return { build: b, what: `link add ${v.name} type vxlan id ${v.vni}` };
+}
+
+/** The VXLAN part of an RTM_NEWLINK: VNI, port, flags and the socket's netns id, if any. */
+export interface RawVxlan {
+  vni: number;
+  port: number;
+  learning: boolean;
+  proxy: boolean;
+  /** IFLA_LINK_NETNSID: set when the socket lives in another namespace than the device. */
+  linkNetnsId?: number;
+}
+
+/** Parses the VXLAN data of an RTM_NEWLINK; undefined for other kinds. */
+export function parseVxlan(m: Message): RawVxlan | undefined {
+  const a = parseAttrs(m.data, IFINFO_LEN);
+  const info = a.get(IFLA_LINKINFO);
+  if (!info) return undefined;
+  const li = parseAttrs(info, 0);
+  if (attrString(li.get(IFLA_INFO_KIND)) !== "vxlan") return undefined;
+  const data = li.get(IFLA_INFO_DATA);
+  const d = data ? parseAttrs(data, 0) : new Map();
+  return {
+    vni: attrU32(d.get(IFLA_VXLAN_ID)) ?? 0,
+    port: attrBe16(d.get(IFLA_VXLAN_PORT)) ?? 8472, // the kernel's default when unset
+    learning: attrU8(d.get(IFLA_VXLAN_LEARNING)) === 1,
+    proxy: attrU8(d.get(IFLA_VXLAN_PROXY)) === 1,
+    linkNetnsId: attrI32(a.get(IFLA_LINK_NETNSID)),
+  };
+}
+
+/**
+ * RTM_GETNSID: the id the receiving socket's namespace gives the namespace `nsFd`
+ * (`onId` gets -1 when it has none).
+ */
+export function getNsidRequest(nsFd: number, onId: (id: number) => void): Request {
+  const build = new MessageBuilder(RTM_GETNSID, NLM_F_ACK, 4).attrU32(NETNSA_FD, nsFd);
+  return {
+    build,
+    what: "netns id",
+    onReply: (m) => {
+      if (m.type === RTM_NEWNSID) onId(attrI32(parseAttrs(m.data, 4).get(NETNSA_NSID)) ?? -1);
+    },
+  };
 }
 
 /** RTM_NEWLINK (no create) changing an existing link given by index, or by name if 0. */

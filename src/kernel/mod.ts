@@ -1,5 +1,6 @@
 /**
- * Kernel access over rtnetlink: links, addresses, routes and namespaces, spoken directly to
+ * Kernel access over rtnetlink: links (bridges, veths, VXLAN devices), addresses, routes,
+ * neighbour and FDB entries, and namespaces, spoken directly to
  * the kernel through Deno FFI (one cached netlink socket per namespace), with `ip netns` and
  * `nsenter` execs only off the hot path. Every mutating call is an idempotent ensure.
  *
@@ -16,19 +17,30 @@
 
 import { CnmError, DriverError, InvalidArgumentError } from "../errors.ts";
 import * as links from "./_links.ts";
+import * as neigh from "./_neigh.ts";
 import { isNetns, NamespaceTable, NETNS_DIR, run } from "./_netns.ts";
 import * as routes from "./_routes.ts";
+import * as vxlan from "./_vxlan.ts";
 import type { Kernel } from "./types.ts";
 
 export type {
   AddrInfo,
   BridgeSpec,
+  FdbInfo,
+  FdbSpec,
   Kernel,
   LinkInfo,
+  NeighborBatchResult,
+  NeighborChange,
+  NeighborInfo,
+  NeighborSpec,
   RouteInfo,
   RouteSpec,
   VethSpec,
+  VxlanInfo,
+  VxlanSpec,
 } from "./types.ts";
+export { VNI_EXISTS } from "./_vxlan.ts";
 
 /** Options of {@link createKernel}. */
 export interface KernelOptions {
@@ -79,6 +91,17 @@ export function createKernel(options: KernelOptions = {}): Promise<Kernel> {
     return Promise.reject(err);
   }
   const names = (path?: string) => new Map(links.rawLinks(ns(path)).map((l) => [l.index, l.name]));
+  const vx: vxlan.VxlanEnv = {
+    table,
+    hostNs,
+    allNetns() {
+      try {
+        return [...Deno.readDirSync(NETNS_DIR)].map((e) => `${NETNS_DIR}/${e.name}`).sort();
+      } catch {
+        return [];
+      }
+    },
+  };
 
   const kernel: Kernel = {
     async ensureNetns(name) {
@@ -134,6 +157,21 @@ export function createKernel(options: KernelOptions = {}): Promise<Kernel> {
     listRoutes: (netns) => settle(() => routes.listRoutes(ns(netns), names(netns))),
     ensureRoute: (route, netns) => settle(() => routes.ensureRoute(ns(netns), route)),
     deleteRoute: (route, netns) => settle(() => routes.deleteRoute(ns(netns), route)),
+
+    ensureVxlan: (spec) => settle(() => vxlan.ensureVxlan(vx, spec)),
+    listVxlans: (netns) => settle(() => vxlan.listVxlans(vx, netns)),
+    findVxlans: (vni, opts) => settle(() => vxlan.findVxlans(vx, vni, opts)),
+
+    ensureNeighbor: (spec, netns) =>
+      settle(() => neigh.applyOne(ns(netns), { op: "add", neighbor: spec })),
+    deleteNeighbor: (spec, netns) =>
+      settle(() => neigh.applyOne(ns(netns), { op: "delete", neighbor: spec })),
+    listNeighbors: (netns, dev) => settle(() => neigh.listNeighbors(ns(netns), dev)),
+    ensureFdb: (spec, netns) => settle(() => neigh.applyOne(ns(netns), { op: "add", fdb: spec })),
+    deleteFdb: (spec, netns) =>
+      settle(() => neigh.applyOne(ns(netns), { op: "delete", fdb: spec })),
+    listFdb: (netns, dev) => settle(() => neigh.listFdb(ns(netns), dev)),
+    applyNeighbors: (changes, netns) => settle(() => neigh.applyNeighbors(ns(netns), changes)),
 
     exec: (argv, opts = {}) => run(argv, { stdin: opts.stdin, netns: opts.netns ?? hostNs }),
     close: () => settle(() => table.close()),

@@ -34,18 +34,25 @@ export interface RouteInfo {
   dev?: string;
 }
 
-/** A bridge the caller wants to exist in the host namespace. */
+/** A bridge the caller wants to exist (in the host namespace unless `netns` is given). */
 export interface BridgeSpec {
   name: string;
+  /** Path of the namespace the bridge lives in; default the host namespace. */
+  netns?: string;
   mtu?: number;
   mac?: string;
   addresses?: string[]; // CIDRs to ensure on the bridge (e.g. the gateway)
   alias?: string; // ownership mark
 }
 
-/** A veth pair with one end on a bridge in the host namespace and the peer in a namespace. */
+/**
+ * A veth pair with one end on a bridge in the host namespace (or in `hostNetns`) and the peer
+ * born inside a namespace.
+ */
 export interface VethSpec {
   hostName: string; // host-side name, on `master`
+  /** Namespace of the host end and its `master`; default the host namespace. */
+  hostNetns?: string;
   master?: string; // bridge to enslave the host end to
   mtu?: number;
   netns: string; // path of the namespace the peer lives in
@@ -61,6 +68,113 @@ export interface RouteSpec {
   dst: string; // "default" | CIDR
   via?: string; // next hop (omit for on-link)
   dev?: string; // device name in that namespace
+}
+
+/**
+ * A VXLAN device. It is created through the host namespace's netlink socket, so its UDP
+ * socket (and therefore the VNI reservation and the underlay it encapsulates over) belongs
+ * to the host namespace, while the device itself is born inside `netns` (IFLA_NET_NS_FD), like
+ * libnetwork's create-then-move but in one request: no crash window leaves it in the host.
+ */
+export interface VxlanSpec {
+  name: string;
+  /** VXLAN network identifier, 1-16777215. */
+  vni: number;
+  /** UDP destination port; default 4789 (IANA). */
+  port?: number;
+  /** Learn inner source MAC → outer source IP from received packets; default false. */
+  learning?: boolean;
+  /** Answer ARP/ND from the device's neighbour table (no ARP over the tunnel); default true. */
+  proxy?: boolean;
+  /** Emit netlink misses for unknown MACs / IPs; default false. */
+  l2miss?: boolean;
+  l3miss?: boolean;
+  /** Source address of encapsulated packets; default chosen by the host's routes. */
+  local?: string;
+  mtu?: number;
+  /** Path of the namespace the device lives in; default the host namespace. */
+  netns?: string;
+  /** Bridge inside `netns` to enslave the device to. */
+  master?: string;
+  /** Ownership mark (link alias). */
+  alias?: string;
+}
+
+/** A VXLAN device as the kernel reports it. */
+export interface VxlanInfo {
+  name: string;
+  index: number;
+  /** Path of the namespace it lives in; undefined = the host namespace. */
+  netns?: string;
+  vni: number;
+  port: number;
+  learning: boolean;
+  proxy: boolean;
+  mtu: number;
+  up: boolean;
+  master?: string;
+  alias?: string;
+  /** True when its UDP socket is in the host namespace, where it holds `vni` on `port`. */
+  socketInHost: boolean;
+}
+
+/** A permanent IP neighbour entry (`ip neigh replace IP lladdr MAC dev DEV nud permanent`). */
+export interface NeighborSpec {
+  dev: string;
+  ip: string;
+  mac: string;
+}
+
+/** A neighbour entry as the kernel reports it. */
+export interface NeighborInfo {
+  dev: string;
+  ip: string;
+  mac?: string;
+  /** NUD states, lower case: `permanent`, `reachable`, `stale`, `failed`, `noarp`, … */
+  state: string[];
+  permanent: boolean;
+}
+
+/**
+ * A permanent FDB entry on a VXLAN device's own table
+ * (`bridge fdb replace MAC dev DEV dst VTEP self permanent`): AF_BRIDGE, NTF_SELF.
+ */
+export interface FdbSpec {
+  dev: string;
+  mac: string;
+  /** Remote VTEP (underlay address). */
+  dst: string;
+}
+
+/** An FDB entry (family AF_BRIDGE) as the kernel reports it. */
+export interface FdbInfo {
+  dev: string;
+  mac: string;
+  /** Remote VTEP, for entries of a VXLAN device's own table. */
+  dst?: string;
+  /** In the device's own table (NTF_SELF) rather than its master bridge's. */
+  self: boolean;
+  /** The bridge, for entries of the master's table. */
+  master?: string;
+  /** NUD_PERMANENT (or NUD_NOARP, static): not learned. */
+  permanent: boolean;
+  /** NUD states, lower case. */
+  state: string[];
+}
+
+/** One change of a {@link Kernel.applyNeighbors} batch. Adds replace; deletes tolerate absence. */
+export type NeighborChange =
+  | { op: "add"; neighbor: NeighborSpec }
+  | { op: "delete"; neighbor: { dev: string; ip: string } }
+  | { op: "add"; fdb: FdbSpec }
+  | { op: "delete"; fdb: { dev: string; mac: string; dst?: string } };
+
+/** What a {@link Kernel.applyNeighbors} batch did. */
+export interface NeighborBatchResult {
+  /** Changes the kernel accepted (deletes of absent entries included). */
+  applied: number;
+  /** Netlink datagrams (sendmsg calls) it took. */
+  datagrams: number;
 }
 
 /** The kernel access interface. */
@@ -92,6 +206,44 @@ export interface Kernel {
   ensureRoute(route: RouteSpec, netns?: string): Promise<void>;
   /** Deletes a route if present. */
   deleteRoute(route: RouteSpec, netns?: string): Promise<void>;
+
+  /**
+   * Ensures a VXLAN device as described, up (see {@link VxlanSpec}). An existing device of
+   * that name is repaired when it has the same VNI and port and its socket is in the host
+   * namespace; anything else of that name is a DriverError.
+   *
+   * @throws {DriverError} `A VXLAN device with the specified VNI already exists` (the kernel's
+   *   words) naming the device that holds the VNI, when another device does.
+   */
+  ensureVxlan(spec: VxlanSpec): Promise<void>;
+  /** VXLAN devices of one namespace (default the host's). */
+  listVxlans(netns?: string): Promise<VxlanInfo[]>;
+  /**
+   * VXLAN devices holding `vni` in the host namespace (socket there), looked for in the host
+   * namespace and in `netns` (default: every namespace in /var/run/netns). Reads only.
+   */
+  findVxlans(vni: number, options?: { port?: number; netns?: string[] }): Promise<VxlanInfo[]>;
+
+  /** Ensures a permanent neighbour entry (replace semantics) in `netns` (default host). */
+  ensureNeighbor(spec: NeighborSpec, netns?: string): Promise<void>;
+  /** Deletes a neighbour entry if present. */
+  deleteNeighbor(spec: { dev: string; ip: string }, netns?: string): Promise<void>;
+  /** Neighbour entries (both families, no proxy entries), optionally of one device. */
+  listNeighbors(netns?: string, dev?: string): Promise<NeighborInfo[]>;
+  /** Ensures a permanent `self` FDB entry (NLM_F_REPLACE: also turns a learned one permanent). */
+  ensureFdb(spec: FdbSpec, netns?: string): Promise<void>;
+  /** Deletes a `self` FDB entry if present (with `dst`: only that remote of it). */
+  deleteFdb(spec: { dev: string; mac: string; dst?: string }, netns?: string): Promise<void>;
+  /** FDB entries (family AF_BRIDGE, both tables), optionally of one device. */
+  listFdb(netns?: string, dev?: string): Promise<FdbInfo[]>;
+  /**
+   * Applies many neighbour/FDB changes in as few netlink datagrams as possible (one sendmsg
+   * per ~64 KiB of requests), in order. Every change is tried; the failures, if any, are
+   * reported together.
+   *
+   * @throws {DriverError} listing the refused changes (the others are applied).
+   */
+  applyNeighbors(changes: NeighborChange[], netns?: string): Promise<NeighborBatchResult>;
 
   /** Runs a command inside the host namespace (e.g. `nft -f -`), with optional stdin. */
   exec(argv: string[], options?: { stdin?: string; netns?: string }): Promise<string>;

@@ -86,7 +86,10 @@ export async function startEnv(label?: string): Promise<TestEnv> {
       });
     },
     async sandboxesInKernel() {
-      return (await listPrefixed(`${host.prefix}-`)).filter((n) => n !== host.name);
+      // Sandboxes only: overlay namespaces (`<prefix>-ov-…`) belong to networks.
+      return (await listPrefixed(`${host.prefix}-`)).filter((n) =>
+        n !== host.name && !n.startsWith(`${host.prefix}-ov-`)
+      );
     },
     async cleanup() {
       const errors: unknown[] = [];

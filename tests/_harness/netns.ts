@@ -57,33 +57,44 @@ export async function listPrefixed(prefix: string): Promise<string[]> {
 }
 
 /**
+ * A fresh per-run prefix: `label` (letters/digits, up to 4 kept; default "t") plus 5 random
+ * hex digits, short enough to leave room in link names.
+ */
+export function runPrefix(label?: string): string {
+  const head = (label ?? "t").toLowerCase().replace(/[^a-z0-9]/g, "").slice(0, 4) || "t";
+  const hex = Array.from(crypto.getRandomValues(new Uint8Array(3)), (b) => b.toString(16))
+    .map((h) => h.padStart(2, "0")).join("").slice(0, 5);
+  return `${head}${hex}`;
+}
+
+/** Deletes every `/var/run/netns/<prefix>*` namespace, reporting all failures together. */
+export async function deletePrefixed(prefix: string): Promise<void> {
+  const errors: unknown[] = [];
+  for (const ns of await listPrefixed(prefix)) {
+    try {
+      await ip(["netns", "del", ns]);
+    } catch (err) {
+      errors.push(err);
+    }
+  }
+  if (errors.length) {
+    throw new AggregateError(errors, `cleanup of ${prefix}*: ${errors.length} failure(s)`);
+  }
+}
+
+/**
  * Creates `<prefix>-host` with loopback up. `label` (letters/digits, up to 4 kept) replaces
  * the default "t" at the start of the prefix, so names stay short enough for links.
  */
 export async function createTestHost(label?: string): Promise<TestHost> {
   requireRoot();
-  const head = (label ?? "t").toLowerCase().replace(/[^a-z0-9]/g, "").slice(0, 4) || "t";
-  const hex = Array.from(crypto.getRandomValues(new Uint8Array(3)), (b) => b.toString(16))
-    .map((h) => h.padStart(2, "0")).join("").slice(0, 5);
-  const prefix = `${head}${hex}`;
+  const prefix = runPrefix(label);
   const name = `${prefix}-host`;
   const host: TestHost = {
     prefix,
     name,
     path: `${NETNS_DIR}/${name}`,
-    async cleanup() {
-      const errors: unknown[] = [];
-      for (const ns of await listPrefixed(prefix)) {
-        try {
-          await ip(["netns", "del", ns]);
-        } catch (err) {
-          errors.push(err);
-        }
-      }
-      if (errors.length) {
-        throw new AggregateError(errors, `cleanup of ${prefix}*: ${errors.length} failure(s)`);
-      }
-    },
+    cleanup: () => deletePrefixed(prefix),
   };
   try {
     await ip(["netns", "add", name]);

@@ -1,52 +1,46 @@
 /**
  * `cnm serve` as a real process (needs root and nats-server): the controller runs inside a
- * throwaway host namespace; the real `./cnm` creates and connects a sandbox through it.
+ * throwaway host namespace; the real `./cnm` creates and connects a sandbox through it, and
+ * with `--docker-socket` the real `docker` CLI manages its networks.
  */
 import assert from "node:assert/strict";
-import { startEnv } from "../_harness/env.ts";
+import { startEnv, type TestEnv } from "../_harness/env.ts";
+import { startNats } from "../_harness/nats.ts";
+import { createTestHost } from "../_harness/netns.ts";
+import { dockerCli } from "../_harness/docker.ts";
+import { CNM, startServe } from "../_harness/cnm_serve.ts";
 
-const CNM = new URL("../../cnm", import.meta.url).pathname;
 const dec = new TextDecoder();
 
-Deno.test("cnm serve (needs root, nats-server) answers commands and stops on SIGTERM", async () => {
-  const env = await startEnv("cli");
-  const vars = {
+const serveSetup = (env: TestEnv, args: string[]) => ({
+  env: {
     CNM_NATS_URL: env.nats.url,
     CNM_STREAM: env.stream,
     CNM_PREFIX: env.prefix,
     CNM_HOST_ID: "h1",
-  };
-  const server = new Deno.Command(CNM, {
-    args: [
-      "serve",
-      "-q",
-      "--namespace",
-      env.host.path,
-      "--name-prefix",
-      `${env.host.prefix}-`,
-      "--state-dir",
-      env.stateDir,
-    ],
-    env: vars,
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const reader = server.stderr.getReader();
-  let log = "";
+  },
+  hostNamespace: env.host.path,
+  namePrefix: `${env.host.prefix}-`,
+  stateDir: env.stateDir,
+  args,
+});
+
+Deno.test("cnm serve (needs root, nats-server) answers commands and stops on SIGTERM", async () => {
+  const env = await startEnv("cli");
+  const setup = serveSetup(env, ["-q"]);
+  const server = await startServe(setup).catch(async (err) => {
+    await env.cleanup();
+    throw err;
+  });
   try {
-    while (!/answering on/.test(log)) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`cnm serve exited early: ${log}`);
-      log += dec.decode(value);
-    }
     assert.match(
-      log,
+      server.log(),
       new RegExp(
         `cnm serve: host h1, stream ${env.stream}: answering on ${env.prefix}-api\\.h1\\.\\*`,
       ),
     );
     const run = async (...args: string[]) => {
-      const o = await new Deno.Command(CNM, { args, env: vars }).output();
+      const o = await new Deno.Command(CNM, { args, env: setup.env }).output();
       return { code: o.code, out: dec.decode(o.stdout), err: dec.decode(o.stderr) };
     };
     let r = await run("sandbox", "create", "c1");
@@ -59,9 +53,121 @@ Deno.test("cnm serve (needs root, nats-server) answers commands and stops on SIG
     r = await run("sandbox", "rm", "c1");
     assert.equal(r.code, 0, r.err);
     assert.deepEqual(await env.sandboxesInKernel(), []);
+    assert.equal(await server.stop(), 0);
+  } finally {
+    await server.cleanup();
+    await env.cleanup();
+  }
+});
+
+Deno.test("cnm serve --docker-socket (needs root, nats-server, docker CLI) answers the docker CLI", async () => {
+  const cli = await dockerCli();
+  const env = await startEnv("cld");
+  const dir = await Deno.makeTempDir({ prefix: "cnm-docker-" });
+  const sock = `${dir}/docker.sock`;
+  const server = await startServe(serveSetup(env, ["--docker-socket", sock])).catch(
+    async (err) => {
+      await env.cleanup();
+      throw err;
+    },
+  );
+  const docker = async (...args: string[]) => {
+    const o = await new Deno.Command(cli, {
+      args,
+      env: { DOCKER_HOST: `unix://${sock}`, DOCKER_CONFIG: dir, TZ: "UTC" },
+    }).output();
+    return { code: o.code, out: dec.decode(o.stdout), err: dec.decode(o.stderr) };
+  };
+  try {
+    assert.match(server.log(), new RegExp(`; Docker API on ${sock.replace(/[.]/g, "\\.")}\n`));
+    assert.equal(Deno.statSync(sock).mode! & 0o777, 0o660);
+    const since = Math.floor(Date.now() / 1000) - 60;
+    let r = await docker("network", "create", "--subnet", "10.61.0.0/24", "web");
+    assert.equal(r.code, 0, r.err);
+    const id = r.out.trim();
+    r = await docker("network", "ls", "--filter", "name=web", "--format", "{{.ID}} {{.Name}}");
+    assert.deepEqual([r.code, r.out], [0, `${id.slice(0, 12)} web\n`]);
+    r = await docker(
+      "events",
+      "--since",
+      String(since),
+      "--until",
+      String(Math.ceil(Date.now() / 1000) + 1),
+      "--filter",
+      "event=create",
+      "--filter",
+      "network=web",
+      "--format",
+      "{{.Actor.ID}}",
+    );
+    assert.deepEqual([r.code, r.out], [0, `${id}\n`]);
+    // The request log names each Docker call.
+    await server.waitFor(/docker POST \/v1\.41\/networks\/create 201 [\d.]+ms/);
+    assert.equal(await server.stop(), 0);
+    assert.equal(await Deno.lstat(sock).then(() => true, () => false), false);
+  } finally {
+    await server.cleanup();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    await env.cleanup();
+  }
+});
+
+Deno.test("cnm serve (needs root, nats-server) runs with its restricted user of docs/nats-permissions.conf", async () => {
+  const host = await createTestHost("csec");
+  const layout = await Deno.readTextFile(
+    new URL("../../docs/nats-permissions.conf", import.meta.url),
+  );
+  const nats = await startNats({
+    config: layout.replaceAll("$CNM_VM_PASSWORD", '"vm-pw"')
+      .replaceAll("$CNM_READER_PASSWORD", '"rd-pw"')
+      .replaceAll("$CNM_OPERATOR_PASSWORD", '"op-pw"'),
+  });
+  const stateDir = await Deno.makeTempDir({ prefix: `cnm-${host.prefix}-` });
+  // The layout is written for stream CNM, prefix cnm, host vm: this server is the test's own.
+  const base = { NATS_URL: nats.url, CNM_HOST_ID: "vm" };
+  const server = new Deno.Command(CNM, {
+    args: [
+      "serve",
+      "--namespace",
+      host.path,
+      "--name-prefix",
+      `${host.prefix}-`,
+      "--state-dir",
+      stateDir,
+    ],
+    env: { ...base, NATS_USER: "cnm-vm", NATS_PASSWORD: "vm-pw" },
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const reader = server.stderr.getReader();
+  let log = "";
+  try {
+    while (!/answering on/.test(log)) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`cnm serve exited early: ${log}`);
+      log += dec.decode(value);
+    }
+    const run = async (user: string, pw: string, ...args: string[]) => {
+      const o = await new Deno.Command(CNM, {
+        args,
+        env: { ...base, NATS_USER: user, NATS_PASSWORD: pw },
+      }).output();
+      return { code: o.code, out: dec.decode(o.stdout), err: dec.decode(o.stderr) };
+    };
+    let r = await run("cnm-operator", "op-pw", "sandbox", "create", "c1");
+    assert.equal(r.code, 0, r.err);
+    r = await run("cnm-operator", "op-pw", "connect", "none", "c1");
+    assert.equal(r.code, 0, r.err);
+    r = await run("cnm-reader", "rd-pw", "history", "c1");
+    assert.match(r.out, /endpoint\.joined/);
+    r = await run("cnm-reader", "rd-pw", "sandbox", "rm", "c1");
+    assert.equal(r.code, 1, r.err);
+    assert.match(r.err, /ForbiddenError: .*NATS does not let this user publish/);
+    r = await run("cnm-operator", "op-pw", "sandbox", "rm", "c1");
+    assert.equal(r.code, 0, r.err);
     server.kill("SIGTERM");
-    const status = await server.status;
-    assert.equal(status.code, 0);
+    assert.equal((await server.status).code, 0);
+    assert.doesNotMatch(log, /vm-pw/);
   } finally {
     try {
       server.kill("SIGKILL");
@@ -69,7 +175,9 @@ Deno.test("cnm serve (needs root, nats-server) answers commands and stops on SIG
     await server.status;
     reader.releaseLock();
     await server.stderr.cancel().catch(() => {});
-    await env.cleanup();
+    await nats.cleanup();
+    await host.cleanup();
+    await Deno.remove(stateDir, { recursive: true });
   }
 });
 

@@ -16,6 +16,7 @@ import { DriverError, InvalidArgumentError } from "../../src/errors.ts";
 import { createKernel } from "../../src/kernel/mod.ts";
 import type { Kernel } from "../../src/kernel/types.ts";
 import { createTestHost } from "../_harness/netns.ts";
+import { makeTestCerts } from "../_harness/tls.ts";
 import {
   ep,
   FAST,
@@ -225,28 +226,19 @@ Deno.test("createPluginResolver discovers lazily, activates once and caches", as
 
 Deno.test("remote client speaks TLS to an https:// plugin from a .json spec", async () => {
   const dir = await Deno.makeTempDir({ prefix: "cnm-remote-tls-" });
+  const cleanups: (() => Promise<void>)[] = [];
   let plugin: Awaited<ReturnType<typeof startPlugin>> | undefined;
   try {
-    const sh = (script: string) =>
-      new Deno.Command("sh", { args: ["-c", script], cwd: dir, stdout: "null", stderr: "piped" })
-        .output().then((o) => {
-          if (!o.success) throw new Error(`openssl: ${new TextDecoder().decode(o.stderr)}`);
-        });
-    const ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
-    await sh(`openssl req -x509 ${ec} -keyout ca.key -out ca.pem -days 1 -subj /CN=cnm-test-ca`);
-    await sh(`openssl req ${ec} -keyout srv.key -out srv.csr -subj /CN=127.0.0.1`);
-    await Deno.writeTextFile(`${dir}/ext`, "subjectAltName=IP:127.0.0.1\n");
-    await sh(
-      "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem -days 1 -extfile ext",
-    );
+    const certs = await makeTestCerts();
+    cleanups.push(certs.cleanup);
     const port = freePort();
-    plugin = await startPlugin({ dir, port, cert: `${dir}/srv.pem`, key: `${dir}/srv.key` });
+    plugin = await startPlugin({ dir, port, cert: certs.serverCert, key: certs.serverKey });
     const spec = (tls: Record<string, unknown>) =>
       Deno.writeTextFile(
         `${dir}/tp.json`,
         JSON.stringify({ Name: "tp", Addr: `https://127.0.0.1:${port}`, TLSConfig: tls }),
       );
-    await spec({ InsecureSkipVerify: false, CAFile: `${dir}/ca.pem` });
+    await spec({ InsecureSkipVerify: false, CAFile: certs.ca });
     const driver = await createRemoteDriver("tp", { ...FAST, pluginDirs: [dir] });
     driver.close();
     await spec({ InsecureSkipVerify: false }); // the system's CAs do not know ours
@@ -257,6 +249,7 @@ Deno.test("remote client speaks TLS to an https:// plugin from a .json spec", as
     );
   } finally {
     await plugin?.stop();
+    for (const c of cleanups) await c();
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -1,0 +1,121 @@
+/**
+ * Cluster-wide claims: what must be unique across hosts (a global network's name, its VNIs
+ * and subnets, the addresses inside it) is claimed with JetStream KV `create` — put if
+ * absent, one winner however many hosts race — before the intent that uses it is appended.
+ * The decision itself is then written into the intent, as every decision is, and rebuilt
+ * from the stream on start; the claim only closes the window between two hosts deciding the
+ * same thing before either has seen the other's event. Released once the object no longer
+ * holds it (its delete or failed create is durable).
+ *
+ * Bucket `<stream>_GLOBAL`, keys `<prefix>.<what>.<value>` (the value base64url-encoded where
+ * it could hold characters a key may not), each holding `{ objectId, host, at }`.
+ *
+ * @module
+ */
+
+import type { NatsConnection } from "@nats-io/transport-node";
+import { type KV, Kvm } from "@nats-io/kv";
+import { errText, UnavailableError } from "../errors.ts";
+
+/** Who holds a claim. */
+export interface ClaimHolder {
+  objectId: string;
+  host: string;
+  at: string;
+}
+
+/** The claims of one stream and prefix. */
+export interface Claims {
+  /** Claims `key` for `objectId`; false when another object holds it (true if it already does). */
+  claim(key: string, objectId: string): Promise<boolean>;
+  /** Releases `key` if `objectId` holds it. */
+  release(key: string, objectId: string): Promise<void>;
+  /** The holder of `key`, if any. */
+  holder(key: string): Promise<ClaimHolder | undefined>;
+}
+
+/** Claim keys. */
+export const claimKey = {
+  networkName: (prefix: string, name: string) => `${prefix}.netname.${b64(name)}`,
+  vni: (prefix: string, vni: number) => `${prefix}.vni.${vni}`,
+  subnet: (prefix: string, cidr: string) => `${prefix}.subnet.${b64(cidr)}`,
+  address: (prefix: string, networkId: string, ip: string) =>
+    `${prefix}.ip.${networkId.slice(0, 12)}.${b64(ip.split("/")[0])}`,
+};
+
+/** The KV bucket holding a stream's claims. */
+export function claimBucketOf(stream: string): string {
+  return `${stream}_GLOBAL`;
+}
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+function b64(text: string): string {
+  return btoa(String.fromCharCode(...enc.encode(text)))
+    .replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+}
+
+const isTaken = (err: unknown) => /wrong last sequence|key exists/i.test(errText(err));
+
+/** Opens (creating if missing) the claims bucket. */
+export async function openClaims(
+  nc: NatsConnection,
+  options: { stream: string; hostId: string; replicas?: number },
+): Promise<Claims> {
+  let kv: KV;
+  try {
+    kv = await new Kvm(nc).create(claimBucketOf(options.stream), {
+      history: 1,
+      ...(options.replicas ? { replicas: options.replicas } : {}),
+    });
+  } catch (err) {
+    throw new UnavailableError(`cannot open the claims bucket: ${errText(err)}`, { cause: err });
+  }
+  const read = async (key: string) => {
+    const e = await kv.get(key);
+    if (!e || e.operation !== "PUT" || !e.value.length) return undefined;
+    return { revision: e.revision, holder: JSON.parse(dec.decode(e.value)) as ClaimHolder };
+  };
+  const unavailable = (what: string, err: unknown) =>
+    new UnavailableError(`journal unavailable: cannot ${what}: ${errText(err)}`, { cause: err });
+  return {
+    async claim(key, objectId) {
+      const value = enc.encode(JSON.stringify({
+        objectId,
+        host: options.hostId,
+        at: new Date().toISOString(),
+      }));
+      try {
+        await kv.create(key, value);
+        return true;
+      } catch (err) {
+        if (!isTaken(err)) throw unavailable(`claim ${key}`, err);
+      }
+      const now = await read(key).catch((err) => {
+        throw unavailable(`read claim ${key}`, err);
+      });
+      if (now) return now.holder.objectId === objectId;
+      // Deleted between our create and our read: try once more.
+      try {
+        await kv.create(key, value);
+        return true;
+      } catch (err) {
+        if (isTaken(err)) return (await read(key))?.holder.objectId === objectId;
+        throw unavailable(`claim ${key}`, err);
+      }
+    },
+    async release(key, objectId) {
+      const now = await read(key).catch((err) => {
+        throw unavailable(`read claim ${key}`, err);
+      });
+      if (!now || now.holder.objectId !== objectId) return;
+      await kv.delete(key, { previousSeq: now.revision }).catch((err) => {
+        if (!isTaken(err)) throw unavailable(`release ${key}`, err);
+      });
+    },
+    async holder(key) {
+      return (await read(key))?.holder;
+    },
+  };
+}

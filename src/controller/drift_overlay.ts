@@ -1,0 +1,111 @@
+/**
+ * Drift of global (overlay) networks on this host: the per-network namespaces this
+ * controller made against the networks the journal knows (an orphan holds its VNIs and is
+ * removed), and every neighbour/FDB entry against the peer table folded from the stream
+ * (missing, stale or learned entries are repaired by handing the driver its whole table
+ * again, which programs with replace).
+ *
+ * @module
+ */
+
+import type { NetworkContext } from "../../actors/network.ts";
+import type { OverlayDriver } from "../../drivers/overlay/mod.ts";
+import type { ControllerContext } from "./context.ts";
+import type { Finding } from "./drift.ts";
+import { driverNetwork } from "./effects.ts";
+import { isGlobal } from "./global.ts";
+import { peerTables } from "./peers.ts";
+
+/** The overlay driver, when it is one this controller has. */
+function overlayOf(ctx: ControllerContext): OverlayDriver | undefined {
+  const d = ctx.drivers.driver("overlay") as Partial<OverlayDriver> | undefined;
+  return d?.ownedNamespaces && d.peerState ? d as OverlayDriver : undefined;
+}
+
+/** Compares overlay namespaces and peer entries with the journal's view. Reads only. */
+export async function inspectOverlayDrift(ctx: ControllerContext): Promise<Finding[]> {
+  const overlay = overlayOf(ctx);
+  if (!overlay) return [];
+  const rt = ctx.runtime;
+  const peerCtx = { kernel: ctx.kernel, prefix: ctx.settings.namePrefix };
+  const nets = [...rt.objects.network.values()]
+    .map((r) => ({ state: rt.state(r), c: rt.context<NetworkContext>(r) }))
+    .filter((n) => isGlobal(n.c) && n.c.driver === "overlay");
+  const known = new Set(nets.filter((n) => n.state !== "deleted").map((n) => n.c.id.slice(0, 12)));
+  const out: Finding[] = [];
+  for (const ns of await overlay.ownedNamespaces(peerCtx)) {
+    if (!known.has(ns.networkId12)) {
+      out.push({
+        kind: "host",
+        objectId: "",
+        resource: "netns",
+        name: ns.name,
+        problem: "unexpected",
+      });
+    }
+  }
+  for (const n of nets) {
+    if (n.state !== "active") continue;
+    const state = await overlay.peerState(driverNetwork(n.c), peerCtx);
+    if (!state.namespace) continue;
+    const entry = (e: { kind: string; dev: string; ip?: string; mac: string; vtep?: string }) =>
+      `${e.kind} ${e.ip ?? e.mac} on ${e.dev}`;
+    const value = (e: { ip?: string; mac: string; vtep?: string }) =>
+      e.vtep ? `${e.mac} via ${e.vtep}` : `${e.ip} at ${e.mac}`;
+    for (const e of state.missing) {
+      out.push({
+        kind: "network",
+        objectId: n.c.id,
+        resource: "peer",
+        name: entry(e),
+        problem: "missing",
+        expected: value(e),
+      });
+    }
+    for (const e of state.stale) {
+      out.push({
+        kind: "network",
+        objectId: n.c.id,
+        resource: "peer",
+        name: entry(e),
+        problem: "different",
+        actual: value(e),
+      });
+    }
+    for (const e of state.learned) {
+      out.push({
+        kind: "network",
+        objectId: n.c.id,
+        resource: "peer",
+        name: entry(e),
+        problem: "different",
+        actual: `${value(e)} (learned)`,
+      });
+    }
+  }
+  return out;
+}
+
+/** Removes an orphan overlay namespace of this controller. */
+export async function removeOverlayOrphan(ctx: ControllerContext, name: string): Promise<void> {
+  await overlayOf(ctx)!.removeOrphan(name, {
+    kernel: ctx.kernel,
+    prefix: ctx.settings.namePrefix,
+  });
+}
+
+/** True when `name` is one of this controller's overlay namespaces. */
+export function isOverlayNamespace(ctx: ControllerContext, name: string): boolean {
+  return name.startsWith(`${ctx.settings.namePrefix}ov-`);
+}
+
+/** Repairs a network's peer entries: its whole table, programmed with replace. */
+export async function repairPeers(ctx: ControllerContext, c: NetworkContext): Promise<void> {
+  const overlay = overlayOf(ctx);
+  if (!overlay) return;
+  const peers = [...(peerTables(ctx).get(c.id)?.values() ?? [])];
+  await overlay.setPeers(driverNetwork(c), peers, {
+    kernel: ctx.kernel,
+    prefix: ctx.settings.namePrefix,
+  });
+}
