@@ -33,7 +33,7 @@
  * - per ICC-off network: chain `icc-<id12>` dropping `ip saddr S ip daddr S`.
  *
  * Ownership: the table name (option `table`) marks everything in it as cnm's; inside, base
- * rules carry the comment `cnm:base <fp>` and a network's rules `cnm:<id12>@<owner> <fp>`
+ * rules carry the comment `cnm:base <fp>` and a network's rules `cnm:<owner>:<id12> <fp>`
  * (`cnm:<id12> <fp>` without an owner), where `<fp>` is a short hash of what the rules were
  * generated from and `<owner>` the id of the controller that made the network. Chain names
  * `net-`, `nat-`, `icc-` + the first 12 characters of the network id tie chains to networks
@@ -270,7 +270,7 @@ export function createFirewall(options: FirewallOptions): Firewall {
             if (!id) continue;
             owners[id] ??= null;
             for (const c of t?.rules.get(chain) ?? []) {
-              const owner = new RegExp(`^cnm:${id}@([0-9a-f]+) `).exec(c)?.[1];
+              const owner = new RegExp(`^cnm:([a-z0-9]{1,16}):${id} `).exec(c)?.[1];
               if (owner) owners[id] = owner;
             }
           }
@@ -325,7 +325,7 @@ function validate(net: FirewallNetwork): Spec {
 }
 
 function checkOwner(owner: string): string {
-  if (!/^[0-9a-f]{1,16}$/.test(owner)) throw new InvalidArgumentError(`invalid owner: ${owner}`);
+  if (!/^[a-z0-9]{1,16}$/.test(owner)) throw new InvalidArgumentError(`invalid owner: ${owner}`);
   return owner;
 }
 
@@ -407,7 +407,7 @@ async function networkPlan(table: string, spec: Spec) {
     for (const s of spec.v4) icc.push(`ip saddr ${s} ip daddr ${s} drop`);
     for (const s of spec.v6) icc.push(`ip6 saddr ${s} ip6 daddr ${s} drop`);
   }
-  const mark = spec.owner ? `${id12}@${spec.owner}` : id12;
+  const mark = spec.owner ? `${spec.owner}:${id12}` : id12;
   const comment = `cnm:${mark} ${await fingerprint(JSON.stringify([net, nat, icc]))}`;
   const t = `inet ${table}`, b = `bridge ${table}`;
   const c = `comment "${comment}"`;

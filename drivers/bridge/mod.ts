@@ -10,7 +10,7 @@
  * (false), `com.docker.network.container_iface_prefix` (`eth`, applied by the controller).
  *
  * Ownership mark: every bridge and host-side veth cnm makes carries the link alias
- * `cnm:<kind>:<id12>@<owner>` (the controller's owner id, `EffectContext.owner`); the
+ * `cnm:<owner>:<kind>:<id12>` (the controller's owner id, `EffectContext.owner`); the
  * firewall marks its rules as described in `_firewall.ts`.
  *
  * @module
@@ -127,16 +127,16 @@ function vethOf(ep: DriverEndpoint): string {
 
 /** The alias that marks a link as made by controller `owner` (no owner: the old mark). */
 export function ownershipAlias(kind: "network" | "endpoint", id: string, owner?: string): string {
-  return `cnm:${kind}:${id.slice(0, 12)}${owner ? `@${owner}` : ""}`;
+  return `cnm:${owner ? `${owner}:` : ""}${kind}:${id.slice(0, 12)}`;
 }
 
 /** What a link alias written by {@link ownershipAlias} says, or undefined for other aliases. */
 export function parseOwnershipAlias(
   alias: string | undefined,
 ): { kind: "network" | "endpoint"; id12: string; owner?: string } | undefined {
-  const m = /^cnm:(network|endpoint):([^@]+)(?:@([0-9a-f]+))?$/.exec(alias ?? "");
+  const m = /^cnm:(?:([a-z0-9]{1,16}):)?(network|endpoint):([^:]+)$/.exec(alias ?? "");
   if (!m) return undefined;
-  return { kind: m[1] as "network" | "endpoint", id12: m[2], ...(m[3] ? { owner: m[3] } : {}) };
+  return { kind: m[2] as "network" | "endpoint", id12: m[3], ...(m[1] ? { owner: m[1] } : {}) };
 }
 
 /** Options of {@link createBridgeDriver}. */

@@ -40,7 +40,6 @@ import { acquireLease } from "./lease.ts";
 import { releaseOnOutcome } from "./network_ipam.ts";
 import * as networks from "./networks.ts";
 import { networkContext } from "./objects.ts";
-import { ownerIdOf } from "./ownership.ts";
 import { reconcile } from "./reconcile.ts";
 import { recover, type RecoveryReport, watchConnection } from "./recovery.ts";
 import { type CrashPoint, createRuntime, type Runtime } from "./runtime.ts";
@@ -261,7 +260,7 @@ async function start(
     ...(options.replicas ? { replicas: options.replicas } : {}),
   });
   const stateDir = options.stateDir ?? `/var/lib/cnm/${hostId}`;
-  const owner = await ownerIdOf(journal.stream, hostId);
+  const owner = ownerId(journal.stream, hostId);
   ctx = {
     runtime,
     kernel,

@@ -3,12 +3,15 @@
  * kernel namespace (different host ids, streams, name prefixes); each must touch only what it
  * made, and report — never remove — what another one made.
  *
- * A controller's owner id is the first 8 hex digits of SHA-256(`<stream>\n<hostId>`): the
- * pair that names its journal and its lease, so a restarted controller keeps its id and two
- * controllers that could both run at once never share one. Every mark carries it:
- * - bridges and host-side veths: link alias `cnm:<network|endpoint>:<id12>@<owner>`;
- * - namespaces of owned sandboxes: `<namePrefix><owner>-<id12>`;
- * - firewall rules of a network: comment `cnm:<id12>@<owner> <fingerprint>` (its chains
+ * A controller's owner id is {@link ownerId}: the first 8 hex digits of SHA-256(`<stream>
+ * NUL <hostId>`), the pair that names its journal and its lease, so a restarted controller
+ * keeps its id and two controllers that could both run at once never share one. Every mark
+ * carries it:
+ * - bridges and host-side veths: link alias `cnm:<owner>:<network|endpoint>:<id12>` (the
+ *   overlay driver's are `cnm:<owner>:overlay:<id12>` and `cnm:<owner>:endpoint:<id12>`);
+ * - namespaces of owned sandboxes: `<namePrefix><owner>-<id12>` (overlay namespaces:
+ *   `<namePrefix>ov-<owner>-<id12>`);
+ * - firewall rules of a network: comment `cnm:<owner>:<id12> <fingerprint>` (its chains
  *   `net-|nat-|icc-<id12>` belong to whoever owns their rules).
  *
  * Marks written by older versions name no controller (`cnm:network:<id12>`, namespaces
@@ -37,12 +40,7 @@ export interface Self {
   known: ReadonlySet<string>;
 }
 
-/** The owner id of the controller journaling host `hostId` to `stream`. */
-export async function ownerIdOf(stream: string, hostId: string): Promise<string> {
-  const bytes = new TextEncoder().encode(`${stream}\n${hostId}`);
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
-  return [...digest.slice(0, 4)].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
+export { ownerId } from "../ids.ts";
 
 /** The namespace name of a sandbox this controller owns. */
 export function sandboxNetnsName(namePrefix: string, owner: string, id: string): string {

@@ -14,7 +14,7 @@ import type { Controller, ControllerOptions } from "../../mod.ts";
 import { createController } from "../../mod.ts";
 import { hostVethName, ownershipAlias, parseOwnershipAlias } from "../../drivers/bridge/mod.ts";
 import {
-  ownerIdOf,
+  ownerId,
   ownershipOf,
   parseNetnsMark,
   sandboxNetnsName,
@@ -161,12 +161,12 @@ Deno.test("ownership (root, nats-server) two controllers on one kernel namespace
   }
 });
 
-Deno.test("ownership marks name the controller; old marks are ours only when the journal knows them", async () => {
-  const a = await ownerIdOf("CNM", "vm");
+Deno.test("ownership marks name the controller; old marks are ours only when the journal knows them", () => {
+  const a = ownerId("CNM", "vm");
   assert.match(a, /^[0-9a-f]{8}$/);
-  assert.equal(await ownerIdOf("CNM", "vm"), a);
-  assert.notEqual(await ownerIdOf("CNM", "apitest"), a);
-  assert.notEqual(await ownerIdOf("OTHER", "vm"), a);
+  assert.equal(ownerId("CNM", "vm"), a);
+  assert.notEqual(ownerId("CNM", "apitest"), a);
+  assert.notEqual(ownerId("OTHER", "vm"), a);
   const id = "0123456789abcdef".repeat(4);
   const ns = sandboxNetnsName("cnm-", a, id);
   assert.equal(ns, `cnm-${a}-0123456789ab`);
@@ -178,8 +178,8 @@ Deno.test("ownership marks name the controller; old marks are ours only when the
   });
   assert.deepEqual(parseNetnsMark("cnm-0123456789ab", "cnm-"), { id12: "0123456789ab" });
   assert.equal(parseNetnsMark("other-0123456789ab", "cnm-"), undefined);
-  assert.equal(ownershipAlias("network", id, a), `cnm:network:0123456789ab@${a}`);
-  assert.deepEqual(parseOwnershipAlias(`cnm:endpoint:0123456789ab@${a}`), {
+  assert.equal(ownershipAlias("network", id, a), `cnm:${a}:network:0123456789ab`);
+  assert.deepEqual(parseOwnershipAlias(`cnm:${a}:endpoint:0123456789ab`), {
     kind: "endpoint",
     id12: "0123456789ab",
     owner: a,

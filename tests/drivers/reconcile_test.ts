@@ -37,7 +37,7 @@ Deno.test("reconcile (root, nats-server) reports drift made by hand, repairs it 
       "name",
       "vethdead2",
     ]);
-    const alias = `cnm:endpoint:deadbeef0000@${cnm.ownerId}`;
+    const alias = `cnm:${cnm.ownerId}:endpoint:deadbeef0000`;
     await sh(["ip", "-n", hostNs, "link", "set", "vethdead", "alias", alias]);
     const orphan = `${env.host.prefix}-${cnm.ownerId}-0123456789ab`;
     await sh(["ip", "netns", "add", orphan]);
@@ -140,13 +140,13 @@ Deno.test("reconcile (root, nats-server) runs at start: removes what carries its
     const p = env.host.prefix;
     // Ours (our owner id) and unknown to the journal: orphans.
     await sh(["ip", "netns", "add", `${p}-${owner}-0123456789ab`]);
-    await link("br-leaked", `cnm:network:0123456789ab@${owner}`);
+    await link("br-leaked", `cnm:${owner}:network:0123456789ab`);
     // Old marks (no owner id) of objects the journal does not know: reported, kept.
     await sh(["ip", "netns", "add", `${p}-leaked`]);
     await link("br-old", "cnm:network:abcdefabcdef");
     // Another controller's marks: reported, kept.
     await sh(["ip", "netns", "add", `${p}-0badcafe-0123456789ab`]);
-    await link("br-other", "cnm:network:0123456789ab@0badcafe");
+    await link("br-other", "cnm:0badcafe:network:0123456789ab");
     // An old mark of an object the journal knows (here: deleted): ours, an orphan.
     await link("br-gone", `cnm:network:${gone.id.slice(0, 12)}`);
     const again = await env.open({ defaultBridge: false });

@@ -12,7 +12,7 @@ import { connect } from "@nats-io/transport-node";
 import { createController } from "../../mod.ts";
 import { openJournal } from "../../src/journal/journal.ts";
 import type { RecordedEvent } from "../../src/journal/events.ts";
-import { ownerIdOf } from "../../src/controller/ownership.ts";
+import { ownerId } from "../../src/controller/ownership.ts";
 import { startNats } from "../_harness/nats.ts";
 import { fakeKernel, fakeOptions } from "../cli/_fake_kernel.ts";
 
@@ -20,7 +20,7 @@ Deno.test("host events (nats-server) start with from: null, then go active → a
   const nats = await startNats();
   const dir = await Deno.makeTempDir();
   const kernel = fakeKernel();
-  const orphan = `cnm-${await ownerIdOf("HE", "h1")}-0123456789ab`;
+  const orphan = `cnm-${ownerId("HE", "h1")}-0123456789ab`;
   kernel.listNetns = (prefix) => Promise.resolve(orphan.startsWith(prefix) ? [orphan] : []);
   const cnm = await createController({ ...fakeOptions(nats.url, "HE", "he", dir), kernel });
   try {
