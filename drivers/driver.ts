@@ -11,6 +11,9 @@
  */
 
 import type { Kernel } from "../src/kernel/types.ts";
+import type { PortMapping } from "../src/ports/binding.ts";
+
+export type { PortMapping } from "../src/ports/binding.ts";
 
 /** `{ dataScope, connectivityScope }`, each `local` or `global`. */
 export interface DriverCapabilities {
@@ -174,6 +177,30 @@ export interface Driver {
   addPeers?(network: DriverNetwork, peers: Peer[], ctx: PeerContext): Promise<unknown>;
   /** Peers that left or were deleted, as they were recorded at join. */
   removePeers?(network: DriverNetwork, peers: Peer[], ctx: PeerContext): Promise<unknown>;
+  /**
+   * Publishes decided port mappings on a joined endpoint (the sandbox's gateway endpoint):
+   * libnetwork's ProgramExternalConnectivity. An ensure: calling it again with another list
+   * makes the endpoint publish exactly that list. All or nothing: when it throws, the
+   * endpoint publishes nothing. Returns facts to journal (the bridge driver: `{ ports }`, the
+   * mappings it programmed).
+   */
+  programExternalConnectivity?(
+    network: DriverNetwork,
+    endpoint: DriverEndpoint,
+    mappings: PortMapping[],
+    ctx: EffectContext,
+  ): Promise<DriverFacts | void>;
+  /**
+   * Removes everything {@link programExternalConnectivity} made for the endpoint and frees
+   * its host ports at once (libnetwork's RevokeExternalConnectivity). An ensure: nothing
+   * published is success. `mappings`: what was programmed, when known.
+   */
+  revokeExternalConnectivity?(
+    network: DriverNetwork,
+    endpoint: DriverEndpoint,
+    mappings: PortMapping[],
+    ctx: EffectContext,
+  ): Promise<void>;
 }
 
 /** A pool request to an IPAM driver (libnetwork's RequestPool). */

@@ -1,7 +1,8 @@
 /**
  * The `bridge` driver: a Linux bridge per network carrying the gateway address, a veth
  * pair per joined endpoint (the container end is born inside the sandbox namespace), and
- * nftables rules for masquerade, isolation, ICC and internal networks.
+ * nftables rules for masquerade, isolation, ICC and internal networks, and port publishing
+ * (`programExternalConnectivity`: held host ports, DNAT, hairpin; see `_publish.ts`).
  *
  * Options (libnetwork's): `com.docker.network.bridge.name` (default `br-<id12>`; an
  * existing device not made by cnm is the user's and survives delete),
@@ -22,12 +23,17 @@ import type {
   DriverNetwork,
   EffectContext,
   JoinResult,
+  PortMapping,
   ValidateNetworkOptions,
 } from "../driver.ts";
 import { ConflictError, InvalidArgumentError } from "../../src/errors.ts";
 import type { LinkInfo } from "../../src/kernel/types.ts";
 import { addressOf } from "../../src/ipam/cidr.ts";
 import { createFirewall, type Firewall } from "./_firewall.ts";
+import { createPublisher } from "./_publish.ts";
+
+export { type ExpectedPublication, inspectPortDrift, type PortFinding } from "./_port_drift.ts";
+export type { PublishedRules } from "./_portmap.ts";
 
 /** Well-known option keys. */
 export const BridgeOptions = {
@@ -153,6 +159,29 @@ export function createBridgeDriver(options: BridgeDriverOptions = {}): Driver {
       exec: (argv, o) => ctx.kernel.exec(argv, o),
       table: options.table,
     });
+  const publisher = createPublisher({
+    firewall: () => {
+      if (!firewall) throw new Error("bridge: firewall used before any effect");
+      return firewall;
+    },
+  });
+  const target = (net: DriverNetwork, ep: DriverEndpoint, mappings: PortMapping[]) => ({
+    networkId: net.id,
+    internal: net.internal,
+    bridge: bridgeConfig(net).bridge,
+    endpointId: ep.id,
+    hostVeth: vethOf(ep),
+    ...(ep.ipv4Address ? { ipv4Address: ep.ipv4Address } : {}),
+    ...(ep.ipv6Address ? { ipv6Address: ep.ipv6Address } : {}),
+    mappings,
+  });
+  /** Leave and delete never leave a published port behind, even if revoke was not called. */
+  const unpublish = async (net: DriverNetwork, ep: DriverEndpoint, ctx: EffectContext) => {
+    if (publisher.has(ep.id)) {
+      fw(ctx);
+      await publisher.revoke(ctx.kernel, target(net, ep, []));
+    }
+  };
   const gateways = (net: DriverNetwork, cfg: BridgeConfig): string[] => [
     ...(cfg.inhibitIPv4 ? [] : net.ipv4.flatMap((d) => (d.gateway ? [d.gateway] : []))),
     ...net.ipv6.flatMap((d) => (d.gateway ? [d.gateway] : [])),
@@ -229,6 +258,10 @@ export function createBridgeDriver(options: BridgeDriverOptions = {}): Driver {
       const cfg = bridgeConfig(net, EFFECT);
       const name = typeof net.facts.bridge === "string" ? net.facts.bridge : cfg.bridge;
       const errors: unknown[] = [];
+      for (const ep of publisher.endpointsOf(net.id)) {
+        await publisher.revoke(ctx.kernel, { networkId: net.id, ...ep, mappings: [] })
+          .catch((e) => errors.push(e));
+      }
       await fw(ctx).removeNetwork(net.id).catch((e) => errors.push(e));
       const link = (await ctx.kernel.listLinks()).find((l) => l.name === name);
       // Only a device carrying this network's mark is deleted (or an unmarked one under the
@@ -266,7 +299,8 @@ export function createBridgeDriver(options: BridgeDriverOptions = {}): Driver {
       return Promise.resolve({ hostVeth: hostVethName(ep.id), mtu: cfg.mtu });
     },
 
-    async deleteEndpoint(_net, ep, ctx) {
+    async deleteEndpoint(net, ep, ctx) {
+      await unpublish(net, ep, ctx);
       await ctx.kernel.deleteLink(vethOf(ep));
     },
 
@@ -293,8 +327,20 @@ export function createBridgeDriver(options: BridgeDriverOptions = {}): Driver {
       };
     },
 
-    async leave(_net, ep, _sandbox, ctx) {
+    async leave(net, ep, _sandbox, ctx) {
+      await unpublish(net, ep, ctx);
       await ctx.kernel.deleteLink(vethOf(ep));
+    },
+
+    async programExternalConnectivity(net, ep, mappings, ctx) {
+      fw(ctx);
+      const ports = await publisher.program(ctx.kernel, target(net, ep, mappings));
+      return { ports };
+    },
+
+    async revokeExternalConnectivity(net, ep, mappings, ctx) {
+      fw(ctx);
+      await publisher.revoke(ctx.kernel, target(net, ep, mappings));
     },
   };
 }

@@ -26,6 +26,8 @@ const libc = Deno.dlopen("libc.so.6", {
     result: "isize",
     nonblocking: true,
   },
+  bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  listen: { parameters: ["i32", "i32"], result: "i32" },
   open: { parameters: ["buffer", "i32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   setns: { parameters: ["i32", "i32"], result: "i32" },
@@ -34,6 +36,9 @@ const libc = Deno.dlopen("libc.so.6", {
 
 const AF_NETLINK = 16;
 const SOCK_RAW = 3;
+/** `socket()` types of the inet sockets {@link openInetSocket} makes. */
+export const SOCK_STREAM = 1;
+export const SOCK_DGRAM = 2;
 const SOCK_CLOEXEC = 0x80000;
 const NETLINK_ROUTE = 0;
 const SOL_SOCKET = 1;
@@ -135,6 +140,40 @@ function setIntOpt(fd: number, level: number, name: number, value: number): void
   const v = new Uint8Array(4);
   new DataView(v.buffer).setInt32(0, value, true);
   libc.symbols.setsockopt(fd, level, name, v, 4);
+}
+
+/**
+ * Opens an inet socket (close-on-exec, so commands we spawn never inherit it) in the calling
+ * thread's current network namespace.
+ */
+export function openInetSocket(family: number, type: number): number {
+  const fd = libc.symbols.socket(family, type | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw new SyscallError("socket", errno());
+  return fd;
+}
+
+/** setsockopt(), throwing on failure. */
+export function setSocketOption(
+  fd: number,
+  level: number,
+  name: number,
+  value: Uint8Array<ArrayBuffer>,
+): void {
+  if (libc.symbols.setsockopt(fd, level, name, value, value.byteLength) !== 0) {
+    throw new SyscallError(`setsockopt(${level}, ${name})`, errno());
+  }
+}
+
+/** bind() to a prepared sockaddr, throwing a {@link SyscallError} (with its errno) on failure. */
+export function bindSocket(fd: number, sockaddr: Uint8Array<ArrayBuffer>): void {
+  if (libc.symbols.bind(fd, sockaddr, sockaddr.byteLength) !== 0) {
+    throw new SyscallError("bind", errno());
+  }
+}
+
+/** listen(), throwing on failure. */
+export function listenSocket(fd: number, backlog: number): void {
+  if (libc.symbols.listen(fd, backlog) !== 0) throw new SyscallError("listen", errno());
 }
 
 /**

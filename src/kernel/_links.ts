@@ -24,9 +24,11 @@ import {
   parseLink,
   type RawLink,
   replaceRouteRequest,
+  setHairpinRequest,
   setLinkRequest,
+  setRouteLocalnetRequest,
 } from "./_rtnl.ts";
-import type { AddrInfo, BridgeSpec, LinkInfo, VethSpec } from "./types.ts";
+import type { AddrInfo, BridgeSpec, LinkInfo, LinkOptions, VethSpec } from "./types.ts";
 
 /** Resolves a namespace path (undefined = the host namespace) to its handle. */
 export type Resolve = (path?: string) => NsHandle;
@@ -167,6 +169,22 @@ export function listAddrs(h: NsHandle, names: Map<number, string>): AddrInfo[] {
     if (a) out.push({ link: names.get(a[0]) ?? `if${a[0]}`, address: a[1] });
   }
   return out;
+}
+
+/** Applies a link's bridge-port and IPv4 settings in one batch. */
+export function setLinkOptions(h: NsHandle, name: string, o: LinkOptions): void {
+  checkIfName(name, "link name");
+  const reqs: Request[] = [];
+  const index = () => {
+    const link = getLink(h, name);
+    if (!link) throw new DriverError(`link set ${name}: no such link (ENODEV)`);
+    return link.index;
+  };
+  if (o.hairpin === undefined && o.routeLocalnet === undefined) return;
+  const i = index();
+  if (o.hairpin !== undefined) reqs.push(setHairpinRequest(i, name, o.hairpin));
+  if (o.routeLocalnet !== undefined) reqs.push(setRouteLocalnetRequest(i, name, o.routeLocalnet));
+  h.sock.transact(reqs);
 }
 
 /** Ensures a link of `name` is up. */

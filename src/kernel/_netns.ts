@@ -105,10 +105,15 @@ export class NamespaceTable {
 
   /** Opens a netlink socket inside the namespace `nsFd` by visiting it with this thread. */
   #socketIn(nsFd: number, path: string): number {
-    if (nsFd < 0) return openNetlinkSocket();
+    return this.#visit(nsFd, path, openNetlinkSocket);
+  }
+
+  /** Runs `fn` (synchronous: no other JavaScript may run meanwhile) on this thread in `nsFd`. */
+  #visit<T>(nsFd: number, path: string, fn: () => T): T {
+    if (nsFd < 0) return fn();
     setNetns(nsFd, path);
     try {
-      return openNetlinkSocket();
+      return fn();
     } finally {
       // Must not fail silently: the thread would stay in the wrong namespace.
       setNetns(this.#origin, "back to the original namespace");
@@ -124,6 +129,15 @@ export class NamespaceTable {
   fdOf(path: string | undefined): number {
     const h = this.get(path);
     return h.nsFd >= 0 ? h.nsFd : this.#origin;
+  }
+
+  /**
+   * Runs the synchronous `fn` with this thread inside the namespace `path` (undefined: the
+   * thread's own): sockets it opens belong to that namespace for their whole life.
+   */
+  inside<T>(path: string | undefined, fn: () => T): T {
+    const h = this.get(path);
+    return this.#visit(h.nsFd, path ?? "", fn);
   }
 
   /**

@@ -38,6 +38,7 @@ import {
 const RTM_NEWLINK = 16;
 const RTM_DELLINK = 17;
 const RTM_GETLINK = 18;
+const RTM_SETLINK = 19;
 const RTM_NEWADDR = 20;
 const RTM_GETADDR = 22;
 const RTM_NEWROUTE = 24;
@@ -51,7 +52,14 @@ const IFLA_LINK = 5;
 const IFLA_MASTER = 10;
 const IFLA_LINKINFO = 18;
 const IFLA_IFALIAS = 20;
+const IFLA_PROTINFO = 12;
+const IFLA_AF_SPEC = 26;
 const IFLA_NET_NS_FD = 28;
+const IFLA_BRPORT_MODE = 4;
+const IFLA_INET_CONF = 1;
+const IPV4_DEVCONF_ROUTE_LOCALNET = 26;
+const AF_BRIDGE = 7;
+const NLA_F_NESTED = 0x8000;
 const IFLA_EXT_MASK = 29;
 const IFLA_LINK_NETNSID = 37;
 const IFLA_INFO_KIND = 1;
@@ -264,6 +272,22 @@ export function setLinkRequest(index: number, name: string, c: LinkChanges): Req
   const b = linkMessage(RTM_NEWLINK, NLM_F_ACK, index, c.up);
   if (index === 0) b.attrStr(IFLA_IFNAME, name);
   return { build: addChanges(b, c), what: `link set ${name}` };
+}
+
+/** RTM_SETLINK (AF_BRIDGE) setting a bridge port's hairpin mode (`bridge link set hairpin`). */
+export function setHairpinRequest(index: number, name: string, on: boolean): Request {
+  const b = new MessageBuilder(RTM_SETLINK, NLM_F_ACK, IFINFO_LEN).u8(0, AF_BRIDGE).i32(4, index)
+    .begin(IFLA_PROTINFO | NLA_F_NESTED).attr(IFLA_BRPORT_MODE, new Uint8Array([on ? 1 : 0]))
+    .end();
+  return { build: b, what: `bridge link set dev ${name} hairpin ${on ? "on" : "off"}` };
+}
+
+/** RTM_NEWLINK setting `net.ipv4.conf.<name>.route_localnet` (IFLA_AF_SPEC / IFLA_INET_CONF). */
+export function setRouteLocalnetRequest(index: number, name: string, on: boolean): Request {
+  const b = linkMessage(RTM_NEWLINK, NLM_F_ACK, index)
+    .begin(IFLA_AF_SPEC).begin(AF_INET).begin(IFLA_INET_CONF)
+    .attrU32(IPV4_DEVCONF_ROUTE_LOCALNET, on ? 1 : 0).end().end().end();
+  return { build: b, what: `sysctl net.ipv4.conf.${name}.route_localnet=${on ? 1 : 0}` };
 }
 
 /** RTM_DELLINK by name (index 0) or index; a missing link counts as success. */

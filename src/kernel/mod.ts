@@ -16,6 +16,7 @@
  */
 
 import { CnmError, DriverError, InvalidArgumentError } from "../errors.ts";
+import { HeldPorts } from "./_held_ports.ts";
 import * as links from "./_links.ts";
 import * as neigh from "./_neigh.ts";
 import { isNetns, NamespaceTable, NETNS_DIR, run } from "./_netns.ts";
@@ -28,8 +29,10 @@ export type {
   BridgeSpec,
   FdbInfo,
   FdbSpec,
+  HeldPort,
   Kernel,
   LinkInfo,
+  LinkOptions,
   NeighborBatchResult,
   NeighborChange,
   NeighborInfo,
@@ -102,6 +105,7 @@ export function createKernel(options: KernelOptions = {}): Promise<Kernel> {
       }
     },
   };
+  const held = new HeldPorts((fn) => table.inside(hostNs, fn));
 
   const kernel: Kernel = {
     async ensureNetns(name) {
@@ -172,9 +176,17 @@ export function createKernel(options: KernelOptions = {}): Promise<Kernel> {
       settle(() => neigh.applyOne(ns(netns), { op: "delete", fdb: spec })),
     listFdb: (netns, dev) => settle(() => neigh.listFdb(ns(netns), dev)),
     applyNeighbors: (changes, netns) => settle(() => neigh.applyNeighbors(ns(netns), changes)),
+    setLinkOptions: (name, o) => settle(() => links.setLinkOptions(ns(), name, o)),
+    holdPort: (port) => settle(() => held.hold(port)),
+    releasePort: (port) => settle(() => held.release(port)),
+    heldPorts: () => Promise.resolve(held.list()),
 
     exec: (argv, opts = {}) => run(argv, { stdin: opts.stdin, netns: opts.netns ?? hostNs }),
-    close: () => settle(() => table.close()),
+    close: () =>
+      settle(() => {
+        held.close();
+        table.close();
+      }),
   };
   return Promise.resolve(kernel);
 }

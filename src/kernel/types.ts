@@ -177,6 +177,26 @@ export interface NeighborBatchResult {
   datagrams: number;
 }
 
+/**
+ * A host port held by a bound socket in the host namespace (TCP: listening), on behalf of
+ * `owner` (an endpoint id). See `holdPort`.
+ */
+export interface HeldPort {
+  proto: "tcp" | "udp";
+  /** `0.0.0.0`, `::` or a host address. */
+  hostIp: string;
+  hostPort: number;
+  owner: string;
+}
+
+/** Settings of a link in the host namespace that {@link Kernel.setLinkOptions} changes. */
+export interface LinkOptions {
+  /** Bridge port hairpin mode (frames may leave by the port they came in). */
+  hairpin?: boolean;
+  /** `net.ipv4.conf.<link>.route_localnet`: route 127/8 to and from this link. */
+  routeLocalnet?: boolean;
+}
+
 /** The kernel access interface. */
 export interface Kernel {
   /** Ensures `/var/run/netns/<name>` exists with loopback up; returns its path. */
@@ -245,8 +265,26 @@ export interface Kernel {
    */
   applyNeighbors(changes: NeighborChange[], netns?: string): Promise<NeighborBatchResult>;
 
+  /** Changes a host-namespace link's bridge-port or IPv4 settings (absent ones stay). */
+  setLinkOptions(name: string, options: LinkOptions): Promise<void>;
+
+  /**
+   * Holds a host port: binds (TCP: and listens on) a socket in the host namespace that
+   * drops every packet, kept until {@link releasePort} or {@link close}. Idempotent for the
+   * same owner.
+   *
+   * Rejects with ConflictError `failed to bind host port 0.0.0.0:9090/tcp: address already
+   * in use` when another process has the port, `Bind for 0.0.0.0:9090 failed: port is
+   * already allocated` when this kernel holds it for another owner.
+   */
+  holdPort(port: HeldPort): Promise<void>;
+  /** Closes a held port's socket, if held. */
+  releasePort(port: Omit<HeldPort, "owner">): Promise<void>;
+  /** The ports this kernel holds. */
+  heldPorts(): Promise<HeldPort[]>;
+
   /** Runs a command inside the host namespace (e.g. `nft -f -`), with optional stdin. */
   exec(argv: string[], options?: { stdin?: string; netns?: string }): Promise<string>;
-  /** Releases sockets/processes. */
+  /** Releases sockets (held ports included) and processes. */
   close(): Promise<void>;
 }

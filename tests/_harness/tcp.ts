@@ -8,11 +8,12 @@
 
 const deno = Deno.execPath();
 
-const serverCode = (port: number, hostname: string) => `
+const serverCode = (port: number, hostname: string, greeting: string) => `
 const l = Deno.listen({ hostname: ${JSON.stringify(hostname)}, port: ${port} });
 console.log("ready");
 for await (const c of l) {
-  await c.write(new TextEncoder().encode("ok " + c.remoteAddr.hostname)).catch(() => {});
+  const peer = c.remoteAddr.hostname${greeting === "ok" ? "" : '.replace(/^::ffff:/, "")'};
+  await c.write(new TextEncoder().encode(${JSON.stringify(greeting)} + " " + peer)).catch(() => {});
   c.close();
 }`;
 
@@ -36,11 +37,18 @@ export interface TcpServer {
 
 /**
  * Starts a TCP server inside the namespace `netns` (a name under /var/run/netns), listening on
- * `hostname` (default `::`, which also takes IPv4 and reports it as `::ffff:a.b.c.d`).
+ * `hostname` (default `::`, which also takes IPv4 and reports it as `::ffff:a.b.c.d`). It
+ * answers `<greeting> <peer>`; with a greeting other than the default `ok`, IPv4 peers are
+ * reported plainly (`a.b.c.d`), so a test can tell which server answered and who it saw.
  */
-export async function serveTcp(netns: string, port: number, hostname = "::"): Promise<TcpServer> {
+export async function serveTcp(
+  netns: string,
+  port: number,
+  hostname = "::",
+  greeting = "ok",
+): Promise<TcpServer> {
   const child = new Deno.Command("ip", {
-    args: ["netns", "exec", netns, deno, "eval", serverCode(port, hostname)],
+    args: ["netns", "exec", netns, deno, "eval", serverCode(port, hostname, greeting)],
     stdout: "piped",
     stderr: "inherit",
   }).spawn();

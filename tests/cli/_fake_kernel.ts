@@ -26,6 +26,10 @@ export function fakeKernel(): Kernel {
     listRoutes: empty,
     ensureRoute: none,
     deleteRoute: none,
+    setLinkOptions: none,
+    holdPort: none,
+    releasePort: none,
+    heldPorts: empty,
     exec: () => Promise.resolve(""),
     close: none,
   } as unknown as Kernel;

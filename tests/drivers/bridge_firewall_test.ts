@@ -68,13 +68,14 @@ Deno.test("firewall (root) ensureNetwork twice leaves an identical ruleset", asy
     const counts = await ruleComments(lab);
     const of = (id: string) =>
       Object.entries(counts).filter(([k]) => k.includes(` cnm:${id.slice(0, 12)} `));
+    // nat-: masquerade per subnet, plus the hairpin masquerade.
     deepStrictEqual(of(ID1).map(([k, n]) => [k.split(" ")[2], n]), [["net-aaaaaaaaaaaa", 1], [
       "nat-aaaaaaaaaaaa",
-      2,
+      3,
     ]]);
     deepStrictEqual(of(ID2).map(([k, n]) => [k.split(" ")[2], n]).sort(), [
       ["icc-bbbbbbbbbbbb", 1],
-      ["nat-bbbbbbbbbbbb", 1],
+      ["nat-bbbbbbbbbbbb", 2],
       ["net-bbbbbbbbbbbb", 2],
     ]);
     deepStrictEqual(await fw.listNetworks(), ["aaaaaaaaaaaa", "bbbbbbbbbbbb"]);
@@ -143,7 +144,7 @@ Deno.test("firewall (root) ensureBase keeps the user chain and repairs the base"
     await fw.ensureBase();
     const text = await lab.exec(["nft", "list", "chain", "inet", "cnmtest", "forward"]);
     const rules = text.split("\n").map((l) => l.trim()).filter((l) => l.includes("comment"));
-    deepStrictEqual(rules.length, 6);
+    deepStrictEqual(rules.length, 7);
     ok(rules[0].startsWith("jump cnm-user"), rules[0]);
     deepStrictEqual(await userRules(), 1);
   });

@@ -1,0 +1,186 @@
+/**
+ * The DNAT pair that makes `127.0.0.11:53` reach the resolver's random ports inside a
+ * sandbox, in the sandbox's own nftables table (libnetwork's `docker-dns`, here
+ * `ip cnm-dns`), so that a container may run its own DNS server on port 53:
+ *
+ * ```
+ * table ip cnm-dns {
+ *   chain dns-dnat { type nat hook output priority -100; policy accept;
+ *     ip daddr 127.0.0.11 udp dport 53 counter dnat to 127.0.0.11:<udp> comment "cnm-dns udp"
+ *     ip daddr 127.0.0.11 tcp dport 53 counter dnat to 127.0.0.11:<tcp> comment "cnm-dns tcp" }
+ *   chain dns-snat { type nat hook postrouting priority 100; policy accept;
+ *     ip saddr 127.0.0.11 udp sport <udp> counter snat to :53
+ *     ip saddr 127.0.0.11 tcp sport <tcp> counter snat to :53 }
+ * }
+ * ```
+ *
+ * Installing replaces the whole table in one `nft -f` transaction (add, delete, define), so
+ * it is idempotent and a restart's new ports replace the old ones atomically. The SNAT pair
+ * never matches (conntrack reverses the DNAT on replies; measured) and is kept for parity.
+ * nft 1.0.6 rejects the named priority `dstnat` in the output hook: numbers are used.
+ *
+ * @module
+ */
+
+import { RESOLVER_ADDRESS } from "./resolv_conf.ts";
+
+/** Our table inside every sandbox. */
+export const DNS_TABLE = "cnm-dns";
+
+/** The resolver's ports in a sandbox. */
+export interface DnatPorts {
+  udp: number;
+  tcp: number;
+}
+
+/** Runs `argv` (argv[0] is `nft`) inside the namespace `netns`; rejects on failure. */
+export type NftExec = (
+  argv: string[],
+  options: { netns: string; stdin?: string },
+) => Promise<string>;
+
+/** One difference between the rule a sandbox should have and what it has. */
+export interface DnatFinding {
+  resource: "dns";
+  name: string;
+  problem: "missing" | "different";
+  expected?: string;
+  actual?: string;
+}
+
+function checkPort(port: number, what: string): number {
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new RangeError(`invalid ${what} port ${port}`);
+  }
+  return port;
+}
+
+/** The `nft -f` script that makes the table exactly the pair for `ports`. */
+export function dnatScript(ports: DnatPorts): string {
+  const u = checkPort(ports.udp, "udp");
+  const t = checkPort(ports.tcp, "tcp");
+  const a = RESOLVER_ADDRESS;
+  return [
+    `add table ip ${DNS_TABLE}`,
+    `delete table ip ${DNS_TABLE}`,
+    `table ip ${DNS_TABLE} {`,
+    "  chain dns-dnat {",
+    "    type nat hook output priority -100; policy accept;",
+    `    ip daddr ${a} udp dport 53 counter dnat to ${a}:${u} comment "cnm-dns udp"`,
+    `    ip daddr ${a} tcp dport 53 counter dnat to ${a}:${t} comment "cnm-dns tcp"`,
+    "  }",
+    "  chain dns-snat {",
+    "    type nat hook postrouting priority 100; policy accept;",
+    `    ip saddr ${a} udp sport ${u} counter snat to :53`,
+    `    ip saddr ${a} tcp sport ${t} counter snat to :53`,
+    "  }",
+    "}",
+    "",
+  ].join("\n");
+}
+
+/** The script that removes the table, whether or not it exists. */
+export function removeScript(): string {
+  return `add table ip ${DNS_TABLE}\ndelete table ip ${DNS_TABLE}\n`;
+}
+
+/** Runs a command inside a namespace with `nsenter` (the default {@link NftExec}). */
+export const nsenterExec: NftExec = async (argv, { netns, stdin }) => {
+  const child = new Deno.Command("nsenter", {
+    args: [`--net=${netns}`, "--", ...argv],
+    stdin: stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  if (stdin !== undefined) {
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(stdin)).finally(() => w.close().catch(() => {}));
+  }
+  const out = await child.output();
+  const text = new TextDecoder();
+  if (!out.success) {
+    throw new Error(
+      `${argv.join(" ")} (in ${netns}) exited with ${out.code}: ${text.decode(out.stderr).trim()}`,
+    );
+  }
+  return text.decode(out.stdout);
+};
+
+/** Installs (or replaces) the pair in the sandbox `netns`. */
+export async function installDnat(
+  netns: string,
+  ports: DnatPorts,
+  exec: NftExec = nsenterExec,
+): Promise<void> {
+  await exec(["nft", "-f", "-"], { netns, stdin: dnatScript(ports) });
+}
+
+/** Removes the table from the sandbox `netns`, if present. */
+export async function removeDnat(netns: string, exec: NftExec = nsenterExec): Promise<void> {
+  await exec(["nft", "-f", "-"], { netns, stdin: removeScript() });
+}
+
+/** A canonical description of the rules, one line each, sorted (for comparing). */
+export function describeRules(ports: DnatPorts): string[] {
+  return [
+    `dns-dnat output -100`,
+    `dns-snat postrouting 100`,
+    `dnat udp 53 -> ${ports.udp}`,
+    `dnat tcp 53 -> ${ports.tcp}`,
+    `snat udp ${ports.udp} -> 53`,
+    `snat tcp ${ports.tcp} -> 53`,
+  ].sort();
+}
+
+// deno-lint-ignore no-explicit-any
+type Json = any;
+
+/** Describes the table found in `nft -j list table ip cnm-dns` output (see {@link describeRules}). */
+export function describeListing(json: string): string[] {
+  const out: string[] = [];
+  for (const item of (JSON.parse(json) as Json).nftables ?? []) {
+    if (item.chain?.hook) out.push(`${item.chain.name} ${item.chain.hook} ${item.chain.prio}`);
+    const rule = item.rule;
+    if (!rule) continue;
+    let proto = "?", dport: unknown, sport: unknown;
+    let nat = "";
+    for (const e of rule.expr ?? []) {
+      const p = e.match?.left?.payload;
+      if (p?.field === "dport") [proto, dport] = [p.protocol, e.match.right];
+      if (p?.field === "sport") [proto, sport] = [p.protocol, e.match.right];
+      if (e.dnat) nat = `dnat ${proto} ${dport} -> ${e.dnat.port}`;
+      if (e.snat) nat = `snat ${proto} ${sport} -> ${e.snat.port}`;
+    }
+    out.push(nat || `rule ${rule.chain} ${rule.handle}`);
+  }
+  return out.sort();
+}
+
+/** Reads the table in `netns`: its description, or undefined when there is none. */
+export async function readDnat(
+  netns: string,
+  exec: NftExec = nsenterExec,
+): Promise<string[] | undefined> {
+  let json: string;
+  try {
+    json = await exec(["nft", "-j", "list", "table", "ip", DNS_TABLE], { netns });
+  } catch (err) {
+    if (/No such file or directory/.test((err as Error).message)) return undefined;
+    throw err;
+  }
+  return describeListing(json);
+}
+
+/** Compares what `netns` has with the pair for `ports`; [] when they match. */
+export async function checkDnat(
+  netns: string,
+  ports: DnatPorts,
+  exec: NftExec = nsenterExec,
+): Promise<DnatFinding[]> {
+  const actual = await readDnat(netns, exec);
+  const name = `ip ${DNS_TABLE} in ${netns}`;
+  const expected = describeRules(ports).join("; ");
+  if (!actual) return [{ resource: "dns", name, problem: "missing", expected }];
+  if (actual.join("; ") === expected) return [];
+  return [{ resource: "dns", name, problem: "different", expected, actual: actual.join("; ") }];
+}
