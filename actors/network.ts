@@ -104,7 +104,8 @@ export const networkMachine = setup({
       invoke: { src: "effect", input: ({ context }) => ({ state: "creating", context }) },
       on: {
         "network.created": { target: "active", actions: ["outcome", "facts"] },
-        "network.create.failed": { target: "failed", actions: "outcome" },
+        // A failure may say what the driver had made (`facts.made`), for the delete.
+        "network.create.failed": { target: "failed", actions: ["outcome", "facts"] },
       },
     },
     active: {

@@ -96,6 +96,17 @@ export interface EffectContext {
   kernel: Kernel;
   /** Name prefix for kernel objects owned by this controller (ownership mark). */
   prefix: string;
+  /**
+   * The controller's owner id (8 hex digits, see src/controller/ownership.ts): drivers put
+   * it in the marks of what they make, so controllers sharing a kernel tell theirs apart.
+   */
+  owner?: string;
+  /**
+   * Records facts a driver has already made true (e.g. a device it created) before its call
+   * finishes. When the call then fails, the last facts recorded are journaled in the
+   * `*.failed` outcome, so a later delete undoes exactly what was made.
+   */
+  partial?(facts: DriverFacts): void;
 }
 
 /** Facts a driver decided, recorded in the outcome event. JSON only. */
@@ -135,6 +146,13 @@ export interface ValidateNetworkOptions {
 export interface Driver {
   /** The name networks use in `driver`. */
   readonly name: string;
+  /**
+   * True when the driver chooses an endpoint's MAC when the user gives none (a remote plugin
+   * may answer one in CreateEndpoint, as in libnetwork, and its answer becomes the fact
+   * `macAddress`); the controller then decides none. Otherwise the controller decides a
+   * random one for networks with IPAM.
+   */
+  readonly choosesMac?: boolean;
   capabilities(): DriverCapabilities;
   /**
    * The driver's configuration options (driver.Config) as a zod schema of a strict object:

@@ -7,7 +7,8 @@
  */
 
 import { z } from "zod";
-import { DataSchemas, EnvelopeSchema, EVENT_VERSION } from "../src/journal/events.ts";
+import { DataSchemas, EnvelopeSchema, EVENT_VERSION, Kinds } from "../src/journal/events.ts";
+import { MACHINES } from "../actors/mod.ts";
 
 /** The files to write: path (relative to the repo) → JSON text. */
 export function schemaFiles(): Map<string, string> {
@@ -29,9 +30,19 @@ export function schemaFiles(): Map<string, string> {
   for (const [type, schema] of Object.entries(DataSchemas).sort(([a], [b]) => a.localeCompare(b))) {
     write(type, schema, `data of ${type} events`);
   }
+  // Every kind's subject and states (`from` is null on an object's first event).
+  const kinds: Record<string, { subject: string; states: string[] }> = {};
+  for (const kind of Kinds) {
+    kinds[kind] = {
+      subject: `<prefix>.${kind}.<objectId>`,
+      states: Object.keys(MACHINES[kind].config.states ?? {}),
+    };
+  }
+  kinds.host = { subject: "<prefix>.host.<hostId>", states: ["active"] };
   const index = {
     version: EVENT_VERSION,
     envelope: "envelope.json",
+    kinds,
     types: Object.fromEntries(Object.keys(DataSchemas).sort().map((t) => [t, `${t}.json`])),
   };
   files.set("schema/index.json", JSON.stringify(index, null, 2) + "\n");

@@ -18,3 +18,17 @@ Deno.test("schema index lists every event type with its file", () => {
   assert.equal(index.types["endpoint.joined"], "endpoint.joined.json");
   assert.equal(index.envelope, "envelope.json");
 });
+
+Deno.test("schema index documents every kind's subject and states, the host kind included", () => {
+  const index = JSON.parse(schemaFiles().get("schema/index.json")!);
+  assert.deepEqual(index.kinds.host, { subject: "<prefix>.host.<hostId>", states: ["active"] });
+  assert.deepEqual(index.kinds.sandbox.states, [
+    "creating",
+    "ready",
+    "deleting",
+    "failed",
+    "deleted",
+  ]);
+  const host = JSON.parse(schemaFiles().get("schema/host.reconciled.json")!);
+  assert.match(host.description, /its first event has from null/);
+});

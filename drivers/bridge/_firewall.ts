@@ -38,12 +38,16 @@
  * - base chain `forward` (bridge family, port-to-port traffic): `ip[6] saddr vmap …`;
  * - per ICC-off network: chain `icc-<id12>` dropping `ip saddr S ip daddr S`.
  *
- * Ownership: the table name (option `table`) marks everything in it as ours; inside, base
- * rules carry the comment `cnm:base <fp>`, a network's rules `cnm:<id12> <fp>` (`<fp>`: a
- * short hash of what the rules were generated from) and a published port's rule
- * `cnm:<ep12> 0.0.0.0:8080->80/tcp`. Chain names `net-`, `nat-`, `icc-` + the first 12
- * characters of the network id, and `pdnat-<net12>-<ep12>`, tie chains to their owners
+ * Ownership: the table name (option `table`) marks everything in it as cnm's; inside, base
+ * rules carry the comment `cnm:base <fp>`, a network's rules `cnm:<owner>:<id12> <fp>`
+ * (`cnm:<id12> <fp>` without an owner; `<fp>`: a short hash of what the rules were generated
+ * from; `<owner>`: the id of the controller that made the network) and a published port's
+ * rule `cnm:<ep12> 0.0.0.0:8080->80/tcp`. Chain names `net-`, `nat-`, `icc-` + the first 12
+ * characters of the network id, and `pdnat-<net12>-<ep12>`, tie chains to their networks
  * (nft 1.0.6's JSON does not show chain comments, so names and rule comments carry the mark).
+ * Several controllers may share the tables (one kernel namespace): the base is the same for
+ * all of them and written idempotently; a network's chains (its port chains too) belong to
+ * the owner named in its rules' comments ({@link Firewall.networkOwners}).
  *
  * ## Idempotence and crash safety
  * Network and base calls first read our tables (`nft -j list ruleset`) and compare what is
@@ -101,6 +105,7 @@ import { describeMapping, type PortMapping } from "../../src/ports/binding.ts";
 import { parseState, splitElement, type State } from "./_nft_state.ts";
 import {
   baseCommands,
+  chainPattern,
   inventory,
   networkOfChain,
   networkPlan,
@@ -139,6 +144,8 @@ export interface FirewallNetwork {
   icc: boolean;
   /** Masquerade traffic from the subnets leaving through another interface. */
   masquerade: boolean;
+  /** Owner id of the controller the network belongs to, written into the rule comments. */
+  owner?: string;
 }
 
 /** Options of {@link createFirewall}. */
@@ -167,6 +174,11 @@ export interface Firewall {
   removeNetwork(id: string): Promise<void>;
   /** The 12-character ids of networks that have anything in our tables. */
   listNetworks(): Promise<string[]>;
+  /**
+   * The owner of each network with chains in our tables (12-character id → owner id), from
+   * its rules' comments; `null` when no rule names one (rules of an older version).
+   */
+  networkOwners(): Promise<Record<string, string | null>>;
   /** Deletes our tables (and only ours), including the user chain. */
   removeAll(): Promise<void>;
   /**
@@ -322,6 +334,24 @@ export function createFirewall(options: FirewallOptions): Firewall {
         }
         return [...ids].sort();
       }),
+    networkOwners: () =>
+      serial(async () => {
+        const owners: Record<string, string | null> = {};
+        const state = await readState();
+        for (const tb of [state.inet, state.bridge]) {
+          for (const chain of tb?.chains ?? []) {
+            const id = networkOfChain(chain);
+            if (!id) continue;
+            owners[id] ??= null;
+            if (!chainPattern.test(chain)) continue; // port chains: their network's owner
+            for (const c of tb?.rules.get(chain) ?? []) {
+              const owner = new RegExp(`^cnm:([a-z0-9]{1,16}):${id} `).exec(c)?.[1];
+              if (owner) owners[id] = owner;
+            }
+          }
+        }
+        return owners;
+      }),
     removeAll: () =>
       serial(async () => {
         // `add` then `delete` in one transaction: deletes the table whether or not it exists.
@@ -404,5 +434,11 @@ function validate(net: FirewallNetwork): NetworkSpec {
     internal: Boolean(net.internal),
     icc: Boolean(net.icc),
     masquerade: Boolean(net.masquerade),
+    ...(net.owner !== undefined ? { owner: checkOwner(net.owner) } : {}),
   };
+}
+
+function checkOwner(owner: string): string {
+  if (!/^[a-z0-9]{1,16}$/.test(owner)) throw new InvalidArgumentError(`invalid owner: ${owner}`);
+  return owner;
 }

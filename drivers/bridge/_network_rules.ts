@@ -38,6 +38,8 @@ export interface NetworkSpec {
   internal: boolean;
   icc: boolean;
   masquerade: boolean;
+  /** The owning controller's id, in the rule comments (`cnm:<owner>:<id12> <fp>`). */
+  owner?: string;
 }
 
 async function fingerprint(text: string): Promise<string> {
@@ -143,7 +145,8 @@ export async function networkPlan(table: string, spec: NetworkSpec) {
     for (const s of spec.v4) icc.push(`ip saddr ${s} ip daddr ${s} drop`);
     for (const s of spec.v6) icc.push(`ip6 saddr ${s} ip6 daddr ${s} drop`);
   }
-  const comment = `cnm:${id12} ${await fingerprint(JSON.stringify([net, nat, icc]))}`;
+  const mark = spec.owner ? `${spec.owner}:${id12}` : id12;
+  const comment = `cnm:${mark} ${await fingerprint(JSON.stringify([net, nat, icc]))}`;
   const t = `inet ${table}`, b = `bridge ${table}`;
   const c = `comment "${comment}"`;
   const commands: string[] = [`add chain ${t} net-${id12}`];

@@ -15,7 +15,8 @@
  * configuration it was created under.
  *
  * Ownership mark: every bridge and host-side veth cnm makes carries the link alias
- * `cnm:<kind>:<id12>`; the firewall marks its rules as described in `_firewall.ts`.
+ * `cnm:<owner>:<kind>:<id12>` (the controller's owner id, `EffectContext.owner`); the
+ * firewall marks its rules as described in `_firewall.ts`.
  *
  * @module
  */
@@ -29,7 +30,8 @@ import type {
   PortMapping,
   ValidateNetworkOptions,
 } from "../driver.ts";
-import { InvalidArgumentError } from "../../src/errors.ts";
+import { ConflictError, InvalidArgumentError } from "../../src/errors.ts";
+import type { LinkInfo } from "../../src/kernel/types.ts";
 import { addressOf } from "../../src/ipam/cidr.ts";
 import { createFirewall, type Firewall } from "./_firewall.ts";
 import { createPublisher } from "./_publish.ts";
@@ -136,9 +138,18 @@ function vethOf(ep: DriverEndpoint): string {
   return typeof ep.facts.hostVeth === "string" ? ep.facts.hostVeth : hostVethName(ep.id);
 }
 
-/** The alias that marks a link as cnm's. */
-export function ownershipAlias(kind: "network" | "endpoint", id: string): string {
-  return `cnm:${kind}:${id.slice(0, 12)}`;
+/** The alias that marks a link as made by controller `owner` (no owner: the old mark). */
+export function ownershipAlias(kind: "network" | "endpoint", id: string, owner?: string): string {
+  return `cnm:${owner ? `${owner}:` : ""}${kind}:${id.slice(0, 12)}`;
+}
+
+/** What a link alias written by {@link ownershipAlias} says, or undefined for other aliases. */
+export function parseOwnershipAlias(
+  alias: string | undefined,
+): { kind: "network" | "endpoint"; id12: string; owner?: string } | undefined {
+  const m = /^cnm:(?:([a-z0-9]{1,16}):)?(network|endpoint):([^:]+)$/.exec(alias ?? "");
+  if (!m) return undefined;
+  return { kind: m[2] as "network" | "endpoint", id12: m[3], ...(m[1] ? { owner: m[1] } : {}) };
 }
 
 /** Options of {@link createBridgeDriver}. */
@@ -195,17 +206,40 @@ export function createBridgeDriver(options: BridgeDriverOptions = {}): Driver {
     async createNetwork(net, ctx) {
       const cfg = bridgeConfig(net, EFFECT);
       const existing = (await ctx.kernel.listLinks()).find((l) => l.name === cfg.bridge);
-      const alias = ownershipAlias("network", net.id);
+      const alias = ownershipAlias("network", net.id, ctx.owner);
       // A device that exists and is not marked as ours is the user's: use it, never delete it.
       // A default name (`br-<id12>`) is always ours: a crash between creating the bridge and
       // marking it must not turn it into the user's.
       const explicit = Boolean(net.options[BridgeOptions.name]);
-      const userOwned = explicit && existing !== undefined && existing.alias !== alias;
+      const mark = parseOwnershipAlias(existing?.alias);
+      const ours = existing !== undefined && isMarkedFor(existing, net.id, ctx.owner);
+      const userOwned = explicit && existing !== undefined && !ours;
+      // What this create made (or began making), journaled with a failure so that deleting
+      // the failed network undoes exactly that.
+      const made: Record<string, string>[] = [];
+      const record = () => ctx.partial?.({ bridge: cfg.bridge, userOwned, made: [...made] });
+      record();
       if (existing && existing.kind !== "bridge") {
         throw new InvalidArgumentError(
           `invalid option ${BridgeOptions.name}: ${cfg.bridge} exists and is not a bridge`,
         );
       }
+      if (existing && mark && !ours) {
+        throw new ConflictError(
+          `invalid option ${BridgeOptions.name}: bridge ${cfg.bridge} belongs to ${mark.kind} ` +
+            `${mark.id12}${mark.owner ? ` of controller ${mark.owner}` : ""}`,
+        );
+      }
+      if (!existing) made.push({ link: cfg.bridge });
+      if (userOwned) {
+        const had = new Set(
+          (await ctx.kernel.listAddrs()).filter((a) => a.link === cfg.bridge).map((a) => a.address),
+        );
+        for (const a of gateways(net, cfg)) {
+          if (!had.has(a)) made.push({ address: a, link: cfg.bridge });
+        }
+      }
+      record();
       await ctx.kernel.ensureBridge({
         name: cfg.bridge,
         mtu: cfg.mtu,
@@ -228,6 +262,7 @@ export function createBridgeDriver(options: BridgeDriverOptions = {}): Driver {
           internal: net.internal,
           icc: cfg.icc,
           masquerade: cfg.masquerade && !net.internal,
+          ...(ctx.owner ? { owner: ctx.owner } : {}),
         });
       }
       return { bridge: cfg.bridge, mtu: cfg.mtu, userOwned };
@@ -235,6 +270,7 @@ export function createBridgeDriver(options: BridgeDriverOptions = {}): Driver {
 
     async deleteNetwork(net, ctx) {
       const cfg = bridgeConfig(net, EFFECT);
+      const name = typeof net.facts.bridge === "string" ? net.facts.bridge : cfg.bridge;
       const errors: unknown[] = [];
       for (const ep of publisher.endpointsOf(net.id)) {
         await publisher.revoke(ctx.kernel, { networkId: net.id, ...ep, mappings: [] })
@@ -243,17 +279,32 @@ export function createBridgeDriver(options: BridgeDriverOptions = {}): Driver {
       if (bridgeDriverConfigOf(net).firewallBackend === "nftables") {
         await fw(ctx).removeNetwork(net.id).catch((e) => errors.push(e));
       }
-      if (net.facts.userOwned) {
-        // Take back only what we added: the gateway addresses.
-        const mine = new Set(gateways(net, cfg));
-        const addrs = (await ctx.kernel.listAddrs()).filter((a) => a.link === cfg.bridge);
+      const link = (await ctx.kernel.listLinks()).find((l) => l.name === name);
+      // Only a device carrying this network's mark is deleted (or an unmarked one under the
+      // default name, see createNetwork); anything else is the user's (or another
+      // controller's), and gets back only the addresses we added.
+      const defaultName = !net.options[BridgeOptions.name] && name === `br-${net.id.slice(0, 12)}`;
+      if (link && (isMarkedFor(link, net.id, ctx.owner) || (defaultName && !link.alias))) {
+        await ctx.kernel.deleteLink(name).catch((e) => errors.push(e));
+      } else if (link) {
+        // A failed create says what it added; an active network on a user's device added
+        // its gateways.
+        const made = Array.isArray(net.facts.made)
+          ? (net.facts.made as Record<string, string>[]).filter((m) => m.link === name)
+          : undefined;
+        const mine = new Set(
+          made
+            ? made.flatMap((m) => m.address ? [m.address] : [])
+            : net.facts.userOwned
+            ? gateways(net, cfg)
+            : [],
+        );
+        const addrs = (await ctx.kernel.listAddrs()).filter((a) => a.link === name);
         for (const a of addrs.filter((a) => mine.has(a.address))) {
-          await ctx.kernel.exec(["ip", "addr", "del", a.address, "dev", cfg.bridge]).catch((e) =>
+          await ctx.kernel.exec(["ip", "addr", "del", a.address, "dev", name]).catch((e) =>
             errors.push(e)
           );
         }
-      } else {
-        await ctx.kernel.deleteLink(cfg.bridge).catch((e) => errors.push(e));
       }
       if (errors.length) throw new AggregateError(errors, `deleting bridge network ${net.id}`);
     },
@@ -280,7 +331,7 @@ export function createBridgeDriver(options: BridgeDriverOptions = {}): Driver {
         peerName: sandbox.ifname,
         ...(ep.macAddress ? { peerMac: ep.macAddress } : {}),
         addresses,
-        alias: ownershipAlias("endpoint", ep.id),
+        alias: ownershipAlias("endpoint", ep.id, ctx.owner),
       });
       const gw4 = net.ipv4[0]?.gateway;
       const gw6 = net.ipv6[0]?.gateway;
@@ -308,6 +359,13 @@ export function createBridgeDriver(options: BridgeDriverOptions = {}): Driver {
       await publisher.revoke(ctx.kernel, target(net, ep, mappings));
     },
   };
+}
+
+/** Whether a link carries the mark of network `id` made by `owner` (or an old mark of it). */
+function isMarkedFor(link: LinkInfo, id: string, owner: string | undefined): boolean {
+  const mark = parseOwnershipAlias(link.alias);
+  return mark?.kind === "network" && mark.id12 === id.slice(0, 12) &&
+    (mark.owner === undefined || mark.owner === owner);
 }
 
 function addressesOf(ep: DriverEndpoint): string[] {

@@ -173,6 +173,7 @@ function networkDriver(
   const ids = (n: DriverNetwork, e: DriverEndpoint) => ({ NetworkID: n.id, EndpointID: e.id });
   const driver: RemoteDriver = {
     name,
+    choosesMac: true,
     close,
     capabilities: () => caps,
     // cnm's side of the plugin connection; the protocol has no call to configure the plugin.

@@ -27,8 +27,17 @@ import type {
 import type { ConfigureDriverResult } from "../controller/driver_config.ts";
 import { borrowConnection, type NatsTarget } from "../journal/watch.ts";
 import type { ReconcileReport } from "../controller/drift.ts";
+import { noControllerMessage, readLease } from "../controller/lease.ts";
+import { checkLimits, LIMITS } from "../controller/limits.ts";
 
-const Ref = z.string({ error: "must be a string" }).min(1, { error: "must not be empty" });
+const Ref = z.string({ error: "must be a string" }).min(1, { error: "must not be empty" })
+  .max(LIMITS.name, { error: `must be at most ${LIMITS.name} characters` });
+/** What each verb's `options` are called in errors (checked against the limits before sending). */
+const OPTIONS_OF: Partial<Record<string, string>> = {
+  createNetwork: "network options",
+  createSandbox: "sandbox options",
+  createEndpoint: "endpoint options",
+};
 const Options = z.record(z.string(), z.unknown());
 
 /** Request schema of every verb (the controller parses the `options` contents itself). */
@@ -185,6 +194,11 @@ export interface ApiClientOptions {
   prefix?: string;
   /** The host whose controller answers. Default: this machine's hostname. */
   hostId?: string;
+  /**
+   * The controller's stream. Default `CNM`. Only read when nobody answers, to say why from
+   * the host's lease (a controller starting, or a dead one whose lease has not lapsed yet).
+   */
+  stream?: string;
   /** Milliseconds to wait for a reply. Default 35000 (a command may wait 30 s for its outcome). */
   timeoutMs?: number;
 }
@@ -210,10 +224,20 @@ export async function createApiClient(options: ApiClientOptions): Promise<ApiCli
   const enc = new TextEncoder();
   async function call<V extends ApiVerb>(verb: V, request: z.input<typeof ApiRequests[V]>) {
     const body = parseRequest(verb, request);
+    const what = OPTIONS_OF[verb];
+    if (what) checkLimits((body as { options?: unknown }).options, what);
+    const payload = enc.encode(JSON.stringify(body));
+    const max = nc.info?.max_payload;
+    if (max && payload.length > max) {
+      throw new InvalidArgumentError(
+        `invalid ${verb} request: ${payload.length} bytes, more than the NATS server's ` +
+          `max_payload (${max})`,
+      );
+    }
     const subject = apiSubject(prefix, hostId, verb);
     let reply;
     try {
-      reply = await nc.request(subject, enc.encode(JSON.stringify(body)), { timeout });
+      reply = await nc.request(subject, payload, { timeout });
     } catch (err) {
       const e = err as { name?: string; isNoResponders?: () => boolean; cause?: { name?: string } };
       if (e.name === "PermissionViolationError" || e.cause?.name === "PermissionViolationError") {
@@ -224,10 +248,9 @@ export async function createApiClient(options: ApiClientOptions): Promise<ApiCli
         );
       }
       if (e.isNoResponders?.() || e.cause?.name === "NoResponders" || e.name === "NoResponders") {
-        throw new NoControllerError(
-          `no controller running for host ${hostId} (start one with \`cnm serve\`)`,
-          { cause: err },
-        );
+        const lease = await readLease(nc, { stream: options.stream ?? "CNM", prefix, hostId })
+          .catch(() => undefined);
+        throw new NoControllerError(noControllerMessage(hostId, lease), { cause: err });
       }
       throw new UnavailableError(
         `${verb} on host ${hostId} got no reply: ${(err as Error).message}`,

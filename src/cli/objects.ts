@@ -18,13 +18,18 @@ export function currentState(ctx: Ctx): Promise<ReplayState> {
   return stateAt(ctx, undefined, false);
 }
 
-/** Finds by exact id, then name, then unique id prefix. */
-export function find<T extends { id: string; name: string }>(
+/**
+ * Finds by exact id, then name (a failed create holds no name: another object of that name
+ * wins), then unique id prefix.
+ */
+export function find<T extends { id: string; name: string; state?: string }>(
   items: T[],
   ref: string,
   what: string,
 ): T {
-  const hit = items.find((i) => i.id === ref) ?? items.find((i) => i.name === ref);
+  const named = items.filter((i) => i.name === ref);
+  const hit = items.find((i) => i.id === ref) ??
+    named.find((i) => i.state !== "failed") ?? named.at(-1);
   if (hit) return hit;
   const pre = items.filter((i) => i.id.startsWith(ref));
   if (pre.length === 1) return pre[0];
@@ -39,12 +44,35 @@ async function withApi<T>(ctx: Ctx, f: (api: ApiClient) => Promise<T>): Promise<
     nats: await ctx.connect(),
     prefix: ctx.prefix,
     hostId: ctx.host,
+    stream: ctx.stream,
   });
   try {
     return await f(api);
   } finally {
     await api.close();
   }
+}
+
+const ALL: FlagSpecs = {
+  all: { type: "boolean", short: "a", help: "also list failed creates, with their error" },
+};
+
+/** What `ls` lists: failed creates only with `--all`. */
+function listed<T extends { state: string }>(ctx: Ctx, items: T[]): T[] {
+  return ctx.flags.all ? items : items.filter((i) => i.state !== "failed");
+}
+
+type Row = (string | number | null | undefined)[];
+
+/** Prints a table; with `--all`, an ERROR column says why each failed create failed. */
+function listTable(
+  ctx: Ctx,
+  header: string[],
+  rows: Row[],
+  items: { error?: { message: string } }[],
+): void {
+  if (!ctx.flags.all) return table(ctx.io, header, rows);
+  table(ctx.io, [...header, "ERROR"], rows.map((r, i) => [...r, items[i].error?.message ?? ""]));
 }
 
 const LABEL: FlagSpecs = {
@@ -76,19 +104,17 @@ function inspect(kind: "networks" | "sandboxes" | "endpoints", what: string): Ve
 /** `cnm network …` */
 export const network: Record<string, Verb> = {
   ls: {
-    usage: "cnm network ls",
+    usage: "cnm network ls [--all]",
     summary: "Lists networks (read from the stream; no controller needed).",
-    flags: {},
+    flags: ALL,
     async run(ctx) {
       expectArgs(ctx, 0, 0, "no arguments");
-      const { networks } = await currentState(ctx);
+      const networks = listed(ctx, (await currentState(ctx)).networks);
       if (ctx.json) return json(ctx.io, networks);
-      table(
-        ctx.io,
+      listTable(
+        ctx,
         ["NETWORK ID", "NAME", "DRIVER", "SCOPE", "STATE", "SUBNETS", "HOST"],
-        networks.map((
-          n,
-        ) => [
+        networks.map((n) => [
           short(n.id),
           n.name,
           n.driver,
@@ -97,6 +123,7 @@ export const network: Record<string, Verb> = {
           n.ipam.config.map((c) => c.subnet).join(","),
           n.host,
         ]),
+        networks,
       );
     },
   },
@@ -202,17 +229,18 @@ export const network: Record<string, Verb> = {
 /** `cnm sandbox …` */
 export const sandbox: Record<string, Verb> = {
   ls: {
-    usage: "cnm sandbox ls",
+    usage: "cnm sandbox ls [--all]",
     summary: "Lists sandboxes (read from the stream; no controller needed).",
-    flags: {},
+    flags: ALL,
     async run(ctx) {
       expectArgs(ctx, 0, 0, "no arguments");
-      const { sandboxes } = await currentState(ctx);
+      const sandboxes = listed(ctx, (await currentState(ctx)).sandboxes);
       if (ctx.json) return json(ctx.io, sandboxes);
-      table(
-        ctx.io,
+      listTable(
+        ctx,
         ["SANDBOX ID", "NAME", "STATE", "ENDPOINTS", "KEY", "HOST"],
         sandboxes.map((s) => [short(s.id), s.name, s.state, s.endpointIds.length, s.key, s.host]),
+        sandboxes,
       );
     },
   },
@@ -286,13 +314,16 @@ function endpointOptions(ctx: Ctx, name: string) {
 /** `cnm endpoint …` */
 export const endpoint: Record<string, Verb> = {
   ls: {
-    usage: "cnm endpoint ls [--network NETWORK]",
+    usage: "cnm endpoint ls [--network NETWORK] [--all]",
     summary: "Lists endpoints (read from the stream; no controller needed).",
-    flags: { network: { type: "string", arg: "NETWORK", help: "only this network's endpoints" } },
+    flags: {
+      network: { type: "string", arg: "NETWORK", help: "only this network's endpoints" },
+      ...ALL,
+    },
     async run(ctx) {
       expectArgs(ctx, 0, 0, "no arguments");
       const state = await currentState(ctx);
-      let eps = state.endpoints;
+      let eps = listed(ctx, state.endpoints);
       if (ctx.flags.network) {
         const net = find(state.networks, ctx.flags.network as string, "network");
         eps = eps.filter((e) => e.networkId === net.id);
@@ -300,8 +331,8 @@ export const endpoint: Record<string, Verb> = {
       if (ctx.json) return json(ctx.io, eps);
       const netName = new Map(state.networks.map((n) => [n.id, n.name]));
       const sbName = new Map(state.sandboxes.map((s) => [s.id, s.name]));
-      table(
-        ctx.io,
+      listTable(
+        ctx,
         ["ENDPOINT ID", "NAME", "NETWORK", "SANDBOX", "STATE", "IPV4", "MAC"],
         eps.map((e) => [
           short(e.id),
@@ -312,6 +343,7 @@ export const endpoint: Record<string, Verb> = {
           e.ipv4Address,
           e.macAddress,
         ]),
+        eps,
       );
     },
   },

@@ -99,6 +99,7 @@ export const serveVerb: Verb = {
       kernel: f.namespace ? { hostNamespace: f.namespace as string } : {},
       ...(f["name-prefix"] ? { namePrefix: f["name-prefix"] as string } : {}),
       ...(f["state-dir"] ? { stateDir: f["state-dir"] as string } : {}),
+      log: (line) => say(`cnm serve: ${line}`),
       ...(f["advertise-addr"] ? { advertiseAddress: f["advertise-addr"] as string } : {}),
       ...(replicas ? { replicas } : {}),
     });
@@ -132,8 +133,10 @@ export const serveVerb: Verb = {
     }
     say(
       `cnm serve: host ${controller.hostId}, stream ${controller.stream}: answering on ${server.subject} ` +
-        `(recovered ${r.objects} objects from ${r.events} events in ${r.ms.toFixed(0)} ms` +
-        `${r.resumed.length ? `, resumed ${r.resumed.join(", ")}` : ""})` +
+        `(recovered ${r.objects} objects from ${r.events} events in ` +
+        `${(r.ms - r.leaseWaitMs).toFixed(0)} ms` +
+        `${r.resumed.length ? `, resumed ${r.resumed.join(", ")}` : ""}` +
+        `${r.leaseWaitMs ? `; waited ${(r.leaseWaitMs / 1000).toFixed(1)} s for a lease` : ""})` +
         (docker ? `; Docker API on ${docker.path}` : ""),
     );
     const why = await new Promise<string>((resolve) => {

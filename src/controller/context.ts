@@ -33,6 +33,8 @@ export interface PeerProgrammer {
 /** The controller's settings, with defaults applied. */
 export interface ControllerSettings {
   hostId: string;
+  /** This controller's owner id, in every ownership mark it writes (ownership.ts). */
+  owner: string;
   /** Prefix of the namespaces this controller creates. */
   namePrefix: string;
   /** Directory of per-sandbox files. */
@@ -75,6 +77,7 @@ export function effectEnv(ctx: ControllerContext): EffectEnv {
   return {
     kernel: ctx.kernel,
     prefix: ctx.settings.namePrefix,
+    owner: ctx.settings.owner,
     driver: (name) => ctx.drivers.driver(name),
     ipamDriver: (name) => ctx.drivers.ipamDriver(name),
     networkContext: (id) => networkContext(rt, id),

@@ -1,10 +1,9 @@
 /**
  * Drift between the journal's view and the kernel: what should exist (from the actors)
  * against what does (namespaces, bridges, veths, sandbox addresses, firewall chains).
- * Kernel objects carrying cnm's ownership mark but unknown to the journal are orphans.
- *
- * Ownership marks: namespaces carry the controller's `namePrefix`; bridges and host-side
- * veths the link alias `cnm:<network|endpoint>:<id12>`; firewall chains `<id12>`.
+ * Kernel objects carrying this controller's ownership mark but unknown to the journal are
+ * orphans; those another controller made (or that carry an old mark this journal does not
+ * know) are `foreign`: reported, never repaired (ownership.ts has the marks).
  *
  * @module
  */
@@ -12,11 +11,12 @@
 import type { EndpointContext } from "../../actors/endpoint.ts";
 import type { NetworkContext } from "../../actors/network.ts";
 import type { SandboxContext } from "../../actors/sandbox.ts";
-import { hostVethName } from "../../drivers/bridge/mod.ts";
-import type { Kernel, LinkInfo } from "../kernel/types.ts";
+import { hostVethName, parseOwnershipAlias } from "../../drivers/bridge/mod.ts";
+import type { Kernel } from "../kernel/types.ts";
 import { netnsNameOf } from "./effects.ts";
 import type { Firewall } from "../../drivers/bridge/_firewall.ts";
 import { errText } from "../errors.ts";
+import { type Mark, ownershipOf, parseNetnsMark, type Self } from "./ownership.ts";
 
 /** One difference between the journal's view and the kernel. */
 export interface Finding {
@@ -25,7 +25,8 @@ export interface Finding {
   objectId: string;
   resource: "netns" | "bridge" | "veth" | "address" | "firewall" | "peer";
   name: string;
-  problem: "missing" | "unexpected" | "different";
+  /** `foreign`: another controller's (or an unknown old mark); reported, never repaired. */
+  problem: "missing" | "unexpected" | "different" | "foreign";
   expected?: string;
   actual?: string;
 }
@@ -41,6 +42,8 @@ export interface ReconcileReport {
 export interface DriftView {
   kernel: Kernel;
   namePrefix: string;
+  /** This controller's owner id and the object ids its journal knows. */
+  self: Self;
   /** Path of the controller's host namespace (never an orphan). */
   hostNamespace?: string;
   networks: { state: string; c: NetworkContext }[];
@@ -48,17 +51,24 @@ export interface DriftView {
   sandboxes: { state: string; c: SandboxContext }[];
   /** Namespaces carrying the name prefix that are not sandboxes (e.g. overlay namespaces). */
   notSandbox?(name: string): boolean;
-  /** Network ids (12 chars) with firewall rules, or undefined when there is no firewall. */
-  firewallNetworks(): Promise<string[] | undefined>;
+  /**
+   * Network ids (12 chars) with firewall chains, each with the owner its rules name (null:
+   * none), or undefined when there is no firewall.
+   */
+  firewallNetworks(): Promise<Record<string, string | null> | undefined>;
 }
-
-const aliasId = (l: LinkInfo, kind: string) =>
-  l.alias?.startsWith(`cnm:${kind}:`) ? l.alias.slice(kind.length + 5) : undefined;
 
 /** Compares the journal's view with the kernel. Reads only. */
 export async function inspectDrift(v: DriftView): Promise<Finding[]> {
   const out: Finding[] = [];
   const hostNs = v.hostNamespace ? netnsNameOf(v.hostNamespace) : undefined;
+  /** A kernel object no live object of ours explains: an orphan if ours, else foreign. */
+  const stray = (resource: Finding["resource"], name: string, mark: Mark): Finding => {
+    const owned = ownershipOf(mark, v.self);
+    return owned.ours
+      ? { kind: "host", objectId: "", resource, name, problem: "unexpected" }
+      : { kind: "host", objectId: "", resource, name, problem: "foreign", actual: owned.why };
+  };
 
   // Namespaces of owned sandboxes.
   const nsNames = new Set(await v.kernel.listNetns(v.namePrefix));
@@ -80,7 +90,7 @@ export async function inspectDrift(v: DriftView): Promise<Finding[]> {
   }
   for (const name of nsNames) {
     if (name === hostNs || knownNs.has(name) || v.notSandbox?.(name)) continue;
-    out.push({ kind: "host", objectId: "", resource: "netns", name, problem: "unexpected" });
+    out.push(stray("netns", name, parseNetnsMark(name, v.namePrefix)!));
   }
 
   // Bridges and veths in the host namespace.
@@ -97,26 +107,12 @@ export async function inspectDrift(v: DriftView): Promise<Finding[]> {
   const knownNetIds = new Set(bridgeNets.map((n) => n.c.id.slice(0, 12)));
   const knownEpIds = new Set(v.endpoints.map((e) => e.c.id.slice(0, 12)));
   for (const l of links) {
-    const net = aliasId(l, "network");
-    if (net && !knownNetIds.has(net)) {
-      out.push({
-        kind: "host",
-        objectId: "",
-        resource: "bridge",
-        name: l.name,
-        problem: "unexpected",
-      });
-    }
-    const ep = aliasId(l, "endpoint");
-    if (ep && !knownEpIds.has(ep)) {
-      out.push({
-        kind: "host",
-        objectId: "",
-        resource: "veth",
-        name: l.name,
-        problem: "unexpected",
-      });
-    }
+    const mark = parseOwnershipAlias(l.alias);
+    if (!mark) continue;
+    const known = mark.kind === "network" ? knownNetIds : knownEpIds;
+    const mine = mark.owner === undefined || mark.owner === v.self.owner;
+    if (mine && known.has(mark.id12)) continue;
+    out.push(stray(mark.kind === "network" ? "bridge" : "veth", l.name, mark));
   }
 
   // Joined bridge endpoints: the host end on its bridge, the address inside the sandbox.
@@ -172,7 +168,7 @@ export async function inspectDrift(v: DriftView): Promise<Finding[]> {
   // Firewall chains (not for networks made with the bridge's firewallBackend `none`).
   const fw = await v.firewallNetworks();
   if (fw) {
-    const have = new Set(fw);
+    const have = new Set(Object.keys(fw));
     for (const n of activeBridges.filter((n) => hasFirewall(n.c))) {
       if (!have.has(n.c.id.slice(0, 12))) {
         out.push({
@@ -184,16 +180,10 @@ export async function inspectDrift(v: DriftView): Promise<Finding[]> {
         });
       }
     }
-    for (const id of have) {
-      if (!knownNetIds.has(id)) {
-        out.push({
-          kind: "host",
-          objectId: "",
-          resource: "firewall",
-          name: `net-${id}`,
-          problem: "unexpected",
-        });
-      }
+    for (const [id, owner] of Object.entries(fw)) {
+      const mine = owner === null || owner === v.self.owner;
+      if (mine && knownNetIds.has(id)) continue;
+      out.push(stray("firewall", `net-${id}`, { id12: id, ...(owner ? { owner } : {}) }));
     }
   }
   return out;
@@ -234,6 +224,7 @@ export interface RepairDeps {
 /**
  * Repairs findings object by object — sandboxes first (their namespace), then networks
  * (bridge, rules), endpoints (interfaces), and last orphans (removed) — and records each.
+ * Foreign findings are passed through unrepaired and unrecorded.
  */
 export async function repairDrift(
   findings: Finding[],
@@ -243,6 +234,10 @@ export async function repairDrift(
   const order = { sandbox: 0, network: 1, endpoint: 2, host: 3 };
   const groups = new Map<string, Finding[]>();
   for (const f of [...findings].sort((a, b) => order[a.kind] - order[b.kind])) {
+    if (f.problem === "foreign") {
+      out.push({ ...f, repaired: false });
+      continue;
+    }
     const key = f.kind === "host" ? `host:${f.resource}:${f.name}` : `${f.kind}:${f.objectId}`;
     groups.set(key, [...(groups.get(key) ?? []), f]);
   }

@@ -12,6 +12,7 @@ import type { SandboxContext } from "../../actors/sandbox.ts";
 import type {
   Driver,
   DriverEndpoint,
+  DriverFacts,
   DriverNetwork,
   DriverSandbox,
   EffectContext,
@@ -19,7 +20,8 @@ import type {
   IpamDriver,
 } from "../../drivers/driver.ts";
 import type { Kind } from "../journal/events.ts";
-import { DriverError, NotFoundError } from "../errors.ts";
+import { verbOf } from "../../actors/mod.ts";
+import { DriverError, NotFoundError, toErrorRecord } from "../errors.ts";
 import type { Kernel } from "../kernel/types.ts";
 import type { NetworkIpam } from "./network_ipam.ts";
 import type { Outcome } from "./runtime.ts";
@@ -42,6 +44,8 @@ export interface SandboxChange {
 export interface EffectEnv {
   kernel: Kernel;
   prefix: string;
+  /** The controller's owner id (ownership marks). */
+  owner: string;
   driver(name: string): Driver | undefined;
   /** A non-default IPAM driver (remote plugin), resolved before effects run. */
   ipamDriver(name: string): IpamDriver | undefined;
@@ -93,7 +97,11 @@ export function driverEndpoint(c: EndpointContext): DriverEndpoint {
   };
 }
 
-/** Runs the effect of `kind` in transient `state`; throws on failure. */
+/**
+ * Runs the effect of `kind` in transient `state`; throws on failure — or, when the driver
+ * recorded what it had already made ({@link EffectContext.partial}), returns the `*.failed`
+ * outcome carrying those facts.
+ */
 export async function runEffect(
   env: EffectEnv,
   kind: Kind,
@@ -101,14 +109,26 @@ export async function runEffect(
   context: unknown,
   effectId: string,
 ): Promise<Outcome> {
-  const ectx: EffectContext = { effectId, kernel: env.kernel, prefix: env.prefix };
-  switch (kind) {
-    case "network":
-      return await networkEffect(env, state, context as NetworkContext, ectx);
-    case "endpoint":
-      return await endpointEffect(env, state, context as EndpointContext, ectx);
-    case "sandbox":
-      return await sandboxEffect(env, state, context as SandboxContext);
+  let partial: DriverFacts | undefined;
+  const ectx: EffectContext = {
+    ...effectContext(env, effectId),
+    partial: (facts) => void (partial = { ...facts }),
+  };
+  try {
+    switch (kind) {
+      case "network":
+        return await networkEffect(env, state, context as NetworkContext, ectx);
+      case "endpoint":
+        return await endpointEffect(env, state, context as EndpointContext, ectx);
+      case "sandbox":
+        return await sandboxEffect(env, state, context as SandboxContext);
+    }
+  } catch (err) {
+    if (!partial) throw err;
+    return {
+      type: `${kind}.${verbOf(state)}.failed`,
+      data: { error: toErrorRecord(err), facts: partial },
+    };
   }
 }
 
@@ -247,7 +267,7 @@ export async function ensureNetwork(
   c: NetworkContext,
   effectId: string,
 ): Promise<void> {
-  await networkEffect(env, "creating", c, { effectId, kernel: env.kernel, prefix: env.prefix });
+  await networkEffect(env, "creating", c, effectContext(env, effectId));
 }
 
 /** Re-runs a joined endpoint's join effect (idempotent ensure): repairs its interface. */
@@ -256,5 +276,9 @@ export async function ensureJoined(
   c: EndpointContext,
   effectId: string,
 ): Promise<void> {
-  await endpointEffect(env, "joining", c, { effectId, kernel: env.kernel, prefix: env.prefix });
+  await endpointEffect(env, "joining", c, effectContext(env, effectId));
+}
+
+function effectContext(env: EffectEnv, effectId: string): EffectContext {
+  return { effectId, kernel: env.kernel, prefix: env.prefix, owner: env.owner };
 }

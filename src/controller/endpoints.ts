@@ -14,6 +14,7 @@ import { ConflictError, ForbiddenError, InvalidArgumentError, NotFoundError } fr
 import { newObjectId } from "../ids.ts";
 import { type EndpointInfo, endpointInfo } from "../info.ts";
 import type { ControllerContext } from "./context.ts";
+import { checkLimits } from "./limits.ts";
 import {
   CreateEndpointInput,
   type CreateEndpointOptions,
@@ -29,7 +30,14 @@ import {
   randomMac,
   releaseEndpoint,
 } from "./network_ipam.ts";
-import { endpointsOf, findEndpoint, findNetwork, findSandbox } from "./objects.ts";
+import {
+  endpointsOf,
+  findEndpoint,
+  findNetwork,
+  findSandbox,
+  holdsName,
+  networkContext,
+} from "./objects.ts";
 import { decideGlobalAddresses, isGlobal } from "./global.ts";
 import type { Rec } from "./runtime.ts";
 
@@ -47,10 +55,12 @@ export async function createEndpoint(
   const rt = ctx.runtime;
   rt.assertOpen();
   const ref = parseRef(network, "network");
+  checkLimits(options, "endpoint options");
   const input = parseInput(CreateEndpointInput, options, "endpoint options");
   if (input.name === "") throw new InvalidArgumentError("invalid name: name is empty");
   const found = findNetwork(rt, ref);
   if (!found) throw new NotFoundError(`network ${ref} not found`);
+  const macNeeded = await needsMac(ctx, rt.context<NetworkContext>(found));
   const id = newObjectId();
   const unlockEndpoint = await rt.locks.lock(id);
   try {
@@ -67,7 +77,8 @@ export async function createEndpoint(
       if (rt.state(net) !== "active") {
         throw new ForbiddenError(`network ${nc.name} is not active (state ${rt.state(net)})`);
       }
-      if (endpointsOf(rt, (e) => e.networkId === net.id && e.name === input.name).length) {
+      const named = endpointsOf(rt, (e) => e.networkId === net.id && e.name === input.name);
+      if (named.some((r) => holdsName(rt, r))) {
         throw new ForbiddenError(
           `endpoint with name ${input.name} already exists in network ${nc.name}`,
         );
@@ -95,7 +106,7 @@ export async function createEndpoint(
         // A global network's driver derives the MAC (overlay: 02:42 + the address).
         ...(input.macAddress
           ? { macAddress: input.macAddress.toLowerCase() }
-          : (nc.ipam || nc.ipamRequest) && !isGlobal(nc)
+          : macNeeded
           ? { macAddress: randomMac() }
           : {}),
       };
@@ -185,6 +196,7 @@ export async function join(
       if (rt.state(sbRec) !== "ready") {
         throw new ForbiddenError(`sandbox ${sbRef} is not ready (state ${rt.state(sbRec)})`);
       }
+      assertNetworksMix(ctx, sbRec.id, c);
       const intent = rt.intent(rec, "endpoint.join.requested", "joining", {
         sandboxId: sbRec.id,
         ifname: nextIfname(ctx, sbRec.id, c),
@@ -257,6 +269,21 @@ export function endpoints(
   return recs.map((r) => endpointInfo(rt.state(r), rt.context(r)));
 }
 
+/**
+ * Whether cnm decides a MAC for a new endpoint the user gave none: on local networks with IPAM,
+ * unless the driver chooses one itself (a remote plugin answers it in CreateEndpoint) — but
+ * always when a remote IPAM driver requires one for its address requests (libnetwork).
+ */
+async function needsMac(ctx: ControllerContext, nc: NetworkContext): Promise<boolean> {
+  // A global network's driver derives the MAC (overlay: 02:42 + the address).
+  if ((!nc.ipam && !nc.ipamRequest) || isGlobal(nc)) return false;
+  if (!ctx.drivers.driver(nc.driver)?.choosesMac) return true;
+  const ipamName = nc.ipamRequest?.driver ?? nc.ipam?.driver;
+  if (!ipamName || ipamName === "default") return false;
+  const caps = await ctx.drivers.ipamDriver(ipamName)?.capabilities?.().catch(() => undefined);
+  return caps?.requiresMACAddress === true;
+}
+
 /** Lowest free `<prefix><n>` among the sandbox's interfaces (libnetwork: `eth0`, `eth1`, …). */
 function nextIfname(ctx: ControllerContext, sandboxId: string, ep: EndpointContext): string {
   const rt = ctx.runtime;
@@ -270,6 +297,41 @@ function nextIfname(ctx: ControllerContext, sandboxId: string, ep: EndpointConte
     ),
   );
   for (let i = 0;; i++) if (!used.has(`${prefix}${i}`)) return `${prefix}${i}`;
+}
+
+/**
+ * Docker's rules for a container's networks (daemon updateNetworkSettings): the host network
+ * and `none` share a sandbox with no other network (a sandbox on `host` is the host's
+ * namespace; one on `none` has only loopback).
+ *
+ * @throws {ForbiddenError} with Docker's messages.
+ */
+function assertNetworksMix(ctx: ControllerContext, sandboxId: string, ep: EndpointContext): void {
+  const rt = ctx.runtime;
+  const n = networkContext(rt, ep.networkId);
+  if (!n) return;
+  const others = endpointsOf(rt, (e) => e.sandboxId === sandboxId && e.id !== ep.id)
+    .map((r) => networkContext(rt, rt.context<EndpointContext>(r).networkId))
+    .filter((o): o is NetworkContext => o !== undefined && o.id !== n.id);
+  if (n.driver === "host" && others.length) {
+    throw new ForbiddenError(
+      "container cannot be disconnected from host network or connected to host network",
+    );
+  }
+  for (const o of others) {
+    if (o.driver === "host" || n.driver === "host") {
+      throw new ForbiddenError(
+        "container sharing network namespace with another container or host cannot be " +
+          "connected to any other network",
+      );
+    }
+    if (o.driver === "null" || n.driver === "null") {
+      throw new ForbiddenError(
+        "container cannot be connected to multiple networks with one of the networks in " +
+          "private (none) mode",
+      );
+    }
+  }
 }
 
 function assertNotBusy(rec: Rec, state: string): void {

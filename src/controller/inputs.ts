@@ -8,6 +8,13 @@
 import { z } from "zod";
 import { formatIssues } from "../journal/events.ts";
 import { InvalidArgumentError } from "../errors.ts";
+import { LIMITS } from "./limits.ts";
+import {
+  ExtraHostInput,
+  HostNameInput,
+  NameserverInput,
+  SearchDomainInput,
+} from "./config_input.ts";
 
 const StringMap = z.record(z.string(), z.string());
 const Name = z.string({ error: "must be a string" });
@@ -37,6 +44,20 @@ export const CreateNetworkInput = z.strictObject({
 /** Parsed {@link CreateNetworkInput}. */
 export type CreateNetworkOptions = z.input<typeof CreateNetworkInput>;
 
+/**
+ * What is wrong with a MAC address for an interface, if anything: the kernel refuses (with
+ * EADDRNOTAVAIL, at join) multicast addresses — the broadcast address among them — and zero.
+ */
+function macProblem(mac: string): string | undefined {
+  if (!/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/.test(mac)) {
+    return "must be a MAC address like 02:42:ac:11:00:02";
+  }
+  if (/^(ff:){5}ff$/i.test(mac)) return `${mac} is the broadcast address`;
+  if (parseInt(mac.slice(0, 2), 16) & 1) return `${mac} is a multicast address`;
+  if (/^(00:){5}00$/.test(mac)) return `${mac} is the zero address`;
+  return undefined;
+}
+
 /** Input of `createEndpoint`. */
 export const CreateEndpointInput = z.strictObject({
   name: Name,
@@ -44,22 +65,23 @@ export const CreateEndpointInput = z.strictObject({
   options: StringMap.default({}),
   ipv4Address: z.string().min(1).optional(),
   ipv6Address: z.string().min(1).optional(),
-  macAddress: z.string().regex(/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/, {
-    error: "must be a MAC address like 02:42:ac:11:00:02",
+  macAddress: z.string().superRefine((mac, ctx) => {
+    const problem = macProblem(mac);
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
   }).optional(),
 });
 /** Parsed {@link CreateEndpointInput}. */
 export type CreateEndpointOptions = z.input<typeof CreateEndpointInput>;
 
-/** Input of `createSandbox`. */
+/** Input of `createSandbox` (the file options are checked as config_input.ts says). */
 export const CreateSandboxInput = z.strictObject({
   name: Name,
   key: z.string().min(1).optional(),
   labels: StringMap.default({}),
-  hostname: z.string().min(1).optional(),
-  dns: z.array(z.string().min(1)).optional(),
-  dnsSearch: z.array(z.string().min(1)).optional(),
-  extraHosts: z.array(z.string().min(1)).optional(),
+  hostname: HostNameInput.optional(),
+  dns: z.array(NameserverInput).optional(),
+  dnsSearch: z.array(SearchDomainInput).optional(),
+  extraHosts: z.array(ExtraHostInput).optional(),
 });
 /** Parsed {@link CreateSandboxInput}. */
 export type CreateSandboxOptions = z.input<typeof CreateSandboxInput>;
@@ -70,7 +92,8 @@ export const DeleteEndpointInput = z.strictObject({ force: z.boolean().default(f
 export type DeleteEndpointOptions = z.input<typeof DeleteEndpointInput>;
 
 /** An id or name argument. */
-export const Ref = z.string({ error: "must be a string" }).min(1, { error: "must not be empty" });
+export const Ref = z.string({ error: "must be a string" }).min(1, { error: "must not be empty" })
+  .max(LIMITS.name, { error: `must be at most ${LIMITS.name} characters` });
 
 /**
  * Parses `value` with `schema`, turning zod's issues into an {@link InvalidArgumentError}

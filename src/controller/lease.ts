@@ -1,9 +1,11 @@
 /**
  * The single-writer lease: one controller per `hostId` and stream. The lease is a key in a
  * JetStream KV bucket, taken and refreshed with compare-and-set on the key's revision, and
- * carrying its own expiry time: a controller that dies (kill -9) stops refreshing, and a new
- * one takes over once the lease has expired — after at most `ttlMs`. Even a stale writer
- * that slipped through cannot interleave events: every append carries
+ * carrying its own expiry time and its holder's identity (pid, process start time, boot id,
+ * pid namespace: lease_holder.ts). A controller that dies (kill -9) stops refreshing; a new
+ * one on the same machine sees that the holder is provably dead and takes over at once,
+ * otherwise it waits (saying what for) until the lease has expired — after at most `ttlMs`.
+ * Even a stale writer that slipped through cannot interleave events: every append carries
  * `expect.lastSubjectSequence`.
  *
  * @module
@@ -14,13 +16,12 @@ import { Kvm } from "@nats-io/kv";
 import type { KV } from "@nats-io/kv";
 import { ConflictError, UnavailableError } from "../errors.ts";
 import { errText } from "../errors.ts";
+import { holderStatus, type ProcessIdentity, selfIdentity } from "./lease_holder.ts";
 
-/** What a lease says about its holder. */
-export interface LeaseRecord {
+/** What a lease says about its holder (the identity fields are absent in older records). */
+export interface LeaseRecord extends ProcessIdentity {
   instance: string;
   hostId: string;
-  pid: number;
-  hostname: string;
   startedAt: string;
   expiresAt: string;
 }
@@ -36,11 +37,17 @@ export interface LeaseOptions {
   waitMs?: number;
   /** Called when the lease was lost to another writer (stop writing). */
   onLost?: (reason: string) => void;
+  /** Where to say what the acquisition waits for, or whom it took over from. */
+  log?: (line: string) => void;
 }
 
 /** A held lease. */
 export interface Lease {
   readonly record: LeaseRecord;
+  /** Milliseconds spent waiting for another holder's lease. */
+  readonly waitedMs: number;
+  /** Set when the lease was taken from a holder that provably died: what happened. */
+  readonly tookOver?: string;
   /** Gives the lease up (deletes the key), so the next controller starts at once. */
   release(): Promise<void>;
 }
@@ -67,34 +74,54 @@ export async function acquireLease(nc: NatsConnection, options: LeaseOptions): P
   } catch (err) {
     throw new UnavailableError(`cannot open the lease bucket: ${errText(err)}`, { cause: err });
   }
-  const key = `${options.prefix}.${options.hostId}`;
+  const key = leaseKeyOf(options.prefix, options.hostId);
   const record = (): LeaseRecord => ({
     instance,
     hostId: options.hostId,
-    pid: Deno.pid,
-    hostname: Deno.hostname(),
+    ...selfIdentity(),
     startedAt,
     expiresAt: new Date(Date.now() + ttl).toISOString(),
   });
   const instance = crypto.randomUUID();
   const startedAt = new Date().toISOString();
-  const deadline = Date.now() + waitMs;
+  const began = Date.now();
+  const deadline = began + waitMs;
   let revision = 0;
+  let tookOver: string | undefined;
+  let announced: string | undefined;
   for (;;) {
     const entry = await kv.get(key);
     const current = entry && entry.operation === "PUT" && entry.value.length
       ? JSON.parse(dec.decode(entry.value)) as LeaseRecord
       : undefined;
+    const holder = current && Date.parse(current.expiresAt) >= Date.now()
+      ? holderStatus(current)
+      : undefined;
     try {
       if (!entry) revision = await kv.create(key, enc.encode(JSON.stringify(record())));
-      else if (!current || Date.parse(current.expiresAt) < Date.now()) {
+      else if (!current || !holder || holder.status === "dead") {
         revision = await kv.update(key, enc.encode(JSON.stringify(record())), entry.revision);
+        if (holder?.status === "dead") {
+          tookOver = `took over the lease of host ${options.hostId} from pid ${current!.pid} ` +
+            `on ${current!.hostname}, which died`;
+          options.log?.(tookOver);
+        }
       } else if (Date.now() > deadline) {
         throw new ConflictError(
           `host ${options.hostId} is owned by a running controller on stream ${options.stream} ` +
             `(pid ${current.pid} on ${current.hostname}, lease valid until ${current.expiresAt})`,
         );
       } else {
+        if (announced !== current!.instance) {
+          announced = current!.instance;
+          const left = (Date.parse(current!.expiresAt) - Date.now()) / 1000;
+          const state = holder.status === "alive" ? "alive" : holder.why;
+          options.log?.(
+            `waiting up to ${((deadline - Date.now()) / 1000).toFixed(1)} s for the lease of ` +
+              `host ${options.hostId}: pid ${current!.pid} on ${current!.hostname} holds it ` +
+              `(${state}; valid ${Math.max(0, left).toFixed(1)} s more)`,
+          );
+        }
         await new Promise((r) => setTimeout(r, Math.min(250, ttl / 4)));
         continue;
       }
@@ -109,6 +136,7 @@ export async function acquireLease(nc: NatsConnection, options: LeaseOptions): P
       }
     }
   }
+  const waitedMs = tookOver ? 0 : Date.now() - began;
   let held = record();
   let stopped = false;
   const timer = setInterval(async () => {
@@ -139,6 +167,8 @@ export async function acquireLease(nc: NatsConnection, options: LeaseOptions): P
     get record() {
       return held;
     },
+    waitedMs,
+    ...(tookOver ? { tookOver } : {}),
     async release() {
       if (stopped) return;
       stopped = true;
@@ -146,4 +176,49 @@ export async function acquireLease(nc: NatsConnection, options: LeaseOptions): P
       await kv.delete(key, { previousSeq: revision }).catch(() => {});
     },
   };
+}
+
+/** The key of a host's lease in the lease bucket. */
+export function leaseKeyOf(prefix: string, hostId: string): string {
+  return `${prefix}.${hostId}`;
+}
+
+/**
+ * Reads a host's lease without taking it (for clients explaining why no controller answers).
+ * Undefined when there is none (or the bucket does not exist).
+ */
+export async function readLease(
+  nc: NatsConnection,
+  where: { stream: string; prefix: string; hostId: string },
+): Promise<LeaseRecord | undefined> {
+  let kv: KV;
+  try {
+    kv = await new Kvm(nc).open(leaseBucketOf(where.stream), { bindOnly: true });
+  } catch {
+    return undefined;
+  }
+  const entry = await kv.get(leaseKeyOf(where.prefix, where.hostId));
+  if (!entry || entry.operation !== "PUT" || !entry.value.length) return undefined;
+  return JSON.parse(dec.decode(entry.value)) as LeaseRecord;
+}
+
+/** Why no controller answers for `hostId`, given its lease (undefined: none). */
+export function noControllerMessage(hostId: string, lease: LeaseRecord | undefined): string {
+  const start = "start one with `cnm serve`";
+  if (!lease) return `no controller running for host ${hostId} (${start})`;
+  const who = `pid ${lease.pid} on ${lease.hostname}`;
+  const left = Math.ceil((Date.parse(lease.expiresAt) - Date.now()) / 1000);
+  if (left <= 0) {
+    return `no controller running for host ${hostId}: the last one (${who}) stopped ` +
+      `refreshing its lease at ${lease.expiresAt} (${start})`;
+  }
+  const holder = holderStatus(lease);
+  if (holder.status === "dead") {
+    return `no controller answers for host ${hostId}: the last one (${who}) died; its lease ` +
+      `lapses in ${left} s, but a new \`cnm serve\` takes over at once`;
+  }
+  const state = holder.status === "alive" ? "alive" : holder.why;
+  return `no controller answers for host ${hostId} yet: ${who} holds its lease (${state}, ` +
+    `valid ${left} s more): a controller is starting, or it stopped answering; ` +
+    "do not start a second one";
 }

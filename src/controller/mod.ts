@@ -116,8 +116,16 @@ export interface ControllerOptions {
   replicas?: number;
   /** Lifetime of the single-writer lease without a refresh. Default 10000. */
   leaseTtlMs?: number;
-  /** How long to wait for another controller's lease of this host to expire. Default ttl + 2 s. */
+  /**
+   * How long to wait for another controller's lease of this host to expire. Default ttl + 2 s.
+   * A holder on this machine that provably died (its pid gone or reused) is not waited for.
+   */
   leaseWaitMs?: number;
+  /**
+   * Where the controller says what it is doing at start that takes time or needs an
+   * operator's attention (waiting for a lease, taking one over). Default: stderr (`cnm: …`).
+   */
+  log?: (line: string) => void;
   /** Reconcile the kernel with the journal on start (and record repairs). Default true. */
   reconcileOnStart?: boolean;
   /**
@@ -131,6 +139,11 @@ export interface ControllerOptions {
 /** A running controller. See mod.ts for the API contract. */
 export interface Controller {
   readonly hostId: string;
+  /**
+   * The owner id in every ownership mark this controller writes (8 hex digits of a hash of
+   * stream and host id; README "Ownership marks").
+   */
+  readonly ownerId: string;
   readonly stream: string;
   readonly prefix: string;
   /** What the start-up recovery found and did. */
@@ -232,6 +245,7 @@ async function start(
     ttlMs: options.leaseTtlMs,
     waitMs: options.leaseWaitMs,
     onLost: (reason) => fence.runtime?.fence(reason),
+    log: options.log ?? ((line) => console.error(`cnm: ${line}`)),
   }).catch(async (err) => {
     if (ownsKernel) await kernel.close().catch(() => {});
     throw err;
@@ -273,6 +287,7 @@ async function start(
     ...(options.replicas ? { replicas: options.replicas } : {}),
   });
   const stateDir = options.stateDir ?? `/var/lib/cnm/${hostId}`;
+  const owner = ownerId(journal.stream, hostId);
   ctx = {
     runtime,
     kernel,
@@ -292,6 +307,7 @@ async function start(
     }),
     settings: {
       hostId,
+      owner,
       namePrefix: options.namePrefix ?? "cnm-",
       stateDir,
       predefined: options.predefined ?? true,
@@ -309,6 +325,7 @@ async function start(
   let closed = false;
   const controller: Controller & { recovery: RecoveryReport } = {
     hostId,
+    ownerId: owner,
     stream: journal.stream,
     prefix: journal.prefix,
     recovery: undefined as unknown as RecoveryReport,
@@ -344,7 +361,11 @@ async function start(
     },
   };
   try {
-    controller.recovery = await recover(ctx, started);
+    controller.recovery = {
+      ...await recover(ctx, started),
+      leaseWaitMs: lease.waitedMs,
+      ...(lease.tookOver ? { leaseTakeover: lease.tookOver } : {}),
+    };
     // From here on, other hosts' events reach this host's view as they are appended.
     ctx.peers.start();
     ctx.world.start();

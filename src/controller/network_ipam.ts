@@ -8,8 +8,21 @@
 
 import type { NetworkIpamEntry } from "../../actors/network.ts";
 import type { EndpointContext } from "../../actors/endpoint.ts";
-import { InvalidArgumentError, NotFoundError, UnavailableError } from "../errors.ts";
-import { addressOf, cidrContains, isIPv6, normalizeIp } from "../ipam/cidr.ts";
+import {
+  ForbiddenError,
+  InvalidArgumentError,
+  NotFoundError,
+  UnavailableError,
+} from "../errors.ts";
+import {
+  addressOf,
+  cidrContains,
+  cidrToString,
+  isIPv6,
+  normalizeIp,
+  parseCidr,
+  parseIp,
+} from "../ipam/cidr.ts";
 import { type Ipam, LocalDefault } from "../ipam/mod.ts";
 
 /** IPAM facts of a network, as journaled in `network.create.requested`. */
@@ -32,6 +45,39 @@ export interface IpamConfigEntry {
 export interface NetworkIpamRequest {
   enableIPv6: boolean;
   ipam?: { driver: string; options: Record<string, string>; config: IpamConfigEntry[] };
+}
+
+/**
+ * Checks the subnets and ip ranges a network asks for, whatever its IPAM driver, as Docker's
+ * API does: no host bits (`invalid subnet 10.0.0.1/24: it should be 10.0.0.0/24`).
+ *
+ * @throws {InvalidArgumentError} naming the subnet or range.
+ */
+export function checkIpamConfig(config: IpamConfigEntry[]): void {
+  for (const c of config) {
+    for (const [what, text] of [["subnet", c.subnet], ["ip-range", c.ipRange]] as const) {
+      if (text === undefined) continue;
+      const cidr = parseCidr(text);
+      if (cidr.address !== cidr.network) {
+        throw new InvalidArgumentError(
+          `invalid ${what} ${text}: it should be ${cidrToString(cidr)}`,
+        );
+      }
+    }
+  }
+}
+
+/** Why an address cannot be a gateway of `pool`, when it is one the IPAM reserves. */
+function reservedReason(pool: string, ip: string): string | undefined {
+  const cidr = parseCidr(pool);
+  const bits = cidr.family === 4 ? 32 : 128;
+  if (bits - cidr.prefix <= 1) return undefined; // a /31 or /32 (/127, /128): all hosts
+  const value = parseIp(ip).value;
+  if (value === cidr.network) {
+    return cidr.family === 4 ? "network address" : "subnet-router anycast address";
+  }
+  if (cidr.family === 4 && value === cidr.last) return "broadcast address";
+  return undefined;
 }
 
 /**
@@ -94,6 +140,14 @@ function allocatePool(
     options,
   });
   try {
+    const reserved = c?.gateway ? reservedReason(info.pool, addressOf(c.gateway)) : undefined;
+    if (reserved) {
+      // Docker says only "failed to allocate gateway (X): Address already in use"; say why.
+      throw new ForbiddenError(
+        `failed to allocate gateway (${c!.gateway}): Address already in use: ` +
+          `${c!.gateway} is the ${reserved} of ${info.pool}`,
+      );
+    }
     const gateway = ipam.requestAddress(info.poolId, {
       ...(c?.gateway ? { address: c.gateway } : {}),
       gateway: true,

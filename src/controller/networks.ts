@@ -15,10 +15,16 @@ import { ConflictError, ForbiddenError, InvalidArgumentError, NotFoundError } fr
 import { newObjectId, shortId } from "../ids.ts";
 import { type NetworkInfo, networkInfo } from "../info.ts";
 import type { ControllerContext } from "./context.ts";
+import { checkLimits } from "./limits.ts";
 import { CreateNetworkInput, type CreateNetworkOptions, parseInput, parseRef } from "./inputs.ts";
 import { driverConfigInForce, driverLock } from "./driver_config.ts";
-import { allocateNetwork, type NetworkIpam, releaseNetwork } from "./network_ipam.ts";
-import { endpointsOf, findNetwork } from "./objects.ts";
+import {
+  allocateNetwork,
+  checkIpamConfig,
+  type NetworkIpam,
+  releaseNetwork,
+} from "./network_ipam.ts";
+import { endpointsOf, findNetwork, holdsName } from "./objects.ts";
 import {
   decideGlobalNetwork,
   endpointsOnNetwork,
@@ -39,15 +45,17 @@ export async function createNetwork(
 ): Promise<NetworkInfo> {
   const rt = ctx.runtime;
   rt.assertOpen();
+  checkLimits(options, "network options");
   const input = parseInput(CreateNetworkInput, options, "network options");
   if (input.name === "") throw new InvalidArgumentError("invalid name: name is empty");
+  checkIpamConfig(input.ipam?.config ?? []);
   const driver = await ctx.drivers.resolve(input.driver);
   const ipamDriver = input.ipam?.driver ?? "default";
   if (ipamDriver !== "default") await ctx.drivers.resolveIpam(ipamDriver);
   const id = newObjectId();
   // The driver's lock: a configuration change is in force before this network is decided.
   return await rt.locks.with(["network-names", driverLock(driver.name), id], async () => {
-    const live = [...rt.objects.network.values()];
+    const live = [...rt.objects.network.values()].filter((r) => holdsName(rt, r));
     if (live.some((r) => rt.context<NetworkContext>(r).name === input.name)) {
       throw new ConflictError(`network with name ${input.name} already exists`);
     }

@@ -10,24 +10,43 @@ import type { NetworkContext } from "../../actors/network.ts";
 import type { SandboxContext } from "../../actors/sandbox.ts";
 import type { Rec, Runtime } from "./runtime.ts";
 
-/** A network by id, name or unique id prefix. */
+/**
+ * A network by id, name or unique id prefix. A failed create holds no name: a name finds the
+ * object that is not failed, else the latest failed one of that name.
+ */
 export function findNetwork(rt: Runtime, ref: string): Rec | undefined {
   const m = rt.objects.network;
   const byId = m.get(ref);
   if (byId) return byId;
-  const live = [...m.values()];
-  return live.find((r) => rt.context<NetworkContext>(r).name === ref) ??
-    unique(live.filter((r) => r.id.startsWith(ref)));
+  const all = [...m.values()];
+  return byName(rt, all.filter((r) => rt.context<NetworkContext>(r).name === ref)) ??
+    unique(all.filter((r) => r.id.startsWith(ref)));
 }
 
-/** A sandbox by id, name or unique id prefix. */
+/** A sandbox by id, name or unique id prefix (names as {@link findNetwork}). */
 export function findSandbox(rt: Runtime, ref: string): Rec | undefined {
   const m = rt.objects.sandbox;
   const byId = m.get(ref);
   if (byId) return byId;
-  const live = [...m.values()];
-  return live.find((r) => rt.context<SandboxContext>(r).name === ref) ??
-    unique(live.filter((r) => r.id.startsWith(ref)));
+  const all = [...m.values()];
+  return byName(rt, all.filter((r) => rt.context<SandboxContext>(r).name === ref)) ??
+    unique(all.filter((r) => r.id.startsWith(ref)));
+}
+
+/** Of the objects carrying one name: the one holding it, else the latest failed one. */
+function byName(rt: Runtime, named: Rec[]): Rec | undefined {
+  const holder = named.find((r) => rt.state(r) !== "failed");
+  if (holder) return holder;
+  const created = (r: Rec) => rt.context<{ createdAt: string }>(r).createdAt;
+  return named.sort((a, b) => created(b).localeCompare(created(a)))[0];
+}
+
+/**
+ * Whether an object holds its name: everything but a failed create (libnetwork rolls a
+ * failed create back, so its name is free again).
+ */
+export function holdsName(rt: Runtime, rec: Rec): boolean {
+  return rt.state(rec) !== "failed";
 }
 
 /** An endpoint by id or unique id prefix. */

@@ -53,13 +53,14 @@ export async function reconcile(
       ...await inspectDrift({
         kernel: ctx.kernel,
         namePrefix: ctx.settings.namePrefix,
+        self: { owner: ctx.settings.owner, known: rt.known },
         hostNamespace: ctx.settings.hostNamespace,
         networks,
         endpoints: view<EndpointContext>(rt.objects.endpoint),
         sandboxes: view<SandboxContext>(rt.objects.sandbox),
         notSandbox: (name) => isOverlayNamespace(ctx, name),
         firewallNetworks: async () =>
-          networks.some((n) => hasFirewall(n.c)) ? await firewall.listNetworks() : undefined,
+          networks.some((n) => hasFirewall(n.c)) ? await firewall.networkOwners() : undefined,
       }),
       ...await inspectOverlayDrift(ctx),
     ];

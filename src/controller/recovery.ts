@@ -41,8 +41,12 @@ export interface RecoveryReport {
   resumed: string[];
   /** Events that could not be applied. */
   warnings: FoldWarning[];
-  /** Milliseconds from connect to ready. */
+  /** Milliseconds from connect to ready (the wait for another controller's lease included). */
   ms: number;
+  /** Of `ms`, the milliseconds spent waiting for another controller's lease to lapse. */
+  leaseWaitMs: number;
+  /** Set when the lease was taken from a previous controller that provably died. */
+  leaseTakeover?: string;
   /** What the start-up reconciliation found and repaired. */
   reconcile?: ReconcileReport;
   /** What the `driverConfig` option did, per driver (journaled only when it differed). */
@@ -85,6 +89,7 @@ export async function recover(ctx: ControllerContext, started: number): Promise<
   for (const obj of fold.objects.values()) {
     // Another host's local objects are not ours to run; global networks are everyone's.
     if (!runsHere(obj)) continue;
+    rt.known.add(obj.id.slice(0, 12));
     const state = stateOf(obj.snapshot);
     if (state === "deleted") continue;
     objects++;
@@ -138,6 +143,7 @@ export async function recover(ctx: ControllerContext, started: number): Promise<
     warnings: fold.warnings,
     ms: performance.now() - started,
     driverConfig: [],
+    leaseWaitMs: 0,
   };
   // Before the predefined networks: the `bridge` network is made under this configuration.
   report.driverConfig = await applyStartConfig(ctx, ctx.settings.driverConfig);

@@ -40,6 +40,11 @@ export interface RegistryOptions {
 /** The registry. */
 export interface Registry {
   readonly objects: Readonly<Record<Kind, Map<string, Rec>>>;
+  /**
+   * 12-character ids of every object this registry has held, deleted ones included (recovery
+   * adds those it found deleted in the journal): what "the journal knows" for old marks.
+   */
+  readonly known: Set<string>;
   /** Registers an actor restored from the journal (not started). */
   restore(kind: Kind, id: string, from: RestoreFrom, lastSeq: number, passive?: boolean): Rec;
   /** Replaces an object's actor with one at `snapshot`, started (deleted: removes it). */
@@ -58,10 +63,12 @@ export function createRegistry(options: RegistryOptions): Registry {
     endpoint: new Map(),
     sandbox: new Map(),
   };
+  const known = new Set<string>();
 
   const register = (kind: Kind, id: string, actor: AnyActorRef, lastSeq: number): Rec => {
     const rec: Rec = { kind, id, actor, lastSeq };
     objects[kind].set(id, rec);
+    known.add(id.slice(0, 12));
     rec.sub = actor.subscribe((snap: { value: unknown }) => {
       if (stateOf(snap) === "deleted") {
         objects[kind].delete(id);
@@ -93,6 +100,7 @@ export function createRegistry(options: RegistryOptions): Registry {
 
   return {
     objects,
+    known,
     restore,
     adopt(kind, id, snapshot, lastSeq, passive) {
       unregister(kind, id);

@@ -70,6 +70,11 @@ export interface Runtime {
   readonly locks: KeyedMutex;
   /** Live objects by kind and id (deleted ones leave). */
   readonly objects: Readonly<Record<Kind, Map<string, Rec>>>;
+  /**
+   * 12-character ids of every object this runtime has held, deleted ones included (recovery
+   * adds those it found deleted in the journal): what "the journal knows" for old marks.
+   */
+  readonly known: Set<string>;
   /** Top-level state of an object. */
   state(rec: Rec): string;
   /** Context of an object's actor. */
@@ -109,7 +114,8 @@ export interface Runtime {
   /**
    * Appends an event to a subject no actor folds (e.g. `host.reconciled`, `driver.configured`)
    * and returns its sequence. `expectSeq` is the subject's last sequence as the caller knows it
-   * (0 = none; a mismatch is a ConflictError); default: whatever the journal has last.
+   * (0 = none; a mismatch is a ConflictError); default: whatever the journal has last. The
+   * first event of a subject gets `from: null`, as every object's first event.
    */
   append(event: CnmEvent, expectSeq?: number): Promise<number>;
   /** Builds an event of this host. */
@@ -338,6 +344,7 @@ export function createRuntime(options: RuntimeOptions): Runtime {
     events$: events.asObservable(),
     locks,
     objects,
+    known: registry.known,
     state,
     context,
     event,
@@ -364,8 +371,9 @@ export function createRuntime(options: RuntimeOptions): Runtime {
       rec.actor.send(e);
       emit(e, seq);
     },
-    async append(e, expectSeq) {
-      const expected = expectSeq ?? (await journal.last(e.kind, e.objectId))?.seq ?? 0;
+    async append(event, expectSeq) {
+      const expected = expectSeq ?? (await journal.last(event.kind, event.objectId))?.seq ?? 0;
+      const e = expected === 0 ? { ...event, from: null } : event;
       const { seq } = await journal.append(e, expected);
       emit(e, seq);
       return seq;

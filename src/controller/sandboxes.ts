@@ -8,12 +8,14 @@
 
 import type { SandboxContext } from "../../actors/sandbox.ts";
 import { ConflictError, ForbiddenError, InvalidArgumentError, NotFoundError } from "../errors.ts";
-import { newObjectId, shortId } from "../ids.ts";
+import { newObjectId } from "../ids.ts";
 import { type SandboxInfo, sandboxInfo } from "../info.ts";
 import type { ControllerContext } from "./context.ts";
+import { checkLimits } from "./limits.ts";
 import { deleteEndpoint, leave } from "./endpoints.ts";
 import { CreateSandboxInput, type CreateSandboxOptions, parseInput, parseRef } from "./inputs.ts";
-import { endpointsOf, findSandbox } from "./objects.ts";
+import { endpointsOf, findSandbox, holdsName } from "./objects.ts";
+import { sandboxNetnsName } from "./ownership.ts";
 import type { Rec } from "./runtime.ts";
 
 /**
@@ -27,18 +29,20 @@ export async function createSandbox(
 ): Promise<SandboxInfo> {
   const rt = ctx.runtime;
   rt.assertOpen();
+  checkLimits(options, "sandbox options");
   const input = parseInput(CreateSandboxInput, options, "sandbox options");
   if (input.name === "") throw new InvalidArgumentError("invalid name: name is empty");
   const id = newObjectId();
   return await rt.locks.with(["sandbox-names", id], async () => {
     const other = [...rt.objects.sandbox.values()].find((r) =>
-      rt.context<SandboxContext>(r).name === input.name
+      rt.context<SandboxContext>(r).name === input.name && holdsName(rt, r)
     );
     if (other) {
       throw new ForbiddenError(`container ${input.name} is already present in sandbox ${other.id}`);
     }
     const owned = input.key === undefined;
-    const key = input.key ?? `/var/run/netns/${ctx.settings.namePrefix}${shortId(id)}`;
+    const key = input.key ??
+      `/var/run/netns/${sandboxNetnsName(ctx.settings.namePrefix, ctx.settings.owner, id)}`;
     const config = {
       ...(input.hostname ? { hostname: input.hostname } : {}),
       ...(input.dns ? { dns: input.dns } : {}),

@@ -80,7 +80,11 @@ const NetworkIpamFacts = z.object({
   config: z.array(IpamConfigSchema).optional(),
 }).partial({ config: true });
 
-const failed = z.object({ error: ErrorRecordSchema }).loose();
+/** A failed outcome; `facts`: what the driver had already made (e.g. `{ made: [...] }`). */
+const failed = z.object({
+  error: ErrorRecordSchema,
+  facts: z.record(z.string(), z.unknown()).optional(),
+}).loose();
 const empty = z.object({}).loose();
 const facts = z.object({ facts: z.record(z.string(), z.unknown()).optional() }).loose();
 
@@ -179,7 +183,12 @@ export const DataSchemas: Record<string, z.ZodType> = {
   "network.reconciled": reconciled,
   "endpoint.reconciled": reconciled,
   "sandbox.reconciled": reconciled,
-  "host.reconciled": reconciled,
+  "host.reconciled": reconciled.describe(
+    "Kind host, subject <prefix>.host.<hostId> (objectId: the host id): what reconcile repaired " +
+      "that belongs to no object (orphans carrying the controller's ownership mark, removed). " +
+      'The host has one state, "active": its first event has from null, later ones from "active"; ' +
+      'to is always "active".',
+  ),
 };
 
 /** Thrown when a payload does not match the contract. */

@@ -65,7 +65,8 @@ Deno.test("deno task cnm serve (needs root, nats-server) stops when the task run
       // What it said after the kill tells why (the log is cut when the runner died).
       let stat = "";
       try {
-        stat = Deno.readTextFileSync(`/proc/${server}/stat`);
+        stat = Deno.readTextFileSync(`/proc/${server}/stat`) + " wchan " +
+          Deno.readTextFileSync(`/proc/${server}/wchan`);
       } catch { /* gone meanwhile */ }
       assert.fail(`the server (pid ${server}) still runs after its parent was killed: ${stat}`);
     }

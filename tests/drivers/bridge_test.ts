@@ -358,3 +358,82 @@ Deno.test("bridge (root, nats-server) a crash between making the bridge and mark
     await env.cleanup();
   }
 });
+
+Deno.test("bridge (root, nats-server) deleting a network whose create failed removes exactly what the create made", async (t) => {
+  const env = await startEnv("brf");
+  const host = env.host.name;
+  const link = async (name: string) =>
+    JSON.parse(await sh(["ip", "-n", host, "-j", "addr", "show"])).find((l: { ifname: string }) =>
+      l.ifname === name
+    );
+  const failedFacts = async (id: string) =>
+    (await env.readAll()).find((e) => e.objectId === id && e.type === "network.create.failed")!
+      .data.facts as Record<string, unknown>;
+  try {
+    const cnm = await env.open({ defaultBridge: false });
+    await cnm.createNetwork({ name: "ok" }); // the firewall's base exists from here on
+    const nft = (args: string[]) => sh(["ip", "netns", "exec", host, "nft", ...args]);
+    await nft(["add", "chain", "inet", "cnm", "planted"]);
+    for (const s of ["10.67.0.0/24", "10.69.0.0/24"]) {
+      // Makes the network's firewall transaction fail after its bridge work.
+      await nft(["add", "element", "inet", "cnm", "cnm_nat4", `{ ${s} : jump planted }`]);
+    }
+    await t.step("a user's veth named as the bridge: refused, and kept by the delete", async () => {
+      await sh(["ip", "-n", host, "link", "add", "wdum0", "type", "veth", "peer", "name", "wdum1"]);
+      await assert.rejects(
+        () =>
+          cnm.createNetwork({
+            name: "onveth",
+            options: { "com.docker.network.bridge.name": "wdum0" },
+          }),
+        (e: Error) =>
+          e instanceof InvalidArgumentError &&
+          e.message ===
+            "invalid option com.docker.network.bridge.name: wdum0 exists and is not a bridge",
+      );
+      const net = cnm.network("onveth")!;
+      assert.equal(net.state, "failed");
+      assert.deepEqual((await failedFacts(net.id)).made, []);
+      await cnm.deleteNetwork("onveth");
+      assert.ok(await link("wdum0"), "wdum0 was deleted");
+      assert.ok(await link("wdum1"));
+    });
+    await t.step("a user's bridge: the delete takes back only the address it added", async () => {
+      await sh(["ip", "-n", host, "link", "add", "userbr2", "type", "bridge"]);
+      await sh(["ip", "-n", host, "addr", "add", "10.68.0.1/24", "dev", "userbr2"]);
+      await assert.rejects(() =>
+        cnm.createNetwork({
+          name: "onbridge",
+          options: { "com.docker.network.bridge.name": "userbr2" },
+          ipam: { config: [{ subnet: "10.67.0.0/24" }] },
+        })
+      );
+      const net = cnm.network("onbridge")!;
+      assert.deepEqual((await failedFacts(net.id)).made, [
+        { address: "10.67.0.1/24", link: "userbr2" },
+      ]);
+      await cnm.deleteNetwork("onbridge");
+      const l = await link("userbr2");
+      assert.ok(l, "userbr2 was deleted");
+      assert.deepEqual(
+        l.addr_info.filter((a: { family: string }) => a.family === "inet").map((
+          a: { local: string },
+        ) => a.local),
+        ["10.68.0.1"],
+      );
+    });
+    await t.step("a bridge the create made is deleted", async () => {
+      await assert.rejects(() =>
+        cnm.createNetwork({ name: "own", ipam: { config: [{ subnet: "10.69.0.0/24" }] } })
+      );
+      const net = cnm.network("own")!;
+      const bridge = `br-${net.id.slice(0, 12)}`;
+      assert.deepEqual((await failedFacts(net.id)).made, [{ link: bridge }]);
+      assert.ok(await link(bridge));
+      await cnm.deleteNetwork("own");
+      assert.equal(await link(bridge), undefined);
+    });
+  } finally {
+    await env.cleanup();
+  }
+});

@@ -20,7 +20,7 @@ Deno.test("reconcile (root, nats-server) reports drift made by hand, repairs it 
       assert.deepEqual((await cnm.reconcile({ dryRun: true })).findings, []);
     });
     // Drift: a veth deleted, an address removed, a stray link and namespace carrying our
-    // marks, a stray firewall chain, a network's rules removed.
+    // marks (with our owner id), a stray firewall chain, a network's rules removed.
     const hostNs = env.host.name;
     await sh(["ip", "-n", hostNs, "link", "del", hostVethName(ea.id)]);
     await sh(["ip", "-n", nsOf(b.key), "addr", "flush", "dev", "eth0"]);
@@ -37,8 +37,10 @@ Deno.test("reconcile (root, nats-server) reports drift made by hand, repairs it 
       "name",
       "vethdead2",
     ]);
-    await sh(["ip", "-n", hostNs, "link", "set", "vethdead", "alias", "cnm:endpoint:deadbeef0000"]);
-    await sh(["ip", "netns", "add", `${env.host.prefix}-orphan`]);
+    const alias = `cnm:${cnm.ownerId}:endpoint:deadbeef0000`;
+    await sh(["ip", "-n", hostNs, "link", "set", "vethdead", "alias", alias]);
+    const orphan = `${env.host.prefix}-${cnm.ownerId}-0123456789ab`;
+    await sh(["ip", "netns", "add", orphan]);
     const id12 = net.id.slice(0, 12);
     await sh([
       "ip",
@@ -62,17 +64,17 @@ Deno.test("reconcile (root, nats-server) reports drift made by hand, repairs it 
       assert.ok(seen.includes(`endpoint veth missing ${hostVethName(ea.id)}`), seen.join("\n"));
       assert.ok(seen.includes(`endpoint address missing eth0 in b`), seen.join("\n"));
       assert.ok(seen.includes("host veth unexpected vethdead"), seen.join("\n"));
-      assert.ok(seen.includes(`host netns unexpected ${env.host.prefix}-orphan`), seen.join("\n"));
+      assert.ok(seen.includes(`host netns unexpected ${orphan}`), seen.join("\n"));
       assert.ok(report.findings.every((f) => !f.repaired));
       assert.equal((await env.readAll()).length, before);
-      assert.ok((await env.sandboxesInKernel()).includes(`${env.host.prefix}-orphan`));
+      assert.ok((await env.sandboxesInKernel()).includes(orphan));
     });
     await t.step("reconcile repairs it", async () => {
       const report = await cnm.reconcile();
       assert.ok(report.findings.length >= 4);
       assert.ok(report.findings.every((f) => f.repaired), JSON.stringify(report.findings));
       assert.deepEqual((await cnm.reconcile({ dryRun: true })).findings, []);
-      assert.ok(!(await env.sandboxesInKernel()).includes(`${env.host.prefix}-orphan`));
+      assert.ok(!(await env.sandboxesInKernel()).includes(orphan));
       assert.doesNotMatch(await sh(["ip", "-n", hostNs, "-br", "link"]), /vethdead/);
       // The repaired interface got its default route back too.
       assert.match(
@@ -122,33 +124,50 @@ Deno.test("reconcile (root, nats-server) reports drift made by hand, repairs it 
   }
 });
 
-Deno.test("reconcile (root, nats-server) runs at start and removes kernel objects the journal does not know", async () => {
+Deno.test("reconcile (root, nats-server) runs at start: removes what carries its mark and the journal does not know, reports old marks it does not know", async () => {
   const env = await startEnv("drs");
   try {
     const cnm = await env.open({ defaultBridge: false });
-    await cnm.createNetwork({ name: "front" });
+    const net = await cnm.createNetwork({ name: "front" });
+    const owner = cnm.ownerId;
+    const gone = await cnm.createNetwork({ name: "gone" });
+    await cnm.deleteNetwork("gone");
     await cnm.close();
-    await sh(["ip", "netns", "add", `${env.host.prefix}-leaked`]);
-    await sh(["ip", "-n", env.host.name, "link", "add", "br-leaked", "type", "bridge"]);
-    await sh([
-      "ip",
-      "-n",
-      env.host.name,
-      "link",
-      "set",
-      "br-leaked",
-      "alias",
-      "cnm:network:0123456789ab",
-    ]);
+    const link = async (name: string, alias: string) => {
+      await sh(["ip", "-n", env.host.name, "link", "add", name, "type", "bridge"]);
+      await sh(["ip", "-n", env.host.name, "link", "set", name, "alias", alias]);
+    };
+    const p = env.host.prefix;
+    // Ours (our owner id) and unknown to the journal: orphans.
+    await sh(["ip", "netns", "add", `${p}-${owner}-0123456789ab`]);
+    await link("br-leaked", `cnm:${owner}:network:0123456789ab`);
+    // Old marks (no owner id) of objects the journal does not know: reported, kept.
+    await sh(["ip", "netns", "add", `${p}-leaked`]);
+    await link("br-old", "cnm:network:abcdefabcdef");
+    // Another controller's marks: reported, kept.
+    await sh(["ip", "netns", "add", `${p}-0badcafe-0123456789ab`]);
+    await link("br-other", "cnm:0badcafe:network:0123456789ab");
+    // An old mark of an object the journal knows (here: deleted): ours, an orphan.
+    await link("br-gone", `cnm:network:${gone.id.slice(0, 12)}`);
     const again = await env.open({ defaultBridge: false });
     const found = again.recovery.reconcile!.findings.map((f) =>
-      `${f.resource} ${f.name} ${f.repaired}`
+      `${f.resource} ${f.name} ${f.problem} ${f.repaired}`
     );
     assert.deepEqual(found.sort(), [
-      `bridge br-leaked true`,
-      `netns ${env.host.prefix}-leaked true`,
+      `bridge br-gone unexpected true`,
+      `bridge br-leaked unexpected true`,
+      `bridge br-old foreign false`,
+      `bridge br-other foreign false`,
+      `netns ${p}-0badcafe-0123456789ab foreign false`,
+      `netns ${p}-${owner}-0123456789ab unexpected true`,
+      `netns ${p}-leaked foreign false`,
     ]);
-    assert.deepEqual(await env.sandboxesInKernel(), []);
+    assert.deepEqual(await env.sandboxesInKernel(), [`${p}-0badcafe-0123456789ab`, `${p}-leaked`]);
+    const links = await sh(["ip", "-n", env.host.name, "-br", "link"]);
+    assert.match(links, /^br-old /m);
+    assert.match(links, /^br-other /m);
+    assert.doesNotMatch(links, /^br-(leaked|gone) /m);
+    assert.match(links, new RegExp(`^br-${net.id.slice(0, 12)} `, "m"));
   } finally {
     await env.cleanup();
   }

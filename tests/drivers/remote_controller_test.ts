@@ -124,3 +124,51 @@ Deno.test("remote plugin (root, nats-server) a plugin error leaves a failed netw
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 });
+
+Deno.test("remote plugin (root, nats-server) chooses the MAC when none is given, and it is applied in the sandbox", async (t) => {
+  const env = await startEnv("rmc");
+  const dir = await Deno.makeTempDir({ prefix: "cnm-plugins-" });
+  const plugin = await startPlugin({ dir, name: "tp", namespace: env.host.path });
+  const options = { defaultBridge: false, pluginDirs: [dir] };
+  try {
+    const cnm = await env.open(options);
+    await cnm.createNetwork({ name: "rnet", driver: "tp", ipam: { driver: "tp" } });
+    const sb = await cnm.createSandbox({ name: "a" });
+    const ep = await cnm.createEndpoint("rnet", { name: "a" });
+    const reqs = await plugin.requests();
+    const create = reqs.find((r) => r.method === "NetworkDriver.CreateEndpoint")!;
+    await t.step("like libnetwork, CreateEndpoint carries no MAC the user did not give", () => {
+      assert.equal((create.body.Interface as { MacAddress: string }).MacAddress, "");
+    });
+    await t.step(
+      "the plugin's MAC is the endpoint's, and the sandbox's interface has it",
+      async () => {
+        assert.match(ep.macAddress ?? "", /^02:42:0a:c8:00:[0-9a-f]{2}$/);
+        await cnm.join(ep.id, sb.id);
+        const link =
+          JSON.parse(await sh(["ip", "-n", nsOf(sb.key), "-j", "link", "show", "eth0"]))[0];
+        assert.equal(link.address, ep.macAddress);
+      },
+    );
+    await t.step("a MAC the user gives is sent and kept", async () => {
+      const given = await cnm.createEndpoint("rnet", {
+        name: "b",
+        macAddress: "02:00:00:00:00:07",
+      });
+      assert.equal(given.macAddress, "02:00:00:00:00:07");
+      const sent = (await plugin.requests()).filter((r) =>
+        r.method === "NetworkDriver.CreateEndpoint"
+      ).at(-1)!;
+      assert.equal((sent.body.Interface as { MacAddress: string }).MacAddress, "02:00:00:00:00:07");
+    });
+    await t.step("a restart keeps the plugin's MAC (it is journaled)", async () => {
+      await cnm.close();
+      const again = await env.open(options);
+      assert.equal(again.endpoint(ep.id)?.macAddress, ep.macAddress);
+    });
+  } finally {
+    await plugin.stop();
+    await env.cleanup();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
