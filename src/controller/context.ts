@@ -11,7 +11,7 @@ import type { Firewall } from "../../drivers/bridge/_firewall.ts";
 import type { Kernel } from "../kernel/types.ts";
 import type { Ipam } from "../ipam/mod.ts";
 import type { Claims } from "./claims.ts";
-import type { StoredDriverConfig } from "./driver_config.ts";
+import type { DriverConfig } from "../../drivers/driver.ts";
 import type { DriverRegistry } from "./drivers.ts";
 import type { EffectEnv } from "./effects.ts";
 import { networkContext, sandboxContext } from "./objects.ts";
@@ -28,6 +28,15 @@ export interface PeerProgrammer {
   /** Settles once pending peer changes are programmed. */
   flushed(): Promise<void>;
   close(): void;
+}
+
+/** A configuration in force on this host, as the controller keeps it. */
+export interface StoredDriverConfig {
+  config: DriverConfig;
+  /** Stream sequence of the event that set it. */
+  seq: number;
+  /** An append whose outcome is unknown (timeout): read the journal before the next use. */
+  stale?: boolean;
 }
 
 /** The controller's settings, with defaults applied. */

@@ -25,17 +25,10 @@ import {
 } from "../journal/driver_config.ts";
 import { errText, InvalidArgumentError, UnavailableError } from "../errors.ts";
 import { LocalDefault } from "../ipam/mod.ts";
-import type { ControllerContext } from "./context.ts";
-import { parseRef } from "./inputs.ts";
+import type { ControllerContext, StoredDriverConfig } from "./context.ts";
 
-/** A configuration in force on this host, as the controller keeps it. */
-export interface StoredDriverConfig {
-  config: DriverConfig;
-  /** Stream sequence of the event that set it. */
-  seq: number;
-  /** An append whose outcome is unknown (timeout): read the journal before the next use. */
-  stale?: boolean;
-}
+export type { StoredDriverConfig } from "./context.ts";
+import { parseRef } from "./inputs.ts";
 
 /** What {@link configureDriver} did. */
 export interface ConfigureDriverResult {
