@@ -26,10 +26,25 @@ export interface ClaimHolder {
 
 /** The claims of one stream and prefix. */
 export interface Claims {
-  /** Claims `key` for `objectId`; false when another object holds it (true if it already does). */
-  claim(key: string, objectId: string): Promise<boolean>;
+  /**
+   * Claims `key` for `objectId`; false when another object holds it (true if it already
+   * does). A holder `isStale` says is dead (its object never reached the journal) is
+   * replaced, compare-and-set on its revision.
+   */
+  claim(
+    key: string,
+    objectId: string,
+    isStale?: (holder: ClaimHolder) => boolean,
+  ): Promise<boolean>;
   /** Releases `key` if `objectId` holds it. */
   release(key: string, objectId: string): Promise<void>;
+  /**
+   * Releases `key` if `objectId` holds it, retrying in the background until JetStream
+   * answers (a claim must not outlive its object because a release met an election).
+   */
+  releaseSoon(key: string, objectId: string): void;
+  /** Stops the background releases. */
+  close(): void;
   /** The holder of `key`, if any. */
   holder(key: string): Promise<ClaimHolder | undefined>;
 }
@@ -79,8 +94,31 @@ export async function openClaims(
   };
   const unavailable = (what: string, err: unknown) =>
     new UnavailableError(`journal unavailable: cannot ${what}: ${errText(err)}`, { cause: err });
+  const release = async (key: string, objectId: string) => {
+    const now = await read(key).catch((err) => {
+      throw unavailable(`read claim ${key}`, err);
+    });
+    if (!now || now.holder.objectId !== objectId) return;
+    await kv.delete(key, { previousSeq: now.revision }).catch((err) => {
+      if (!isTaken(err)) throw unavailable(`release ${key}`, err);
+    });
+  };
+  const later = new Map<string, string>();
+  let timer: ReturnType<typeof setInterval> | undefined;
+  const retry = async () => {
+    for (const [key, objectId] of [...later]) {
+      try {
+        await release(key, objectId);
+        later.delete(key);
+      } catch { /* still unavailable: next round */ }
+    }
+    if (!later.size && timer !== undefined) {
+      clearInterval(timer);
+      timer = undefined;
+    }
+  };
   return {
-    async claim(key, objectId) {
+    async claim(key, objectId, isStale) {
       const value = enc.encode(JSON.stringify({
         objectId,
         host: options.hostId,
@@ -95,7 +133,9 @@ export async function openClaims(
       const now = await read(key).catch((err) => {
         throw unavailable(`read claim ${key}`, err);
       });
-      if (now) return now.holder.objectId === objectId;
+      if (now && now.holder.objectId !== objectId && isStale?.(now.holder)) {
+        await kv.delete(key, { previousSeq: now.revision }).catch(() => {});
+      } else if (now) return now.holder.objectId === objectId;
       // Deleted between our create and our read: try once more.
       try {
         await kv.create(key, value);
@@ -105,14 +145,18 @@ export async function openClaims(
         throw unavailable(`claim ${key}`, err);
       }
     },
-    async release(key, objectId) {
-      const now = await read(key).catch((err) => {
-        throw unavailable(`read claim ${key}`, err);
-      });
-      if (!now || now.holder.objectId !== objectId) return;
-      await kv.delete(key, { previousSeq: now.revision }).catch((err) => {
-        if (!isTaken(err)) throw unavailable(`release ${key}`, err);
-      });
+    release,
+    releaseSoon(key, objectId) {
+      later.set(key, objectId);
+      retry();
+      if (timer === undefined) {
+        timer = setInterval(retry, 2000);
+        Deno.unrefTimer(timer as unknown as number);
+      }
+    },
+    close() {
+      if (timer !== undefined) clearInterval(timer);
+      timer = undefined;
     },
     async holder(key) {
       return (await read(key))?.holder;

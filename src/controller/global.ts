@@ -23,14 +23,13 @@ import type { CnmEvent, Kind } from "../journal/events.ts";
 import { stateOf } from "../journal/fold.ts";
 import {
   ConflictError,
-  errText,
   ForbiddenError,
   InvalidArgumentError,
   UnavailableError,
 } from "../errors.ts";
 import { shortId } from "../ids.ts";
 import { GlobalDefault } from "../ipam/mod.ts";
-import { claimKey } from "./claims.ts";
+import { type ClaimHolder, claimKey } from "./claims.ts";
 import type { ControllerContext } from "./context.ts";
 import {
   allocateEndpoint,
@@ -51,7 +50,42 @@ import type { WorldChange } from "./world.ts";
 export const FIRST_VNI = 4096;
 /** The largest VXLAN id (24 bits). */
 export const MAX_VNI = (1 << 24) - 1;
-const ATTEMPTS = 16;
+const ATTEMPTS = 64;
+/**
+ * A claim whose object has not reached the journal this long after it was made is dead (its
+ * host failed between the claim and the intent, or during an election) and may be taken.
+ */
+const STALE_CLAIM_MS = 60_000;
+
+/** Claims whose object never reached the journal (see {@link STALE_CLAIM_MS}). */
+function staleIn(ctx: ControllerContext): (holder: ClaimHolder) => boolean {
+  return (h) =>
+    !ctx.world.fold.objects.has(h.objectId) && Date.now() - Date.parse(h.at) > STALE_CLAIM_MS;
+}
+
+/**
+ * Claims for one object: every key tried is remembered, so giving them back also covers a
+ * claim whose answer was lost (JetStream unavailable after storing it).
+ */
+function claimsFor(ctx: ControllerContext, objectId: string) {
+  const tried = new Set<string>();
+  const isStale = staleIn(ctx);
+  return {
+    async claim(key: string): Promise<boolean> {
+      tried.add(key);
+      return await ctx.claims.claim(key, objectId, isStale);
+    },
+    /** Gives back one key (retried in the background until JetStream answers). */
+    drop(key: string): void {
+      tried.delete(key);
+      ctx.claims.releaseSoon(key, objectId);
+    },
+    /** Gives back every key tried. */
+    dropAll(): void {
+      for (const key of [...tried]) this.drop(key);
+    },
+  };
+}
 
 /** True for a network every host shares. */
 export function isGlobal(c: { scope?: string } | undefined): boolean {
@@ -78,19 +112,15 @@ export async function decideGlobalNetwork(
   caps: DriverCapabilities,
   withIpam: boolean,
 ): Promise<GlobalDecision> {
-  const { claims } = ctx;
   const prefix = ctx.runtime.journal.prefix;
-  const held: string[] = [];
+  const mine = claimsFor(ctx, id);
   let ipam: NetworkIpam | undefined;
-  const release = async () => {
+  const release = () => {
     releaseNetwork(ctx.ipam, ipam);
-    for (const key of held.splice(0)) await claims.release(key, id).catch(() => {});
+    mine.dropAll();
+    return Promise.resolve();
   };
-  const claim = async (key: string) => {
-    const won = await claims.claim(key, id);
-    if (won) held.push(key);
-    return won;
-  };
+  const claim = (key: string) => mine.claim(key);
   try {
     if (!(await claim(claimKey.networkName(prefix, input.name)))) {
       throw new ConflictError(`network with name ${input.name} already exists`);
@@ -109,18 +139,14 @@ export async function decideGlobalNetwork(
           throw new ForbiddenError("Pool overlaps with other one on this address space");
         }
         // Keep the taken pools allocated here (they are someone's), give back the rest.
-        const mine = ipam;
+        const decided = ipam;
         const keep = (e: { pool: string }) => taken.includes(e.pool);
         releaseNetwork(ctx.ipam, {
-          ipv4: mine.ipv4.filter((e) => !keep(e)),
-          ipv6: mine.ipv6.filter((e) => !keep(e)),
+          ipv4: decided.ipv4.filter((e) => !keep(e)),
+          ipv6: decided.ipv6.filter((e) => !keep(e)),
         });
-        for (const e of [...mine.ipv4, ...mine.ipv6]) {
-          if (!keep(e)) {
-            const key = claimKey.subnet(prefix, e.pool);
-            held.splice(held.indexOf(key), 1);
-            await claims.release(key, id);
-          }
+        for (const e of [...decided.ipv4, ...decided.ipv6]) {
+          if (!keep(e)) mine.drop(claimKey.subnet(prefix, e.pool));
         }
         ipam = undefined;
       }
@@ -212,21 +238,25 @@ export async function decideGlobalAddresses(
   req: EndpointAddresses,
 ): Promise<{ addresses: EndpointAddresses; release(): Promise<void> }> {
   const prefix = ctx.runtime.journal.prefix;
-  const held: string[] = [];
-  const release = async () => {
-    for (const key of held.splice(0)) await ctx.claims.release(key, endpointId).catch(() => {});
+  const mine = claimsFor(ctx, endpointId);
+  const release = () => {
+    mine.dropAll();
+    return Promise.resolve();
   };
   for (let attempt = 0;; attempt++) {
     const addresses = allocateEndpoint(ctx.ipam, facts, req);
     let taken = false;
-    for (const a of [addresses.ipv4Address, addresses.ipv6Address]) {
-      if (!a) continue;
-      const key = claimKey.address(prefix, network.id, a);
-      if (await ctx.claims.claim(key, endpointId)) held.push(key);
-      else taken = true;
+    try {
+      for (const a of [addresses.ipv4Address, addresses.ipv6Address]) {
+        if (a && !(await mine.claim(claimKey.address(prefix, network.id, a)))) taken = true;
+      }
+    } catch (err) {
+      releaseEndpoint(ctx.ipam, facts, addresses);
+      mine.dropAll();
+      throw err;
     }
     if (!taken) return { addresses, release };
-    await release();
+    mine.dropAll();
     if (req.ipv4Address || req.ipv6Address || attempt >= ATTEMPTS) {
       releaseEndpoint(ctx.ipam, facts, addresses);
       throw new ForbiddenError("Address already in use");
@@ -266,11 +296,7 @@ export function releaseGlobalClaims(
       if (a) keys.push(claimKey.address(prefix, c.networkId, a));
     }
   }
-  for (const key of keys) {
-    ctx.claims.release(key, id).catch((err) =>
-      console.error(`cnm: cannot release claim ${key}: ${errText(err)}`)
-    );
-  }
+  for (const key of keys) ctx.claims.releaseSoon(key, id);
 }
 
 /**

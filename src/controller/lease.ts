@@ -39,6 +39,8 @@ export interface LeaseOptions {
   onLost?: (reason: string) => void;
   /** Where to say what the acquisition waits for, or whom it took over from. */
   log?: (line: string) => void;
+  /** Replicas of the lease bucket when it is created here (a JetStream cluster). Default 1. */
+  replicas?: number;
 }
 
 /** A held lease. */
@@ -70,7 +72,10 @@ export async function acquireLease(nc: NatsConnection, options: LeaseOptions): P
   const waitMs = options.waitMs ?? ttl + 2000;
   let kv: KV;
   try {
-    kv = await new Kvm(nc).create(leaseBucketOf(options.stream), { history: 1 });
+    kv = await new Kvm(nc).create(leaseBucketOf(options.stream), {
+      history: 1,
+      ...(options.replicas ? { replicas: options.replicas } : {}),
+    });
   } catch (err) {
     throw new UnavailableError(`cannot open the lease bucket: ${errText(err)}`, { cause: err });
   }

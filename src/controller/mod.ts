@@ -245,6 +245,7 @@ async function start(
     ttlMs: options.leaseTtlMs,
     waitMs: options.leaseWaitMs,
     onLost: (reason) => fence.runtime?.fence(reason),
+    ...(options.replicas ? { replicas: options.replicas } : {}),
     log: options.log ?? ((line) => console.error(`cnm: ${line}`)),
   }).catch(async (err) => {
     if (ownsKernel) await kernel.close().catch(() => {});
@@ -351,6 +352,7 @@ async function start(
       closed = true;
       ctx.peers.close();
       ctx.world.close();
+      claims.close();
       runtime.close();
       const errors: unknown[] = [];
       if (ownsKernel) await kernel.close().catch((e) => errors.push(e));

@@ -220,7 +220,7 @@ export function createRuntime(options: RuntimeOptions): Runtime {
     // The outcome must be durable before the actor applies it: retry until it is.
     for (let attempt = 0; !closed && !cancelled(); attempt++) {
       try {
-        const { seq } = await journal.append(e, rec.lastSeq);
+        const { seq } = await appendOutcome(e, rec.lastSeq, attempt);
         rec.lastSeq = seq;
         emit(e, seq);
         hook("outcome-appended", e);
@@ -240,6 +240,22 @@ export function createRuntime(options: RuntimeOptions): Runtime {
       new UnavailableError("controller closed before the outcome was journaled"),
     );
     return undefined;
+  }
+
+  /**
+   * Appends an outcome. A retry after a lost answer may find the subject moved on: when the
+   * journal's last event there is this very outcome (the earlier attempt was stored; a
+   * cluster's leader change can forget the dedup answer), it is durable — not a conflict.
+   */
+  async function appendOutcome(e: CnmEvent, expectSeq: number, attempt: number) {
+    try {
+      return await journal.append(e, expectSeq);
+    } catch (err) {
+      if (!(err instanceof ConflictError) || attempt === 0) throw err;
+      const last = await journal.last(e.kind, e.objectId);
+      if (last?.eventId === e.eventId) return { seq: last.seq, duplicate: true };
+      throw err;
+    }
   }
 
   /** The machine of `kind` with the effect actor that runs {@link runEffect}. */
@@ -392,6 +408,7 @@ export function createRuntime(options: RuntimeOptions): Runtime {
       if (closed) return;
       closed = true;
       registry.stopAll();
+      uncertain.close();
       waiters.failAll(new UnavailableError("controller closed"));
       events.complete();
     },

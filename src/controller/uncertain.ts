@@ -23,6 +23,8 @@ export interface UncertainDeps {
   emit(event: CnmEvent, seq: number): void;
   /** Rebuilds the object from the journal. */
   reload(kind: Kind, objectId: string): Promise<void>;
+  /** How often pending intents are retried. Default 2000 ms. */
+  retryMs?: number;
 }
 
 /** The uncertain intents. */
@@ -33,6 +35,8 @@ export interface UncertainIntents {
   settle(objectId: string): Promise<void>;
   /** Settles every uncertain intent in the background (after a reconnect). */
   settleAll(): void;
+  /** Stops the retry timer. */
+  close(): void;
 }
 
 /** Creates the set. */
@@ -57,13 +61,37 @@ export function createUncertainIntents(deps: UncertainDeps): UncertainIntents {
     });
   }
 
-  return {
-    add: (kind, intent) => void pending.set(intent.objectId, { kind, intent }),
-    settle,
-    settleAll() {
-      for (const id of [...pending.keys()]) {
-        settle(id).catch(() => {/* retried on next use or reconnect */});
+  const settleAll = () => {
+    for (const id of [...pending.keys()]) {
+      settle(id).catch(() => {/* retried on next use, on reconnect and by the timer */});
+    }
+  };
+  // JetStream may be unavailable while the connection stays up (a cluster's leader
+  // election): settle what is pending every few seconds, not only on reconnect or next use.
+  let timer: ReturnType<typeof setInterval> | undefined;
+  const schedule = () => {
+    if (timer !== undefined) return;
+    timer = setInterval(() => {
+      if (!pending.size) {
+        clearInterval(timer);
+        timer = undefined;
+        return;
       }
+      settleAll();
+    }, deps.retryMs ?? 2000);
+    Deno.unrefTimer(timer as unknown as number);
+  };
+
+  return {
+    add(kind, intent) {
+      pending.set(intent.objectId, { kind, intent });
+      schedule();
+    },
+    settle,
+    settleAll,
+    close() {
+      if (timer !== undefined) clearInterval(timer);
+      timer = undefined;
     },
   };
 }

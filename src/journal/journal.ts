@@ -272,20 +272,43 @@ function createJournal(
                 deliver_policy: DeliverPolicy.StartSequence,
                 opt_start_seq: Math.max(1, fromSeq),
               });
-              const it = await consumer.consume({ max_messages: 1024 });
+              // Short heartbeats: a consumer lost with a JetStream leader is noticed in seconds.
+              const it = await consumer.consume({
+                max_messages: 1024,
+                expires: 5000,
+                idle_heartbeat: 1000,
+              });
               messages = it;
               if (stopped) it.stop();
-              for await (const m of it) {
-                fromSeq = m.seq + 1;
-                let event: RecordedEvent;
+              // The watchdog: the stream has events the follower has not delivered for two
+              // looks in a row (its consumer went with a leader, or stalled): start it anew
+              // at the next sequence. Ordered delivery makes the restart seamless.
+              let lagging = 0;
+              let seen = fromSeq;
+              const watchdog = setInterval(async () => {
                 try {
-                  event = { ...decodeEvent(m.data), seq: m.seq };
-                } catch (err) {
-                  onInvalid?.(err as Error, m.seq);
-                  continue;
+                  const last = (await jsm.streams.info(stream)).state.last_seq;
+                  lagging = last >= fromSeq && fromSeq === seen ? lagging + 1 : 0;
+                  seen = fromSeq;
+                  if (lagging >= 2) it.stop();
+                } catch { /* the server is busy or unreachable: look again */ }
+              }, 1000);
+              Deno.unrefTimer(watchdog);
+              try {
+                for await (const m of it) {
+                  fromSeq = m.seq + 1;
+                  let event: RecordedEvent;
+                  try {
+                    event = { ...decodeEvent(m.data), seq: m.seq };
+                  } catch (err) {
+                    onInvalid?.(err as Error, m.seq);
+                    continue;
+                  }
+                  yield event;
+                  if (stopped) break;
                 }
-                yield event;
-                if (stopped) break;
+              } finally {
+                clearInterval(watchdog);
               }
             } catch (err) {
               // The server is unreachable or the consumer could not be made: try again.
