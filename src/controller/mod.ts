@@ -49,6 +49,7 @@ import { openClaims } from "./claims.ts";
 import { applyRemote, checkGlobalOrder, releaseGlobalClaims } from "./global.ts";
 import { createWorld } from "./world.ts";
 import { createPeerProgrammer } from "./peers.ts";
+import { ensureGatewayBridge, sweepGatewayBridges } from "./gwbridge.ts";
 import { emptyFold } from "../journal/fold.ts";
 import * as sandboxes from "./sandboxes.ts";
 
@@ -341,8 +342,17 @@ async function start(
     sandboxes: () => sandboxes.sandboxes(ctx),
     createEndpoint: (net, o) => endpoints.createEndpoint(ctx, net, o),
     deleteEndpoint: (id, o) => endpoints.deleteEndpoint(ctx, id, o),
-    join: (id, sb) => endpoints.join(ctx, id, sb),
-    leave: (id, sb) => endpoints.leave(ctx, id, sb),
+    // A sandbox whose networks are all global gets (or loses) the gateway bridge after.
+    join: async (id, sb) => {
+      const ep = await endpoints.join(ctx, id, sb);
+      if (ep.sandboxId) await ensureGatewayBridge(ctx, ep.sandboxId);
+      return ctx.runtime.objects.endpoint.has(ep.id) ? endpoints.endpoint(ctx, ep.id)! : ep;
+    },
+    leave: async (id, sb) => {
+      const sandboxId = sandboxes.sandbox(ctx, sb)?.id;
+      await endpoints.leave(ctx, id, sb);
+      if (sandboxId) await ensureGatewayBridge(ctx, sandboxId);
+    },
     configureDriver: (name, o) => configureDriver(ctx, name, o),
     endpoint: (id) => endpoints.endpoint(ctx, id),
     endpoints: (filter) => endpoints.endpoints(ctx, filter),
@@ -371,6 +381,7 @@ async function start(
     // From here on, other hosts' events reach this host's view as they are appended.
     ctx.peers.start();
     ctx.world.start();
+    await sweepGatewayBridges(ctx);
   } catch (err) {
     await controller.close().catch(() => {});
     throw err;

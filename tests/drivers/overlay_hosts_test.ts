@@ -109,6 +109,23 @@ Deno.test("overlay across three hosts, one controller process each (root, nats-s
       assert.equal(await ping(sbs[0], to, { size: 1423, dontFragment: true }), false);
     });
 
+    await t.step(
+      "an overlay-only container goes out through cnm_gwbridge (masqueraded)",
+      async () => {
+        const routes = await lab.ipJson(sbs[0], "route", "show", "default");
+        assert.equal(routes.length, 1, "a default route");
+        const gw = await api(0).network("cnm_gwbridge");
+        assert.ok(gw, "the gateway bridge network exists on h1");
+        assert.equal(gw.options["com.docker.network.bridge.enable_icc"], "false");
+        assert.equal(routes[0].gateway, gw.ipam.config[0].gateway);
+        // Another host's underlay address is outside the container's networks.
+        assert.ok(await ping(sbs[0], lab.hosts[1].vtep), "c1 reaches 192.0.2.2");
+        // The endpoint is the host's own, not a peer of the overlay.
+        const own = (await api(0).endpoints({ network: "cnm_gwbridge" })).map((e) => e.name);
+        assert.deepEqual(own, [`gateway_${eps[0].sandboxId!.slice(0, 12)}`]);
+      },
+    );
+
     const expected = (i: number, except = new Set<number>()) => {
       const others = eps.map((e, j) => ({ e, j }))
         .filter(({ j }) => hostOf[j] !== i && !except.has(j));
