@@ -27,6 +27,7 @@ import type {
 import type { ConfigureDriverResult } from "../controller/driver_config.ts";
 import { borrowConnection, type NatsTarget } from "../journal/watch.ts";
 import type { ReconcileReport } from "../controller/drift.ts";
+import type { PeerState } from "../../drivers/overlay/mod.ts";
 import { noControllerMessage, readLease } from "../controller/lease.ts";
 import { checkLimits, LIMITS } from "../controller/limits.ts";
 
@@ -59,6 +60,7 @@ export const ApiRequests = {
   sandbox: z.strictObject({ sandbox: Ref }),
   sandboxes: z.strictObject({}),
   reconcile: z.strictObject({ dryRun: z.boolean().optional() }),
+  networkPeers: z.strictObject({ network: Ref }),
 } as const;
 
 /** One of the API's verbs. */
@@ -121,6 +123,7 @@ export const ApiResults: Record<ApiVerb, z.ZodType> = {
   sandboxes: z.array(SandboxInfoSchema),
   reconcile: z.object({ dryRun: z.boolean(), findings: z.array(z.unknown()), ms: z.number() })
     .loose(),
+  networkPeers: z.object({ networkId: z.string() }).loose().nullable(),
 };
 
 /** A reply: exactly one of `result` and `error`. */
@@ -182,6 +185,8 @@ export interface ApiClient {
   sandboxes(): Promise<SandboxInfo[]>;
   /** Compares the journal with the kernel and, unless `dryRun`, repairs (journaled). */
   reconcile(options?: { dryRun?: boolean }): Promise<ReconcileReport>;
+  /** The peer entries this host programmed for a global network (see the Controller's). */
+  networkPeers(network: string): Promise<PeerState | undefined>;
   /** Closes the connection the client opened (a borrowed one stays open). */
   close(): Promise<void>;
 }
@@ -279,6 +284,8 @@ export async function createApiClient(options: ApiClientOptions): Promise<ApiCli
       await call("configureDriver", { driver, options: o }) as ConfigureDriverResult,
     network: async (network) => orUndefined<NetworkInfo>(await call("network", { network })),
     networks: async () => await call("networks", {}) as NetworkInfo[],
+    networkPeers: async (network) =>
+      orUndefined<PeerState>(await call("networkPeers", { network })),
     reconcile: async (o) =>
       await call(
         "reconcile",

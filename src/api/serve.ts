@@ -55,6 +55,7 @@ const handlers: Record<ApiVerb, Handler> = {
   endpoints: (c, r) => c.endpoints(r.network ? { network: r.network } : {}),
   sandbox: (c, r) => c.sandbox(r.sandbox),
   sandboxes: (c) => c.sandboxes(),
+  networkPeers: (c, r) => c.networkPeers(r.network),
   reconcile: (c, r) => c.reconcile(r.dryRun === undefined ? {} : { dryRun: r.dryRun }),
 };
 

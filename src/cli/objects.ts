@@ -39,6 +39,26 @@ export function find<T extends { id: string; name: string; state?: string }>(
   throw new NotFoundError(`${what} ${ref} not found`);
 }
 
+/**
+ * A global network as seen from every host: its endpoints on all hosts (with the host of
+ * each), and the peer entries the host's controller programmed (`peers: null` when no
+ * controller answers for the host).
+ */
+async function withGlobalView(ctx: Ctx, state: ReplayState, n: ReplayState["networks"][number]) {
+  if (n.scope !== "global") return n;
+  const endpoints = state.endpoints.filter((e) => e.networkId === n.id && e.state !== "deleted")
+    .map((e) => ({
+      id: e.id,
+      name: e.name,
+      host: e.host,
+      state: e.state,
+      ...(e.ipv4Address ? { ipv4Address: e.ipv4Address } : {}),
+      ...(e.macAddress ? { macAddress: e.macAddress } : {}),
+    }));
+  const peers = await withApi(ctx, (api) => api.networkPeers(n.id)).catch(() => null);
+  return { ...n, endpoints, peers: peers ?? null };
+}
+
 async function withApi<T>(ctx: Ctx, f: (api: ApiClient) => Promise<T>): Promise<T> {
   const api = await createApiClient({
     nats: await ctx.connect(),
@@ -188,7 +208,8 @@ export const network: Record<string, Verb> = {
       const refs = expectArgs(ctx, 1, Infinity, "one or more networks");
       const state = await currentState(ctx);
       if (ctx.format !== "docker") {
-        return json(ctx.io, refs.map((r) => find(state.networks, r, "network")));
+        const found = refs.map((r) => find(state.networks, r, "network"));
+        return json(ctx.io, await Promise.all(found.map((n) => withGlobalView(ctx, state, n))));
       }
       // Like `docker network inspect A B`: the ones found, then the first miss as the error.
       const found = [];

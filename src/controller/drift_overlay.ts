@@ -9,7 +9,7 @@
  */
 
 import type { NetworkContext } from "../../actors/network.ts";
-import type { OverlayDriver } from "../../drivers/overlay/mod.ts";
+import type { OverlayDriver, PeerState } from "../../drivers/overlay/mod.ts";
 import type { ControllerContext } from "./context.ts";
 import type { Finding } from "./drift.ts";
 import { driverNetwork } from "./effects.ts";
@@ -105,6 +105,22 @@ export async function repairPeers(ctx: ControllerContext, c: NetworkContext): Pr
   if (!overlay) return;
   const peers = [...(peerTables(ctx).get(c.id)?.values() ?? [])];
   await overlay.setPeers(driverNetwork(c), peers, {
+    kernel: ctx.kernel,
+    prefix: ctx.settings.namePrefix,
+  });
+}
+
+/**
+ * What this host has programmed for a global network's remote peers against its peer table
+ * (`undefined` for a network whose driver programs none).
+ */
+export async function networkPeers(
+  ctx: ControllerContext,
+  c: NetworkContext,
+): Promise<PeerState | undefined> {
+  const overlay = overlayOf(ctx);
+  if (!overlay || !isGlobal(c) || c.driver !== "overlay") return undefined;
+  return await overlay.peerState(driverNetwork(c), {
     kernel: ctx.kernel,
     prefix: ctx.settings.namePrefix,
   });

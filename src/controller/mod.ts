@@ -18,7 +18,13 @@ import { createFirewall } from "../../drivers/bridge/_firewall.ts";
 import type { EndpointContext } from "../../actors/endpoint.ts";
 import type { CnmEvent, RecordedEvent } from "../journal/events.ts";
 import { openJournal } from "../journal/journal.ts";
-import { CnmError, errText, InvalidArgumentError, UnavailableError } from "../errors.ts";
+import {
+  CnmError,
+  errText,
+  InvalidArgumentError,
+  NotFoundError,
+  UnavailableError,
+} from "../errors.ts";
 import type { EndpointInfo, NetworkInfo, SandboxInfo } from "../info.ts";
 import type { Kernel } from "../kernel/types.ts";
 import { createKernel, type KernelOptions } from "../kernel/mod.ts";
@@ -40,7 +46,7 @@ import type {
 import { acquireLease } from "./lease.ts";
 import { releaseOnOutcome } from "./network_ipam.ts";
 import * as networks from "./networks.ts";
-import { networkContext } from "./objects.ts";
+import { findNetwork, networkContext } from "./objects.ts";
 import { reconcile } from "./reconcile.ts";
 import { recover, type RecoveryReport, watchConnection } from "./recovery.ts";
 import { type CrashPoint, createRuntime, type Runtime } from "./runtime.ts";
@@ -49,6 +55,8 @@ import { openClaims } from "./claims.ts";
 import { applyRemote, checkGlobalOrder, releaseGlobalClaims } from "./global.ts";
 import { createWorld } from "./world.ts";
 import { createPeerProgrammer } from "./peers.ts";
+import { networkPeers } from "./drift_overlay.ts";
+import type { PeerState } from "../../drivers/overlay/mod.ts";
 import { ensureGatewayBridge, sweepGatewayBridges } from "./gwbridge.ts";
 import { emptyFold } from "../journal/fold.ts";
 import * as sandboxes from "./sandboxes.ts";
@@ -178,6 +186,14 @@ export interface Controller {
    * repairs each difference and records it as a `<kind>.reconciled` event.
    */
   reconcile(options?: { dryRun?: boolean }): Promise<ReconcileReport>;
+  /**
+   * For a global (overlay) network: the neighbour and FDB entries this host programmed for
+   * its remote endpoints, against the peer table learned from the stream. Undefined for
+   * networks whose driver programs no peers.
+   *
+   * @throws {NotFoundError} `network X not found`.
+   */
+  networkPeers(idOrName: string): Promise<PeerState | undefined>;
   /** Every event this controller appends, after it is durable. */
   readonly events$: Observable<RecordedEvent>;
   /** Stops the actors and the connection; leaves the kernel as it is. */
@@ -357,6 +373,11 @@ async function start(
     endpoint: (id) => endpoints.endpoint(ctx, id),
     endpoints: (filter) => endpoints.endpoints(ctx, filter),
     reconcile: (o) => reconcile(ctx, o),
+    async networkPeers(ref) {
+      const rec = findNetwork(ctx.runtime, ref);
+      if (!rec) throw new NotFoundError(`network ${ref} not found`);
+      return await networkPeers(ctx, ctx.runtime.context(rec));
+    },
     async close() {
       if (closed) return;
       closed = true;

@@ -13,6 +13,7 @@ import { ownerId } from "../../src/ids.ts";
 import { sh } from "../_harness/command.ts";
 import { ping } from "../_harness/multihost.ts";
 import { createOverlayLab, type OverlayLab } from "../_harness/overlay_lab.ts";
+import { CNM } from "../_harness/cnm_serve.ts";
 import { connectTcp, serveTcp } from "../_harness/tcp.ts";
 
 const ipOf = (cidr?: string) => cidr!.split("/")[0];
@@ -142,6 +143,28 @@ Deno.test("overlay across three hosts, one controller process each (root, nats-s
           const got = await entries(lab, i, net);
           assert.deepEqual({ neigh: got.neigh, fdb: got.fdb }, expected(i), `host h${i + 1}`);
         }
+      },
+    );
+
+    await t.step(
+      "cnm network inspect shows each endpoint's host and this host's peers",
+      async () => {
+        const o = await new Deno.Command(CNM, {
+          args: ["network", "inspect", "ov"],
+          env: {
+            CNM_NATS_URL: lab.urls.join(","),
+            CNM_STREAM: lab.stream,
+            CNM_PREFIX: lab.prefix,
+            CNM_HOST_ID: "h1",
+          },
+        }).output();
+        assert.equal(o.code, 0, new TextDecoder().decode(o.stderr));
+        const [n] = JSON.parse(new TextDecoder().decode(o.stdout));
+        const hosts = (n.endpoints as { name: string; host: string }[])
+          .filter((e) => /^c\d$/.test(e.name)).map((e) => `${e.name}@${e.host}`).sort();
+        assert.deepEqual(hosts, ["c1@h1", "c2@h2", "c3@h3"]);
+        assert.equal(n.peers.remotePeers, 2);
+        assert.deepEqual([n.peers.missing, n.peers.stale, n.peers.learned], [[], [], []]);
       },
     );
 
