@@ -131,7 +131,7 @@ Deno.test("overlay on a 3-node NATS cluster survives the stream leader's death (
     await t.step("the kernel matches the journal on every host", async () => {
       const state = await settledState(cluster.servers, stream, lab!.prefix);
       const net = state.networks.find((n) => n.name === "ov")!;
-      const joined = state.endpoints.filter((e) => e.state === "joined");
+      const joined = state.endpoints.filter((e) => e.state === "joined" && e.networkId === net.id);
       const converged: number[] = [];
       const sandboxes = new Map(state.sandboxes.map((s) => [s.id, s]));
       for (const [i, h] of hosts.entries()) {
