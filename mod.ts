@@ -81,6 +81,7 @@ export type {
 export type { Kernel } from "./src/kernel/types.ts";
 export type { KernelOptions } from "./src/kernel/mod.ts";
 export { NatsUnreachableError, readEvents, watch } from "./src/journal/watch.ts";
+export { NatsAuthError } from "./src/journal/nats_errors.ts";
 export type { ReadOptions, StreamPoint, WatchOptions } from "./src/journal/watch.ts";
 export { replay, replayEvents } from "./src/journal/replay.ts";
 export type {

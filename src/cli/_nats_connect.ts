@@ -8,35 +8,15 @@
  */
 
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { UnavailableError } from "../errors.ts";
 import { NatsUnreachableError } from "../journal/watch.ts";
+import { causes, isAuthFailure, NatsAuthError } from "../journal/nats_errors.ts";
 import { type NatsSettings, redact } from "./_nats.ts";
 import { guardTlsAlerts, probeServer } from "./_nats_probe.ts";
 
-/** NATS refused our credentials, or TLS failed (the CLI exits with 5). */
-export class NatsAuthError extends UnavailableError {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = "NatsAuthError";
-  }
-}
+export { isAuthFailure, NatsAuthError } from "../journal/nats_errors.ts";
 
 const AUTH_HINT = "give credentials with --user/--password, --token, --nkey or --creds " +
   "(or $NATS_USER/$NATS_PASSWORD, $NATS_TOKEN, $NATS_NKEY, $NATS_CREDS)";
-
-/** Walks an error's causes. */
-function* causes(err: unknown): Generator<Error> {
-  for (let e = err, i = 0; e instanceof Error && i < 10; e = e.cause, i++) yield e;
-}
-
-/** True when NATS refused credentials somewhere in `err`'s causes. */
-export function isAuthFailure(err: unknown): boolean {
-  for (const e of causes(err)) {
-    if (e instanceof NatsAuthError) return true;
-    if (/^(AuthorizationError|UserAuthenticationExpiredError)$/.test(e.name)) return true;
-  }
-  return false;
-}
 
 const TLS_FAILURE =
   /certificate|altnames|self[- ]signed|fatal alert|handshake|ssl|tls|PEM|ERR_TLS|ERR_SSL/i;

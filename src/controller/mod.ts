@@ -18,6 +18,7 @@ import { createFirewall } from "../../drivers/bridge/_firewall.ts";
 import type { EndpointContext } from "../../actors/endpoint.ts";
 import type { CnmEvent, RecordedEvent } from "../journal/events.ts";
 import { openJournal } from "../journal/journal.ts";
+import { isAuthFailure, NatsAuthError } from "../journal/nats_errors.ts";
 import {
   CnmError,
   errText,
@@ -200,6 +201,31 @@ export interface Controller {
   close(): Promise<void>;
 }
 
+/**
+ * Names that become subject tokens and KV keys: refused at the edge with the option named,
+ * rather than as a raw NATS error (`invalid key: cnm.a b`). A host id may hold dots (a
+ * machine's hostname does); the CLI's `--host` takes one token only.
+ */
+function checkNames(o: ControllerOptions): void {
+  const bad = (what: string, value: string, rule: string) =>
+    new InvalidArgumentError(
+      `invalid controller options: ${what}: ${JSON.stringify(value)} is not ${rule}`,
+    );
+  const host = o.hostId ?? Deno.hostname();
+  if (!/^[A-Za-z0-9]([A-Za-z0-9_-]|\.(?=[A-Za-z0-9]))*$/.test(host) || host.length > 128) {
+    throw bad("hostId", host, 'letters, digits, "-", "_" and single inner dots (at most 128)');
+  }
+  if (o.stream !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_-]{0,56}$/.test(o.stream)) {
+    throw bad("stream", o.stream, 'letters, digits, "-" and "_" (1 to 57)');
+  }
+  if (
+    o.prefix !== undefined && (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(o.prefix) ||
+      o.prefix.length > 64)
+  ) {
+    throw bad("prefix", o.prefix, 'subject tokens of letters, digits, "-" and "_" (at most 64)');
+  }
+}
+
 const isKernel = (k: unknown): k is Kernel =>
   typeof (k as Kernel | undefined)?.ensureNetns === "function";
 
@@ -213,6 +239,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
   if (!options || typeof options !== "object" || !options.nats) {
     throw new InvalidArgumentError("invalid controller options: nats: required");
   }
+  checkNames(options);
   const started = performance.now();
   let nc: NatsConnection;
   try {
@@ -223,12 +250,13 @@ export async function createController(options: ControllerOptions): Promise<Cont
       ...options.nats,
     });
   } catch (err) {
-    throw new UnavailableError(
-      `cannot connect to NATS at ${String(options.nats.servers ?? "127.0.0.1:4222")}: ${
-        errText(err)
-      }`,
-      { cause: err },
-    );
+    const at = String(options.nats.servers ?? "127.0.0.1:4222");
+    if (isAuthFailure(err)) {
+      throw new NatsAuthError(`NATS at ${at} refused the credentials: ${errText(err)}`, {
+        cause: err,
+      });
+    }
+    throw new UnavailableError(`cannot connect to NATS at ${at}: ${errText(err)}`, { cause: err });
   }
   try {
     return await start(nc, options, started);

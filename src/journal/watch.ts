@@ -6,6 +6,7 @@
  * @module
  */
 
+import { isAuthFailure, NatsAuthError } from "./nats_errors.ts";
 import { connect, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node";
 import { type ConsumerMessages, DeliverPolicy, jetstream, type JsMsg } from "@nats-io/jetstream";
 import { Observable } from "rxjs";
@@ -47,6 +48,14 @@ export async function borrowConnection(target: NatsTarget): Promise<Borrowed> {
     nc = await connect({ timeout: 5000, maxReconnectAttempts: -1, ...target });
   } catch (err) {
     const servers = String(target.servers ?? "127.0.0.1:4222");
+    if (isAuthFailure(err)) {
+      throw new NatsAuthError(
+        `NATS at ${servers} refused the credentials: ${(err as Error).message}`,
+        {
+          cause: err,
+        },
+      );
+    }
     throw new NatsUnreachableError(
       `cannot connect to NATS at ${servers}: ${(err as Error).message}`,
       { cause: err },
