@@ -51,6 +51,9 @@ import { createWorld } from "./world.ts";
 import { createPeerProgrammer } from "./peers.ts";
 import { emptyFold } from "../journal/fold.ts";
 import * as sandboxes from "./sandboxes.ts";
+import { createPortAllocator, readEphemeralPorts } from "../ports/mod.ts";
+import { releasePortsOnOutcome } from "./endpoint_ports.ts";
+import { createSandboxPorts } from "./sandbox_ports.ts";
 
 export type { CrashPoint } from "./runtime.ts";
 export type { ConfigureDriverResult } from "./driver_config.ts";
@@ -277,6 +280,7 @@ async function start(
     onOutcome: (kind, context, outcome) => {
       releaseOnOutcome(ctx.ipam, kind, context, outcome, (id) => networkContext(runtime, id));
       releaseGlobalClaims(ctx, kind, context, outcome);
+      releasePortsOnOutcome(ctx.ports.allocator, kind, context, outcome);
       if (kind === "endpoint") ctx.sandboxes.settled((context as EndpointContext).id);
     },
   });
@@ -288,6 +292,13 @@ async function start(
   });
   const stateDir = options.stateDir ?? `/var/lib/cnm/${hostId}`;
   const owner = ownerId(journal.stream, hostId);
+  // Host ports cnm chooses come from the host namespace's ephemeral range, as Docker's do.
+  const ephemeral = await readEphemeralPorts(kernel);
+  if (ephemeral.fallback) {
+    console.error(
+      `cnm: cannot read the ephemeral port range (${ephemeral.fallback}): using 49153-65535`,
+    );
+  }
   ctx = {
     runtime,
     kernel,
@@ -295,8 +306,15 @@ async function start(
     hostNetworks: [],
     drivers,
     driverConfigs: new Map(),
-    sandboxes: createSandboxProgrammer({ runtime, kernel, stateDir }),
+    sandboxes: createSandboxProgrammer({
+      runtime,
+      kernel,
+      stateDir,
+      // A join fails when its ports cannot be published; after a leave, reconcile repairs.
+      afterRoutes: (id, members, change) => ctx.ports.sync(id, members, { strict: !!change.add }),
+    }),
     firewall: createFirewall({ exec: (argv, o) => kernel.exec(argv, o) }),
+    ports: createSandboxPorts(() => ctx, createPortAllocator(ephemeral)),
     claims,
     peers: undefined as unknown as PeerProgrammer,
     world: createWorld({
