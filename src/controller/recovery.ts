@@ -125,7 +125,7 @@ export async function recover(ctx: ControllerContext, started: number): Promise<
   }
   // Published ports of ready sandboxes again (held sockets died with the old process), before
   // interrupted joins and leaves run again and before reconcile.
-  await ctx.ports.republish(fold.warnings);
+  await ctx.ports.republish(fold.warnings, new Set(resumed.map((r) => r.rec.id)));
   const order = (r: Resumed) => {
     const s = stateOf(r.rec.actor.getSnapshot?.() ?? { value: "creating" });
     if (r.rec.kind === "endpoint") return 2;

@@ -74,8 +74,12 @@ export interface SandboxPorts {
   expected(): Publication[];
   /** What this process last programmed for a sandbox. */
   published(sandboxId: string): Publication | undefined;
-  /** At start, before interrupted effects and reconcile (see the module doc). */
-  republish(warnings: FoldWarning[]): Promise<void>;
+  /**
+   * At start, before interrupted effects and reconcile (see the module doc). `resuming`: ids
+   * of objects whose interrupted effect runs again next (their actors still show the state
+   * before it): they are no members, their effect publishes or revokes for them.
+   */
+  republish(warnings: FoldWarning[], resuming: ReadonlySet<string>): Promise<void>;
   /** Removes what an endpoint publishes (or published before a crash), through its driver. */
   revokeEndpoint(networkId: string, endpointId: string, mappings?: PortMapping[]): Promise<void>;
 }
@@ -176,13 +180,13 @@ export function createSandboxPorts(
     }
   }
 
-  function expected(): Publication[] {
+  function expected(skip: ReadonlySet<string> = new Set()): Publication[] {
     const c = ctx();
     const out: Publication[] = [];
     for (const r of c.runtime.objects.sandbox.values()) {
-      if (c.runtime.state(r) !== "ready") continue;
+      if (c.runtime.state(r) !== "ready" || skip.has(r.id)) continue;
       const id = c.runtime.context<SandboxContext>(r).id;
-      const p = desired(id, c.sandboxes.members(id));
+      const p = desired(id, c.sandboxes.members(id).filter((m) => !skip.has(m.endpointId)));
       if (p) out.push(p);
     }
     return out;
@@ -226,14 +230,14 @@ export function createSandboxPorts(
         await revokeEndpoint(have.networkId, have.endpointId, have.mappings);
         records.delete(sandboxId);
       }),
-    expected,
+    expected: () => expected(),
     published: (sandboxId) => records.get(sandboxId),
     revokeEndpoint,
-    async republish(warnings) {
+    async republish(warnings, resuming) {
       const c = ctx();
       const warn = (objectId: string, err: unknown) =>
         warnings.push({ seq: 0, objectId, type: "ports", reason: errText(err) });
-      const want = expected();
+      const want = expected(resuming);
       const firewalled = [...c.runtime.objects.network.values()]
         .some((r) => hasFirewall(c.runtime.context<NetworkContext>(r)));
       if (firewalled) {
