@@ -139,3 +139,40 @@ for (const brNetfilter of [false, true]) {
     });
   });
 }
+
+Deno.test("crash (root, nats-server) the ports checker notices drift made by hand (it can fail)", async () => {
+  await withPortsEnv("pkc", false, async (p) => {
+    const s1 = await p.box("s1", [{ containerPort: 80, hostPort: 8080 }]);
+    await p.box("s2", [{ containerPort: 80, hostPort: 8081, hostIp: "127.0.0.1" }]);
+    const site = { hostNs: p.host, namePrefix: `${p.env.host.prefix}-` };
+    const clean: Verdict = { divergences: [], leaks: [] };
+    await comparePorts(p.cnm, site, clean);
+    assert.deepEqual(clean, { divergences: [], leaks: [] });
+    const net12 = p.cnm.network("web")!.id.slice(0, 12), ep12 = s1.endpointId.slice(0, 12);
+    const stray = `pdnat-${net12}-${"cd".repeat(6)}`;
+    await p.inHost([
+      "sh",
+      "-c",
+      `nft delete element inet cnm cnm_dnat6_any '{ tcp . 8080 }' && ` +
+      `nft add chain inet cnm ${stray} && nft add rule inet cnm ${stray} meta nfproto ipv4 ` +
+      `tcp dport 8999 dnat ip to 172.30.0.250:80 && ` +
+      `nft add element inet cnm cnm_dnat4_any '{ tcp . 8999 : jump ${stray} }'`,
+    ]);
+    const v: Verdict = { divergences: [], leaks: [] };
+    await comparePorts(p.cnm, site, v);
+    assert.deepEqual(
+      v.divergences.sort(),
+      [
+        `${stray}: DNAT to 172.30.0.250, no joined endpoint's address`,
+        `element cnm_dnat6_any tcp . 8080 (of pdnat-${net12}-${ep12}) missing`,
+      ].sort(),
+    );
+    assert.deepEqual(
+      v.leaks.sort(),
+      [
+        `element cnm_dnat4_any tcp . 8999 leaked (no owner)`,
+        `port chain ${stray} leaked (1 rules)`,
+      ].sort(),
+    );
+  });
+});
