@@ -238,5 +238,50 @@ Deno.test("ports (root, nats-server) internal networks and drivers that cannot p
       );
     });
     assert.equal((await p.env.readAll()).length, count, "refused commands journal nothing");
+    await t.step("publishAll publishes the exposed ports no binding publishes", async () => {
+      const ep = await p.cnm.createEndpoint("web", {
+        name: "all",
+        portBindings: specs("8080:80"),
+        exposedPorts: [{ port: 80 }, { port: 53, proto: "udp" }],
+        publishAll: true,
+      });
+      const ports = ep.ports!.map((m) =>
+        `${m.hostIp}:${m.hostPort}->${m.containerPort}/${m.proto}`
+      );
+      assert.equal(ports.length, 4);
+      assert.deepEqual(ports.slice(0, 2), ["0.0.0.0:8080->80/tcp", ":::8080->80/tcp"]);
+      assert.match(ports[2], /^0\.0\.0\.0:\d+->53\/udp$/);
+      const events = await p.env.readAll();
+      const intent = events.find((e) => e.objectId === ep.id)!;
+      assert.equal(intent.type, "endpoint.create.requested");
+      assert.deepEqual(intent.data.exposedPorts, [{ port: 80, proto: "tcp" }, {
+        port: 53,
+        proto: "udp",
+      }]);
+      assert.equal((intent.data.portBindings as unknown[]).length, 2);
+      assert.deepEqual(
+        intent.data.ports,
+        ep.ports!.map((m, i) => ({
+          ...m,
+          ...(i >= 2
+            ? { chosenFrom: (intent.data.ports as { chosenFrom: unknown }[])[i].chosenFrom }
+            : {}),
+        })),
+      );
+    });
+    await t.step("host_binding_ipv4 is the default host address of the network", async () => {
+      await p.cnm.createNetwork({
+        name: "local",
+        options: { "com.docker.network.bridge.host_binding_ipv4": "127.0.0.1" },
+        ipam: { config: [{ subnet: "172.29.0.0/24" }] },
+      });
+      const ep = await p.cnm.createEndpoint("local", { name: "x", portBindings: specs("8090:80") });
+      assert.deepEqual(ep.ports, [{
+        proto: "tcp",
+        containerPort: 80,
+        hostIp: "127.0.0.1",
+        hostPort: 8090,
+      }]);
+    });
   });
 });
