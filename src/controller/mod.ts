@@ -292,13 +292,9 @@ async function start(
   });
   const stateDir = options.stateDir ?? `/var/lib/cnm/${hostId}`;
   const owner = ownerId(journal.stream, hostId);
-  // Host ports cnm chooses come from the host namespace's ephemeral range, as Docker's do.
+  // Host ports cnm chooses come from the host namespace's ephemeral range, as Docker's do
+  // (Docker's 49153-65535 when it cannot be read).
   const ephemeral = await readEphemeralPorts(kernel);
-  if (ephemeral.fallback) {
-    console.error(
-      `cnm: cannot read the ephemeral port range (${ephemeral.fallback}): using 49153-65535`,
-    );
-  }
   ctx = {
     runtime,
     kernel,
