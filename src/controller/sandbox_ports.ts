@@ -128,6 +128,8 @@ export function createSandboxPorts(
     const ec = gw && endpointOf(gw.endpointId);
     const nc = ec && networkContext(ctx().runtime, ec.networkId);
     if (!ec || !nc || !ctx().drivers.driver(nc.driver)?.programExternalConnectivity) return;
+    if (nc.driver === "bridge" && !hasFirewall(nc)) return; // made without rules: none here
+
     const has = { 4: Boolean(ec.ipv4Address), 6: Boolean(ec.ipv6Address) };
     const mappings = members.flatMap((m) => endpointOf(m.endpointId)?.ports ?? [])
       .filter((m) => has[familyOf(m.hostIp)])
@@ -202,8 +204,8 @@ export function createSandboxPorts(
     if (!options.force && keyOf(want) === keyOf(have)) return;
     try {
       if (have && have.endpointId !== want?.endpointId) {
+        records.delete(sandboxId); // also when revoking fails: what is left is unknown
         await revokeEndpoint(have.networkId, have.endpointId, have.mappings);
-        records.delete(sandboxId);
       }
       if (!want) return void records.delete(sandboxId);
       try {
@@ -227,8 +229,9 @@ export function createSandboxPorts(
       ctx().runtime.locks.with(lock(sandboxId), async () => {
         const have = records.get(sandboxId);
         if (have?.endpointId !== endpointId) return;
-        await revokeEndpoint(have.networkId, have.endpointId, have.mappings);
+        // A failure fails the leave (the interface stays: no DNAT to a dead address).
         records.delete(sandboxId);
+        await revokeEndpoint(have.networkId, have.endpointId, have.mappings);
       }),
     expected: () => expected(),
     published: (sandboxId) => records.get(sandboxId),
@@ -276,13 +279,14 @@ export function createSandboxPorts(
 export async function portRulesByOwner(
   ctx: ControllerContext,
 ): Promise<{ ours: PublishedRules[]; others: PublishedRules[] }> {
+  const all = await ctx.firewall.listPorts();
+  if (!all.length) return { ours: [], others: [] };
   const owners = await ctx.firewall.networkOwners();
   const mine = (net12: string) => {
     const owner = owners[net12];
     return owner === ctx.settings.owner ||
       ((owner === null || owner === undefined) && ctx.runtime.known.has(net12));
   };
-  const all = await ctx.firewall.listPorts();
   return {
     ours: all.filter((r) => mine(r.networkId)),
     others: all.filter((r) => !mine(r.networkId)),
