@@ -35,6 +35,7 @@ export type {
   IpamConfigInfo,
   NetworkInfo,
   NetworkState,
+  PortInfo,
   SandboxInfo,
   SandboxState,
 } from "./src/info.ts";
@@ -90,6 +91,8 @@ export type {
   ReplayPoint,
   ReplayState,
 } from "./src/journal/replay.ts";
+export { describeMapping, parsePortSpec } from "./src/ports/binding.ts";
+export type { ExposedPort, PortBinding, PortMapping, PortProto } from "./src/ports/binding.ts";
 export { BridgeConfigSchema } from "./drivers/bridge/config.ts";
 export type { BridgeDriverConfig } from "./drivers/bridge/config.ts";
 export { OverlayConfigSchema } from "./drivers/overlay/config.ts";

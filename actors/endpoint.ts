@@ -7,6 +7,7 @@
 
 import { assign, setup } from "xstate";
 import type { CnmEvent } from "../src/journal/events.ts";
+import type { ExposedPort, PortBinding, PortMapping } from "../src/ports/binding.ts";
 import { type BaseContext, idleEffect, intentFields, outcomeFields } from "./_common.ts";
 
 /** Context of an endpoint actor. */
@@ -22,6 +23,12 @@ export interface EndpointContext extends BaseContext {
   sandboxId: string | null;
   /** Interface name inside the sandbox, decided at join time. */
   ifname?: string;
+  /** Port bindings asked for at create (published while joined, on the sandbox's gateway). */
+  portBindings?: PortBinding[];
+  /** Ports the endpoint exposes. */
+  exposedPorts?: ExposedPort[];
+  /** The host ports decided for {@link portBindings} at create (journaled in the intent). */
+  ports?: PortMapping[];
   /** Facts the driver returned from createEndpoint. */
   facts: Record<string, unknown>;
   /** Facts the driver returned from join (gateway, routes, …). */
@@ -41,6 +48,9 @@ export function endpointContextFrom(event: CnmEvent): EndpointContext {
     ipv4Address: d.ipv4Address,
     ipv6Address: d.ipv6Address,
     macAddress: d.macAddress,
+    ...(d.portBindings ? { portBindings: d.portBindings } : {}),
+    ...(d.exposedPorts ? { exposedPorts: d.exposedPorts } : {}),
+    ...(d.ports ? { ports: d.ports } : {}),
     sandboxId: null,
     facts: {},
     joinFacts: {},

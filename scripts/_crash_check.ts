@@ -9,6 +9,8 @@
 import type { Controller, EndpointInfo, NetworkInfo, SandboxInfo } from "../mod.ts";
 import { ipOf, userNetworks, type Verdict } from "./_crash_model.ts";
 import { base, ipAddrs } from "./_crash_kernel.ts";
+import { heldSockets } from "./_crash_ports.ts";
+import { parsePortSpec } from "../mod.ts";
 
 // ------------------------------------------------------------------ probes
 
@@ -34,12 +36,25 @@ export function expectedAddress(subnet: string, taken: Set<string>): string | un
   }
 }
 
+/** A fixed port of the workload's no live endpoint holds (a freed one, often), if any. */
+function freePort(cnm: Controller): number | undefined {
+  const held = new Set(cnm.endpoints().flatMap((e) => e.ports ?? []).map((m) => m.hostPort));
+  return [8080, 9000, 9001].find((p) => !held.has(p));
+}
+
 /**
  * A new network (auto subnet: the first free pool), a sandbox and an endpoint on an existing
- * network (auto address: the first free one), join (the interface and address appear),
- * leave (they go), then delete it all. A wrong pool or address means IPAM leaked.
+ * network (auto address: the first free one) publishing a fixed port no live endpoint holds,
+ * join (the interface, the address and the held port appear), leave (they go), then delete it
+ * all. A wrong pool or address means IPAM leaked; a port refused or not held means a stale
+ * port decision or socket (moby#25981).
  */
-export async function probe(cnm: Controller, tag: string, v: Verdict): Promise<void> {
+export async function probe(
+  cnm: Controller,
+  tag: string,
+  v: Verdict,
+  hostNs?: string,
+): Promise<void> {
   const nets = userNetworks(cnm).filter((n) => n.state === "active");
   let net: NetworkInfo | undefined;
   let sb: SandboxInfo | undefined;
@@ -58,7 +73,12 @@ export async function probe(cnm: Controller, tag: string, v: Verdict): Promise<v
     if (v4.gateway) taken.add(v4.gateway);
     const want = expectedAddress(v4.subnet, taken);
     sb = await cnm.createSandbox({ name: `probe${tag}` });
-    ep = await cnm.createEndpoint(target.id, { name: `probe${tag}` });
+    const port = freePort(cnm);
+    ep = await cnm.createEndpoint(target.id, {
+      name: `probe${tag}`,
+      ...(port ? { portBindings: parsePortSpec(`${port}:80`) } : {}),
+    });
+    const sock = `tcp 0.0.0.0:${port}`;
     if (ipOf(ep.ipv4Address) !== want) {
       v.leaks.push(
         `IPAM: probe endpoint on ${target.name} got ${ep.ipv4Address}, first free is ${want}`,
@@ -70,7 +90,13 @@ export async function probe(cnm: Controller, tag: string, v: Verdict): Promise<v
     if (!l?.addr_info?.some((a) => a.local === ipOf(ep!.ipv4Address))) {
       v.divergences.push(`probe: ${joined.ifname} with ${ep.ipv4Address} not in ${sb.name}`);
     }
+    if (port && hostNs && !(await heldSockets(hostNs)).includes(sock)) {
+      v.divergences.push(`probe: ${sock} not held after the join`);
+    }
     await cnm.leave(ep.id, sb.id);
+    if (port && hostNs && (await heldSockets(hostNs)).includes(sock)) {
+      v.leaks.push(`probe: ${sock} still held after the leave`);
+    }
     if ((await ipAddrs(base(sb.key))).some((x) => x.ifname === joined.ifname)) {
       v.divergences.push(`probe: ${joined.ifname} still in ${sb.name} after leave`);
     }

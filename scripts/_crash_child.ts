@@ -9,7 +9,7 @@
  * @module
  */
 
-import { createController } from "../mod.ts";
+import { createController, parsePortSpec } from "../mod.ts";
 import type { CnmEvent, Controller, CrashPoint, EndpointInfo } from "../mod.ts";
 
 /** One workload command. Objects are named; endpoints by network and name. */
@@ -18,7 +18,7 @@ export type Op =
   | { op: "deleteNetwork"; name: string }
   | { op: "createSandbox"; name: string }
   | { op: "deleteSandbox"; name: string }
-  | { op: "createEndpoint"; network: string; name: string; ipv4?: string }
+  | { op: "createEndpoint"; network: string; name: string; ipv4?: string; ports?: string[] }
   | { op: "deleteEndpoint"; network: string; name: string; force?: boolean }
   | { op: "join"; network: string; name: string; sandbox: string }
   | { op: "leave"; network: string; name: string; sandbox: string };
@@ -120,12 +120,14 @@ export async function runOp(cnm: Controller, o: Op): Promise<unknown> {
       const e = await cnm.createEndpoint(o.network, {
         name: o.name,
         ...(o.ipv4 ? { ipv4Address: o.ipv4 } : {}),
+        ...(o.ports ? { portBindings: o.ports.flatMap(parsePortSpec) } : {}),
       });
       return {
         id: e.id,
         networkId: e.networkId,
         ipv4Address: e.ipv4Address,
         ipv6Address: e.ipv6Address,
+        ...(e.ports ? { ports: e.ports } : {}),
       };
     }
     case "deleteEndpoint":
@@ -139,6 +141,20 @@ export async function runOp(cnm: Controller, o: Op): Promise<unknown> {
     case "leave":
       return await cnm.leave(findEndpoint(cnm, o.network, o.name).id, o.sandbox);
   }
+}
+
+/**
+ * Port bindings for a new endpoint, sometimes: fixed ports from a small pool (so that two
+ * endpoints ask for one port and the second is refused), ports cnm chooses, a two-port range
+ * (exhausted now and then).
+ */
+export const PORT_POOL = ["8080:80", "8081:53/udp", "127.0.0.1:8082:80"];
+function publishing(rnd: () => number): { ports?: string[] } {
+  const r = rnd();
+  if (r < 0.2) return { ports: [PORT_POOL[Math.floor(rnd() * PORT_POOL.length)]] };
+  if (r < 0.35) return { ports: ["80", "127.0.0.1::53/udp"] };
+  if (r < 0.45) return { ports: ["9000-9001:80"] };
+  return {};
 }
 
 const hex = (rnd: () => number, n: number) =>
@@ -182,6 +198,7 @@ export function nextOp(cnm: Controller, rnd: () => number, cfg: ChildConfig): Op
       );
       const name = reuse.length && rnd() < 0.3 ? pick(reuse).name : `e${hex(rnd, 5)}`;
       const v4 = net.ipam.config.find((c) => !c.subnet.includes(":"));
+      const ports = publishing(rnd);
       if (v4 && rnd() < 0.35) {
         // A fixed address low in the subnet: often one that is (or was) taken.
         const [a, b, c] = v4.subnet.split("/")[0].split(".");
@@ -190,9 +207,10 @@ export function nextOp(cnm: Controller, rnd: () => number, cfg: ChildConfig): Op
           network: net.name,
           name,
           ipv4: `${a}.${b}.${c}.${2 + Math.floor(rnd() * 6)}`,
+          ...ports,
         };
       }
-      return { op: "createEndpoint", network: net.name, name };
+      return { op: "createEndpoint", network: net.name, name, ...ports };
     }],
     [eps.length ? 2 : 0, () => {
       const e = pick(eps.filter((x) => x.state === "created" || x.state === "joined"));

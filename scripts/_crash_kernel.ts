@@ -9,6 +9,7 @@
 import type { Controller } from "../mod.ts";
 import { hostVethName } from "../drivers/bridge/mod.ts";
 import { ipOf, userNetworks, type Verdict } from "./_crash_model.ts";
+import { comparePorts } from "./_crash_ports.ts";
 
 // ------------------------------------------------------------------ kernel
 
@@ -269,4 +270,7 @@ export async function compareKernel(cnm: Controller, site: Site, v: Verdict): Pr
     if (seenRules.has(k)) v.leaks.push(`firewall rule duplicated in ${r.chain}: ${r.key}`);
     seenRules.add(k);
   }
+
+  // Published ports: on exactly each sandbox's gateway endpoint, fully or not at all.
+  await comparePorts(cnm, site, v);
 }

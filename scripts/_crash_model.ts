@@ -24,6 +24,8 @@ export interface Model {
       ipv4Address?: string;
       ipv6Address?: string;
       sandboxId: string | null;
+      /** `hostIp hostPort/proto` of its decided ports. */
+      ports?: string[];
     }
   >;
   deletedNets: string[];
@@ -36,6 +38,10 @@ export function newModel(): Model {
 }
 
 export const ipOf = (cidr?: string) => cidr?.split("/")[0];
+const portsOf = (ports?: { hostIp: string; hostPort: number; proto: string }[]) =>
+  ports?.map((m) => `${m.hostIp} ${m.hostPort}/${m.proto}`);
+/** Host ports the model's endpoints hold. */
+const heldBy = (m: Model) => [...m.eps.values()].flatMap((e) => e.ports ?? []);
 const netByName = (m: Model, name: string) => [...m.nets.values()].find((n) => n.name === name);
 const sbByName = (m: Model, name: string) => [...m.sbs.values()].find((s) => s.name === name);
 const epByName = (m: Model, network: string, name: string) => {
@@ -86,6 +92,24 @@ const REJECTIONS: [RegExp, (m: Model, op: Op, match: RegExpMatchArray) => string
     if (!e?.sandboxId) return `"has active containers" for an endpoint not joined`;
   }],
   [/^Pool overlaps with other one on this address space$/, () => undefined],
+  [/^Bind for (\S+):(\d+) failed: port is already allocated$/, (m, op, match) => {
+    // The clashing address is the held one's (0.0.0.0 for a wildcard).
+    if (!heldBy(m).some((p) => p.endsWith(` ${match[2]}/tcp`) || p.endsWith(` ${match[2]}/udp`))) {
+      return `stale "port is already allocated" for ${match[2]} in ${JSON.stringify(op)}, ` +
+        "which no acknowledged endpoint holds (moby#25981)";
+    }
+  }],
+  [/^all ports are allocated$/, (m, op) => {
+    const range = op.op === "createEndpoint" &&
+      op.ports?.map((s) => /^(\d+)-(\d+):/.exec(s)).find(Boolean);
+    if (!range) return `"all ports are allocated" for ${JSON.stringify(op)}`;
+    const [lo, hi] = [Number(range[1]), Number(range[2])];
+    const free = [];
+    for (let p = lo; p <= hi; p++) {
+      if (!heldBy(m).some((h) => Number(h.split(" ")[1].split("/")[0]) === p)) free.push(p);
+    }
+    if (free.length) return `"all ports are allocated" with ${free.join(",")} free`;
+  }],
 ];
 
 /** Applies one child line to the model; returns a divergence, if the line contradicts it. */
@@ -133,6 +157,7 @@ export function apply(m: Model, line: ChildLine): string | undefined {
         ipv4Address: r.ipv4Address,
         ipv6Address: r.ipv6Address,
         sandboxId: null,
+        ...(r.ports ? { ports: portsOf(r.ports) } : {}),
       });
       if (dup) {
         return `duplicate IP acknowledged: ${op.name} got ${r.ipv4Address ?? r.ipv6Address}, ` +
@@ -186,6 +211,7 @@ export function resync(m: Model, cnm: Controller): void {
       ipv4Address: e.ipv4Address,
       ipv6Address: e.ipv6Address,
       sandboxId: e.sandboxId,
+      ...(e.ports ? { ports: portsOf(e.ports) } : {}),
     }]),
   );
   m.deletedNets = m.deletedNets.filter((n) => !netByName(m, n)).slice(-6);
@@ -281,6 +307,13 @@ export function compareModel(
     if (e.ipv4Address !== want.ipv4Address || e.ipv6Address !== want.ipv6Address) {
       v.divergences.push(
         `endpoint ${e.name}: ${e.ipv4Address}/${e.ipv6Address}, acknowledged ${want.ipv4Address}/${want.ipv6Address}`,
+      );
+    }
+    if (JSON.stringify(portsOf(e.ports)) !== JSON.stringify(want.ports)) {
+      v.divergences.push(
+        `endpoint ${e.name}: ports ${
+          portsOf(e.ports)
+        }, acknowledged ${want.ports} (decided again?)`,
       );
     }
     if (e.sandboxId !== want.sandboxId && !touchesEp(want)) {

@@ -91,6 +91,9 @@ function stepsFor(target: KillTarget, tag: string): Op[] {
   const pre: Op[] = [{ op: "createNetwork", name: net }];
   const sb = `ds${tag}`;
   const ep = `de${tag}`;
+  // The directed endpoint publishes (ports cnm chooses: never refused): every kill of a join,
+  // leave or delete is a kill mid-publish or mid-revoke.
+  const ports = ["80", "127.0.0.1::53/udp"];
   const k = windowKey(target);
   if (k === "network creating") return [{ op: "createNetwork", name: `dn${tag}` }];
   if (k === "network deleting") {
@@ -100,11 +103,13 @@ function stepsFor(target: KillTarget, tag: string): Op[] {
   const joined: Op[] = [
     ...pre,
     { op: "createSandbox", name: sb },
-    { op: "createEndpoint", network: net, name: ep },
+    { op: "createEndpoint", network: net, name: ep, ports },
     { op: "join", network: net, name: ep, sandbox: sb },
   ];
   if (k === "sandbox deleting") return [...joined, { op: "deleteSandbox", name: sb }];
-  if (k === "endpoint creating") return [...pre, { op: "createEndpoint", network: net, name: ep }];
+  if (k === "endpoint creating") {
+    return [...pre, { op: "createEndpoint", network: net, name: ep, ports }];
+  }
   if (k === "endpoint joining") return joined;
   if (k === "endpoint leaving") {
     return [...joined, { op: "leave", network: net, name: ep, sandbox: sb }];
@@ -319,7 +324,7 @@ async function main(): Promise<number> {
       compareModel(ctl, model, flight, v);
       await compareKernel(ctl, site, v);
       resync(model, ctl);
-      await probe(ctl, tag, v);
+      await probe(ctl, tag, v, host.name);
       if ((r + 1) % CLEAN_EVERY === 0) {
         for (const e of await cleanupOld(ctl, oldIds)) v.divergences.push(e);
         oldIds = new Set([

@@ -9,6 +9,7 @@ import type { EndpointContext } from "../actors/endpoint.ts";
 import type { NetworkContext } from "../actors/network.ts";
 import type { SandboxContext } from "../actors/sandbox.ts";
 import type { ErrorRecord } from "./errors.ts";
+import type { PortMapping } from "./ports/binding.ts";
 
 /** Network states (public contract). */
 export type NetworkState = "creating" | "active" | "deleting" | "deleted" | "failed";
@@ -71,9 +72,18 @@ export interface EndpointInfo {
   gatewayIPv6?: string;
   /** Interface name inside the sandbox while joined. */
   ifname?: string;
+  /**
+   * The endpoint's published ports, decided at create: one per host address (`0.0.0.0` and,
+   * on IPv6 networks, `::` for a binding without one). Published while joined, on the
+   * sandbox's gateway endpoint.
+   */
+  ports?: PortInfo[];
   created: string;
   error?: ErrorRecord;
 }
+
+/** A decided port mapping as callers see it. */
+export type PortInfo = Omit<PortMapping, "chosenFrom">;
 
 /** A sandbox. */
 export interface SandboxInfo {
@@ -136,6 +146,16 @@ export function endpointInfo(state: string, c: EndpointContext): EndpointInfo {
     ...(j.gatewayIPv6 ? { gatewayIPv6: j.gatewayIPv6 } : {}),
     ...(c.ifname && c.sandboxId
       ? { ifname: typeof c.joinFacts.ifname === "string" ? c.joinFacts.ifname : c.ifname }
+      : {}),
+    ...(c.ports?.length
+      ? {
+        ports: c.ports.map((m) => ({
+          proto: m.proto,
+          containerPort: m.containerPort,
+          hostIp: m.hostIp,
+          hostPort: m.hostPort,
+        })),
+      }
       : {}),
     created: c.createdAt,
     ...(c.error ? { error: c.error } : {}),

@@ -17,12 +17,14 @@ import { connectVerb, disconnectVerb, endpoint, network, sandbox } from "./objec
 import { diff, events, exportVerb, historyVerb, importVerb, state } from "./journal.ts";
 import { serveVerb } from "./serve.ts";
 import { driver } from "./drivers.ts";
+import { portVerb } from "./ports.ts";
 
 const GROUPS: Record<string, Record<string, Verb>> = { network, sandbox, endpoint, driver };
 const VERBS: Record<string, Verb> = {
   serve: serveVerb,
   connect: connectVerb,
   disconnect: disconnectVerb,
+  port: portVerb,
   events,
   history: historyVerb,
   state,

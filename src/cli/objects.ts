@@ -12,6 +12,7 @@ import { formatInspect, networkResource } from "../api/docker/mod.ts";
 import type { ReplayState } from "../journal/replay.ts";
 import { type FlagSpecs, pairs, UsageError } from "./_args.ts";
 import { type Ctx, expectArgs, json, short, stateAt, table, type Verb } from "./_context.ts";
+import { PUBLISH_FLAGS, publishOptions } from "./_publish.ts";
 
 /** Replays the stream to its end (with a progress bar when slow). */
 export function currentState(ctx: Ctx): Promise<ReplayState> {
@@ -329,6 +330,7 @@ function endpointOptions(ctx: Ctx, name: string) {
     ...(f.ip ? { ipv4Address: f.ip as string } : {}),
     ...(f.ip6 ? { ipv6Address: f.ip6 as string } : {}),
     ...(f.mac ? { macAddress: f.mac as string } : {}),
+    ...publishOptions(ctx),
   };
 }
 
@@ -371,7 +373,7 @@ export const endpoint: Record<string, Verb> = {
   create: {
     usage: "cnm endpoint create [OPTIONS] NETWORK NAME",
     summary: "Creates an endpoint in a network on the host's controller.",
-    flags: { ...ADDRESS_FLAGS, ...LABEL, ...OPT },
+    flags: { ...ADDRESS_FLAGS, ...PUBLISH_FLAGS, ...LABEL, ...OPT },
     async run(ctx) {
       const [net, name] = expectArgs(ctx, 2, 2, "a network and an endpoint name");
       const info = await withApi(ctx, (api) => api.createEndpoint(net, endpointOptions(ctx, name)));
@@ -399,10 +401,12 @@ export const endpoint: Record<string, Verb> = {
 /** `cnm connect` */
 export const connectVerb: Verb = {
   usage: "cnm connect [OPTIONS] NETWORK SANDBOX",
-  summary: "Creates an endpoint in NETWORK (named after the sandbox) and joins it to SANDBOX.",
+  summary: "Creates an endpoint in NETWORK (named after the sandbox) and joins it to SANDBOX; " +
+    "-p publishes its ports on the sandbox's gateway endpoint while it is joined.",
   flags: {
     name: { type: "string", arg: "NAME", help: "endpoint name (default: the sandbox's name)" },
     ...ADDRESS_FLAGS,
+    ...PUBLISH_FLAGS,
     ...LABEL,
     ...OPT,
   },

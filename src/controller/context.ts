@@ -17,6 +17,7 @@ import type { EffectEnv } from "./effects.ts";
 import { networkContext, sandboxContext } from "./objects.ts";
 import type { Runtime } from "./runtime.ts";
 import type { SandboxProgrammer } from "./sandbox_program.ts";
+import type { SandboxPorts } from "./sandbox_ports.ts";
 import type { World } from "./world.ts";
 
 /** Feeds global networks' drivers with peers. */
@@ -77,6 +78,8 @@ export interface ControllerContext {
   claims: Claims;
   /** The bridge firewall of the host namespace, as reconcile reads and repairs it. */
   firewall: Firewall;
+  /** Port publishing: host port decisions, and what each sandbox publishes where. */
+  ports: SandboxPorts;
   settings: ControllerSettings;
 }
 
@@ -92,6 +95,7 @@ export function effectEnv(ctx: ControllerContext): EffectEnv {
     networkContext: (id) => networkContext(rt, id),
     sandboxContext: (id) => sandboxContext(rt, id),
     sandboxChanged: (sandboxId, change) => ctx.sandboxes.changed(sandboxId, change),
+    beforeLeave: (sandboxId, endpointId) => ctx.ports.beforeLeave(sandboxId, endpointId),
     sandboxDir: (id) => ctx.sandboxes.dir(id),
   };
 }

@@ -23,7 +23,16 @@ export interface Finding {
   /** The object it concerns (`host` for orphans). */
   kind: "network" | "endpoint" | "sandbox" | "host";
   objectId: string;
-  resource: "netns" | "bridge" | "veth" | "address" | "firewall" | "peer";
+  resource:
+    | "netns"
+    | "bridge"
+    | "veth"
+    | "address"
+    | "firewall"
+    | "peer"
+    | "port-rule"
+    | "port-element"
+    | "held-port";
   name: string;
   /** `foreign`: another controller's (or an unknown old mark); reported, never repaired. */
   problem: "missing" | "unexpected" | "different" | "foreign";

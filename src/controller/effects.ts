@@ -53,6 +53,11 @@ export interface EffectEnv {
   sandboxContext(id: string): SandboxContext | undefined;
   /** Called after an endpoint joined or left a sandbox (sandbox-level programming). */
   sandboxChanged(sandboxId: string, change: SandboxChange): Promise<void>;
+  /**
+   * Called before an endpoint's driver leave (also of a forced delete): the sandbox stops
+   * publishing ports on it if it did (sandbox_ports.ts), so no DNAT outlives its address.
+   */
+  beforeLeave?(sandboxId: string, endpointId: string): Promise<void>;
   /** Directory of a sandbox's files. */
   sandboxDir(sandboxId: string): string;
 }
@@ -185,6 +190,7 @@ async function endpointEffect(
   state: string,
   c: EndpointContext,
   ectx: EffectContext,
+  repair = false,
 ): Promise<Outcome> {
   const net = env.networkContext(c.networkId);
   if (!net) throw new NotFoundError(`network ${c.networkId} not found`);
@@ -217,11 +223,21 @@ async function endpointEffect(
     case "joining": {
       const sb = sandbox();
       const facts = (await driver.join(driverNetwork(net), driverEndpoint(c), sb, ectx)) ?? {};
-      await env.sandboxChanged(sb.id, { add: { endpointId: c.id, facts } });
+      try {
+        await env.sandboxChanged(sb.id, { add: { endpointId: c.id, facts } });
+      } catch (err) {
+        // A failed join leaves nothing behind (a repair keeps the interface it re-made).
+        if (!repair) {
+          await driver.leave(driverNetwork(net), driverEndpoint(c), sb, ectx).catch(() => {});
+          await env.sandboxChanged(sb.id, { remove: c.id }).catch(() => {});
+        }
+        throw err;
+      }
       return { type: "endpoint.joined", data: { facts } };
     }
     case "leaving": {
       const sb = sandbox();
+      await env.beforeLeave?.(sb.id, c.id);
       await driver.leave(driverNetwork(net), driverEndpoint(c), sb, ectx);
       await env.sandboxChanged(sb.id, { remove: c.id });
       return { type: "endpoint.left", data: {} };
@@ -230,6 +246,7 @@ async function endpointEffect(
       // A forced delete of a joined endpoint leaves first.
       if (c.sandboxId) {
         const sb = sandbox();
+        await env.beforeLeave?.(sb.id, c.id);
         await driver.leave(driverNetwork(net), driverEndpoint(c), sb, ectx);
         await env.sandboxChanged(sb.id, { remove: c.id });
       }
@@ -276,7 +293,7 @@ export async function ensureJoined(
   c: EndpointContext,
   effectId: string,
 ): Promise<void> {
-  await endpointEffect(env, "joining", c, effectContext(env, effectId));
+  await endpointEffect(env, "joining", c, effectContext(env, effectId), true);
 }
 
 function effectContext(env: EffectEnv, effectId: string): EffectContext {

@@ -39,6 +39,7 @@ import {
   networkContext,
 } from "./objects.ts";
 import { decideGlobalAddresses, isGlobal } from "./global.ts";
+import { decidePorts, type PortDecision } from "./endpoint_ports.ts";
 import type { Rec } from "./runtime.ts";
 
 /**
@@ -70,6 +71,7 @@ export async function createEndpoint(
     let addresses: { ipv4Address?: string; ipv6Address?: string } = {};
     let netIpam: NetworkIpam | undefined;
     let releaseClaims = () => Promise.resolve();
+    let ports: PortDecision | undefined;
     try {
       const net = rt.objects.network.get(found.id);
       if (!net) throw new NotFoundError(`network ${ref} not found`);
@@ -83,6 +85,8 @@ export async function createEndpoint(
           `endpoint with name ${input.name} already exists in network ${nc.name}`,
         );
       }
+      // Host ports first: a refused binding decides nothing else.
+      ports = decidePorts(ctx, id, nc, input);
       netIpam = defaultIpamOf(nc);
       const req = { ipv4Address: input.ipv4Address, ipv6Address: input.ipv6Address };
       if (netIpam && isGlobal(nc)) {
@@ -109,6 +113,7 @@ export async function createEndpoint(
           : macNeeded
           ? { macAddress: randomMac() }
           : {}),
+        ...ports.data,
       };
       const intent = rt.createIntent("endpoint", id, data);
       ({ done } = await rt.begin("endpoint", undefined, intent));
@@ -116,6 +121,7 @@ export async function createEndpoint(
       // Not journaled: give the addresses back.
       if (!rt.objects.endpoint.has(id)) {
         releaseEndpoint(ctx.ipam, netIpam, addresses);
+        ports?.release();
         await releaseClaims();
       }
       throw err;

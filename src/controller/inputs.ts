@@ -15,6 +15,7 @@ import {
   NameserverInput,
   SearchDomainInput,
 } from "./config_input.ts";
+import { PortInputFields } from "./endpoint_ports.ts";
 
 const StringMap = z.record(z.string(), z.string());
 const Name = z.string({ error: "must be a string" });
@@ -69,6 +70,7 @@ export const CreateEndpointInput = z.strictObject({
     const problem = macProblem(mac);
     if (problem) ctx.addIssue({ code: "custom", message: problem });
   }).optional(),
+  ...PortInputFields,
 });
 /** Parsed {@link CreateEndpointInput}. */
 export type CreateEndpointOptions = z.input<typeof CreateEndpointInput>;

@@ -61,6 +61,9 @@ import type { PeerState } from "../../drivers/overlay/mod.ts";
 import { ensureGatewayBridge, sweepGatewayBridges } from "./gwbridge.ts";
 import { emptyFold } from "../journal/fold.ts";
 import * as sandboxes from "./sandboxes.ts";
+import { createPortAllocator, readEphemeralPorts } from "../ports/mod.ts";
+import { releasePortsOnOutcome } from "./endpoint_ports.ts";
+import { createSandboxPorts } from "./sandbox_ports.ts";
 
 export type { CrashPoint } from "./runtime.ts";
 export type { ConfigureDriverResult } from "./driver_config.ts";
@@ -323,6 +326,7 @@ async function start(
     onOutcome: (kind, context, outcome) => {
       releaseOnOutcome(ctx.ipam, kind, context, outcome, (id) => networkContext(runtime, id));
       releaseGlobalClaims(ctx, kind, context, outcome);
+      releasePortsOnOutcome(ctx.ports.allocator, kind, context, outcome);
       if (kind === "endpoint") ctx.sandboxes.settled((context as EndpointContext).id);
     },
   });
@@ -334,6 +338,9 @@ async function start(
   });
   const stateDir = options.stateDir ?? `/var/lib/cnm/${hostId}`;
   const owner = ownerId(journal.stream, hostId);
+  // Host ports cnm chooses come from the host namespace's ephemeral range, as Docker's do
+  // (Docker's 49153-65535 when it cannot be read).
+  const ephemeral = await readEphemeralPorts(kernel);
   ctx = {
     runtime,
     kernel,
@@ -341,8 +348,15 @@ async function start(
     hostNetworks: [],
     drivers,
     driverConfigs: new Map(),
-    sandboxes: createSandboxProgrammer({ runtime, kernel, stateDir }),
+    sandboxes: createSandboxProgrammer({
+      runtime,
+      kernel,
+      stateDir,
+      // A join fails when its ports cannot be published; after a leave, reconcile repairs.
+      afterRoutes: (id, members, change) => ctx.ports.sync(id, members, { strict: !!change.add }),
+    }),
     firewall: createFirewall({ exec: (argv, o) => kernel.exec(argv, o) }),
+    ports: createSandboxPorts(() => ctx, createPortAllocator(ephemeral)),
     claims,
     peers: undefined as unknown as PeerProgrammer,
     world: createWorld({

@@ -27,6 +27,7 @@ import {
   repairPeers,
 } from "./drift_overlay.ts";
 import { endpointsOf } from "./objects.ts";
+import { inspectPortsDrift, isPortFinding, repairPortDrift } from "./drift_ports.ts";
 import type { Rec } from "./runtime.ts";
 
 /** Options of {@link reconcile}. */
@@ -63,13 +64,14 @@ export async function reconcile(
           networks.some((n) => hasFirewall(n.c)) ? await firewall.networkOwners() : undefined,
       }),
       ...await inspectOverlayDrift(ctx),
+      ...await inspectPortsDrift(ctx),
     ];
     const report: ReconcileReport = { dryRun, findings: [], ms: 0 };
     if (dryRun) {
       report.findings = findings.map((f) => ({ ...f, repaired: false }));
     } else {
       const env = effectEnv(ctx);
-      report.findings = await repairDrift(findings, {
+      report.findings = await repairDrift(findings.filter((f) => !isPortFinding(f)), {
         kernel: ctx.kernel,
         firewall,
         withObject: (kind, id, f) =>
@@ -93,6 +95,12 @@ export async function reconcile(
         record: (kind, objectId, group, error) =>
           recordReconciled(ctx, kind, objectId, group, error),
       });
+      report.findings.push(
+        ...await repairPortDrift(ctx, findings.filter(isPortFinding), report.findings, {
+          record: (kind, objectId, group, error) =>
+            recordReconciled(ctx, kind, objectId, group, error),
+        }),
+      );
     }
     report.ms = performance.now() - started;
     return report;

@@ -29,6 +29,7 @@ import { ensurePredefined } from "./networks.ts";
 import { endpointsOf, isLive, networkContext } from "./objects.ts";
 import { reconcile } from "./reconcile.ts";
 import { replayRemoteIpam } from "./remote_ipam.ts";
+import { restorePorts } from "./endpoint_ports.ts";
 import type { Rec } from "./runtime.ts";
 
 /** Result of the start-up recovery. */
@@ -111,6 +112,7 @@ export async function recover(ctx: ControllerContext, started: number): Promise<
     }
   }
   rebuildIpam(ctx, fold.warnings);
+  restorePorts(ctx.ports.allocator, fold, hostId, fold.warnings);
   await replayRemote(ctx, fold.warnings);
   // Global networks' drivers get their whole peer tables before any join runs again.
   await ctx.peers.syncAll();
@@ -121,6 +123,9 @@ export async function recover(ctx: ControllerContext, started: number): Promise<
       if (!resumed.some((r) => r.rec === rec)) rec.actor.start();
     }
   }
+  // Published ports of ready sandboxes again (held sockets died with the old process), before
+  // interrupted joins and leaves run again and before reconcile.
+  await ctx.ports.republish(fold.warnings, new Set(resumed.map((r) => r.rec.id)));
   const order = (r: Resumed) => {
     const s = stateOf(r.rec.actor.getSnapshot?.() ?? { value: "creating" });
     if (r.rec.kind === "endpoint") return 2;

@@ -29,6 +29,11 @@ export interface SandboxProgrammerOptions {
   kernel: Kernel;
   /** Directory of per-sandbox files (`<stateDir>/sandboxes/<id>`). */
   stateDir: string;
+  /**
+   * Runs after the routes, on every change, with the members the routes were programmed for
+   * (port publishing follows the gateway: sandbox_ports.ts). A rejection fails the change.
+   */
+  afterRoutes?(sandboxId: string, members: SandboxMember[], change: SandboxChange): Promise<void>;
 }
 
 /** Sandbox-level programming. */
@@ -39,6 +44,8 @@ export interface SandboxProgrammer {
   changed(sandboxId: string, change: SandboxChange): Promise<void>;
   /** Forgets an endpoint's pending join facts once its outcome is applied. */
   settled(endpointId: string): void;
+  /** The sandbox's members now: joined endpoints, and joining ones whose driver join is done. */
+  members(sandboxId: string): SandboxMember[];
 }
 
 /** Creates the programmer. */
@@ -92,6 +99,7 @@ export function createSandboxProgrammer(options: SandboxProgrammerOptions): Sand
       await programRoutes(kernel, sb.key, list);
       routesOf.set(sandboxId, routes);
     }
+    await options.afterRoutes?.(sandboxId, list, change);
     // resolv.conf does not depend on the members: written when the sandbox is made.
     await writeFiles(sb, list, !change.add && !change.remove);
   }
@@ -118,5 +126,6 @@ export function createSandboxProgrammer(options: SandboxProgrammerOptions): Sand
     changed: (sandboxId, change) =>
       rt.locks.with([`sandbox-config:${sandboxId}`], () => program(sandboxId, change)),
     settled: (endpointId) => void pendingJoins.delete(endpointId),
+    members: (sandboxId) => members(sandboxId, {}),
   };
 }

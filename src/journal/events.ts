@@ -88,6 +88,23 @@ const failed = z.object({
 const empty = z.object({}).loose();
 const facts = z.object({ facts: z.record(z.string(), z.unknown()).optional() }).loose();
 
+/** A port binding as requested (src/ports/binding.ts, validated and normalised). */
+const PortBindingData = z.object({
+  containerPort: z.number().int(),
+  proto: z.enum(["tcp", "udp"]).optional(),
+  hostIp: z.string().optional(),
+  hostPort: z.number().int().optional(),
+  hostPortEnd: z.number().int().optional(),
+}).loose();
+/** A decided port mapping: host address and port fixed (`chosenFrom`: cnm chose the port). */
+const PortMappingData = z.object({
+  proto: z.enum(["tcp", "udp"]),
+  containerPort: z.number().int(),
+  hostIp: z.string(),
+  hostPort: z.number().int(),
+  chosenFrom: z.object({ start: z.number().int(), end: z.number().int() }).optional(),
+}).loose();
+
 const reconciled = z.object({
   findings: z.array(
     z.object({
@@ -131,6 +148,15 @@ export const DataSchemas: Record<string, z.ZodType> = {
     ipv4Address: z.string().optional(),
     ipv6Address: z.string().optional(),
     macAddress: z.string().optional(),
+    /** The port bindings asked for (published while the endpoint is joined). */
+    portBindings: z.array(PortBindingData).optional(),
+    /** Ports the endpoint exposes (libnetwork's exposedports). */
+    exposedPorts: z.array(
+      z.object({ port: z.number().int(), proto: z.enum(["tcp", "udp"]) })
+        .loose(),
+    ).optional(),
+    /** The host ports decided for `portBindings`, before anything was journaled. */
+    ports: z.array(PortMappingData).optional(),
   }).loose(),
   "endpoint.created": facts,
   "endpoint.create.failed": failed,

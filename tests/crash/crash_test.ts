@@ -7,8 +7,8 @@
  * Not repeated here: duplicate network names from concurrent creates (moby#18864) are
  * covered by "concurrent creates of one name: exactly one wins" in
  * tests/integration/recovery_test.ts. Stale DNAT rules and orphaned port holders
- * (moby#32048, moby#25981) need port publishing, which the bridge driver does not have yet;
- * stale overlay entries (moby#35401) need the overlay driver; a corrupted state file
+ * (moby#32048, moby#25981) are tests/crash/ports_crash_test.ts (and the crash test's
+ * workload publishes ports); stale overlay entries (moby#35401) need the overlay driver; a corrupted state file
  * (moby#20694, moby#43072) has no counterpart: the journal is append-only and zod-validated.
  */
 

@@ -153,15 +153,18 @@ Deno.test("reconcile (root, nats-server) runs at start: removes what carries its
     const found = again.recovery.reconcile!.findings.map((f) =>
       `${f.resource} ${f.name} ${f.problem} ${f.repaired}`
     );
-    assert.deepEqual(found.sort(), [
-      `bridge br-gone unexpected true`,
-      `bridge br-leaked unexpected true`,
-      `bridge br-old foreign false`,
-      `bridge br-other foreign false`,
-      `netns ${p}-0badcafe-0123456789ab foreign false`,
-      `netns ${p}-${owner}-0123456789ab unexpected true`,
-      `netns ${p}-leaked foreign false`,
-    ]);
+    assert.deepEqual(
+      found.sort(),
+      [
+        `bridge br-gone unexpected true`,
+        `bridge br-leaked unexpected true`,
+        `bridge br-old foreign false`,
+        `bridge br-other foreign false`,
+        `netns ${p}-0badcafe-0123456789ab foreign false`,
+        `netns ${p}-${owner}-0123456789ab unexpected true`,
+        `netns ${p}-leaked foreign false`,
+      ].sort(),
+    ); // the owner id is random per run: sort both sides
     assert.deepEqual(await env.sandboxesInKernel(), [`${p}-0badcafe-0123456789ab`, `${p}-leaked`]);
     const links = await sh(["ip", "-n", env.host.name, "-br", "link"]);
     assert.match(links, /^br-old /m);
