@@ -18,6 +18,8 @@ export interface EndpointContext extends BaseContext {
   ipv4Address?: string;
   ipv6Address?: string;
   macAddress?: string;
+  /** Extra names of its sandbox on this network (the embedded DNS resolver answers them). */
+  aliases?: string[];
   /** The sandbox this endpoint is joined to (or joining/leaving), else null. */
   sandboxId: string | null;
   /** Interface name inside the sandbox, decided at join time. */
@@ -41,6 +43,7 @@ export function endpointContextFrom(event: CnmEvent): EndpointContext {
     ipv4Address: d.ipv4Address,
     ipv6Address: d.ipv6Address,
     macAddress: d.macAddress,
+    ...(Array.isArray(d.aliases) && d.aliases.length ? { aliases: [...d.aliases] } : {}),
     sandboxId: null,
     facts: {},
     joinFacts: {},

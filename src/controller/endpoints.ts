@@ -109,6 +109,7 @@ export async function createEndpoint(
           : macNeeded
           ? { macAddress: randomMac() }
           : {}),
+        ...(input.aliases?.length ? { aliases: [...new Set(input.aliases)] } : {}),
       };
       const intent = rt.createIntent("endpoint", id, data);
       ({ done } = await rt.begin("endpoint", undefined, intent));

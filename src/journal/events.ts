@@ -131,6 +131,8 @@ export const DataSchemas: Record<string, z.ZodType> = {
     ipv4Address: z.string().optional(),
     ipv6Address: z.string().optional(),
     macAddress: z.string().optional(),
+    /** Extra names of the endpoint's sandbox on its network (embedded DNS). */
+    aliases: z.array(z.string()).optional(),
   }).loose(),
   "endpoint.created": facts,
   "endpoint.create.failed": failed,
