@@ -17,6 +17,7 @@ import type { EffectEnv } from "./effects.ts";
 import { networkContext, sandboxContext } from "./objects.ts";
 import type { Runtime } from "./runtime.ts";
 import type { SandboxProgrammer } from "./sandbox_program.ts";
+import type { SandboxDns } from "./sandbox_dns.ts";
 import type { World } from "./world.ts";
 
 /** Feeds global networks' drivers with peers. */
@@ -53,6 +54,8 @@ export interface ControllerSettings {
   reconcileOnStart: boolean;
   /** Path of the host namespace, when the kernel was given one. */
   hostNamespace?: string;
+  /** Path of the host's resolv.conf (systemd-resolved's stub is followed). */
+  hostResolvConf: string;
   /** The controller option `driverConfig`, applied at start. */
   driverConfig?: Record<string, Record<string, unknown>>;
 }
@@ -69,6 +72,8 @@ export interface ControllerContext {
   /** Driver configurations in force on this host, by driver name (absent: its defaults). */
   driverConfigs: Map<string, StoredDriverConfig>;
   sandboxes: SandboxProgrammer;
+  /** The embedded DNS resolver: listeners, records, resolv.conf (sandbox_dns.ts). */
+  dns: SandboxDns;
   /** Every host's objects, folded from the stream and followed live. */
   world: World;
   /** Feeds global networks' drivers with the peers learned from the stream. */
@@ -92,6 +97,7 @@ export function effectEnv(ctx: ControllerContext): EffectEnv {
     networkContext: (id) => networkContext(rt, id),
     sandboxContext: (id) => sandboxContext(rt, id),
     sandboxChanged: (sandboxId, change) => ctx.sandboxes.changed(sandboxId, change),
+    sandboxDeleting: (sandboxId) => ctx.dns.deleting(sandboxId),
     sandboxDir: (id) => ctx.sandboxes.dir(id),
   };
 }

@@ -53,6 +53,8 @@ export interface EffectEnv {
   sandboxContext(id: string): SandboxContext | undefined;
   /** Called after an endpoint joined or left a sandbox (sandbox-level programming). */
   sandboxChanged(sandboxId: string, change: SandboxChange): Promise<void>;
+  /** Called before a sandbox's namespace is deleted (its DNS listener stops first). */
+  sandboxDeleting?(sandboxId: string): Promise<void>;
   /** Directory of a sandbox's files. */
   sandboxDir(sandboxId: string): string;
 }
@@ -217,7 +219,14 @@ async function endpointEffect(
     case "joining": {
       const sb = sandbox();
       const facts = (await driver.join(driverNetwork(net), driverEndpoint(c), sb, ectx)) ?? {};
-      await env.sandboxChanged(sb.id, { add: { endpointId: c.id, facts } });
+      try {
+        await env.sandboxChanged(sb.id, { add: { endpointId: c.id, facts } });
+      } catch (err) {
+        // (e.g. the embedded DNS resolver could not start): the join fails, undone.
+        await driver.leave(driverNetwork(net), driverEndpoint(c), sb, ectx).catch(() => {});
+        await env.sandboxChanged(sb.id, { remove: c.id }).catch(() => {});
+        throw err;
+      }
       return { type: "endpoint.joined", data: { facts } };
     }
     case "leaving": {
@@ -254,6 +263,7 @@ async function sandboxEffect(env: EffectEnv, state: string, c: SandboxContext): 
     await env.sandboxChanged(c.id, {});
     return { type: "sandbox.created", data: { facts: {} } };
   }
+  await env.sandboxDeleting?.(c.id);
   if (c.owned) await env.kernel.deleteNetns(netnsNameOf(c.key));
   await Deno.remove(env.sandboxDir(c.id), { recursive: true }).catch((err) => {
     if (!(err instanceof Deno.errors.NotFound)) throw err;

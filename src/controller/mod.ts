@@ -49,6 +49,8 @@ import { openClaims } from "./claims.ts";
 import { applyRemote, checkGlobalOrder, releaseGlobalClaims } from "./global.ts";
 import { createWorld } from "./world.ts";
 import { createPeerProgrammer } from "./peers.ts";
+import { createSandboxDns, type SandboxDns } from "./sandbox_dns.ts";
+import { readHostResolvConf } from "../dns/resolv_conf.ts";
 import { emptyFold } from "../journal/fold.ts";
 import * as sandboxes from "./sandboxes.ts";
 
@@ -105,6 +107,15 @@ export interface ControllerOptions {
   defaultBridge?: boolean;
   /** Directory for per-sandbox files (hosts, resolv.conf). Default `/var/lib/cnm/<hostId>`. */
   stateDir?: string;
+  /**
+   * The host's resolv.conf: the source of every sandbox's resolv.conf, and the embedded DNS
+   * resolver's upstream servers (dialled from the host namespace). When its only nameserver is
+   * systemd-resolved's stub 127.0.0.53, `/run/systemd/resolve/resolv.conf` is read instead.
+   * Default `/etc/resolv.conf`.
+   */
+  hostResolvConf?: string;
+  /** Milliseconds the embedded DNS resolver waits for each upstream server. Default 4000. */
+  dnsTimeoutMs?: number;
   /** Milliseconds a command waits for its outcome to become durable. Default 30000. */
   commandTimeoutMs?: number;
   /** Milliseconds to wait for one PubAck. Default 4000. */
@@ -288,6 +299,8 @@ async function start(
   });
   const stateDir = options.stateDir ?? `/var/lib/cnm/${hostId}`;
   const owner = ownerId(journal.stream, hostId);
+  const hostResolvConf = options.hostResolvConf ?? "/etc/resolv.conf";
+  const readHostResolv = () => readHostResolvConf(hostResolvConf);
   ctx = {
     runtime,
     kernel,
@@ -295,7 +308,14 @@ async function start(
     hostNetworks: [],
     drivers,
     driverConfigs: new Map(),
-    sandboxes: createSandboxProgrammer({ runtime, kernel, stateDir }),
+    sandboxes: createSandboxProgrammer({
+      runtime,
+      kernel,
+      stateDir,
+      hostResolvConf: readHostResolv,
+      resolvConf: (sb, ids, initial) => ctx.dns.program(sb, ids, initial),
+    }),
+    dns: undefined as unknown as SandboxDns,
     firewall: createFirewall({ exec: (argv, o) => kernel.exec(argv, o) }),
     claims,
     peers: undefined as unknown as PeerProgrammer,
@@ -310,6 +330,7 @@ async function start(
       owner,
       namePrefix: options.namePrefix ?? "cnm-",
       stateDir,
+      hostResolvConf,
       predefined: options.predefined ?? true,
       defaultBridge: options.defaultBridge ?? true,
       reconcileOnStart: options.reconcileOnStart ?? true,
@@ -320,6 +341,11 @@ async function start(
     },
   };
   ctx.peers = createPeerProgrammer(ctx);
+  ctx.dns = createSandboxDns(ctx, {
+    hostResolvConf: readHostResolv,
+    ...(options.dnsTimeoutMs !== undefined ? { timeoutMs: options.dnsTimeoutMs } : {}),
+    log: options.log ?? ((line) => console.error(`cnm: ${line}`)),
+  });
   watchConnection(nc, ctx);
 
   let closed = false;
@@ -353,6 +379,8 @@ async function start(
       ctx.world.close();
       runtime.close();
       const errors: unknown[] = [];
+      // The listeners stop answering; their DNAT tables stay, like the rest of the kernel.
+      await ctx.dns.close().catch((e) => errors.push(e));
       if (ownsKernel) await kernel.close().catch((e) => errors.push(e));
       await lease.release().catch((e) => errors.push(e));
       drivers.close();

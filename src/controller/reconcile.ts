@@ -63,6 +63,7 @@ export async function reconcile(
           networks.some((n) => hasFirewall(n.c)) ? await firewall.networkOwners() : undefined,
       }),
       ...await inspectOverlayDrift(ctx),
+      ...await ctx.dns.inspect(),
     ];
     const report: ReconcileReport = { dryRun, findings: [], ms: 0 };
     if (dryRun) {
@@ -90,6 +91,7 @@ export async function reconcile(
             ? removeOverlayOrphan(ctx, name)
             : ctx.kernel.deleteNetns(name),
         ensureJoined: (c) => ensureJoined(env, c, newEventId()),
+        repairDns: (sandboxId, found) => ctx.dns.repair(sandboxId, found),
         record: (kind, objectId, group, error) =>
           recordReconciled(ctx, kind, objectId, group, error),
       });

@@ -51,6 +51,8 @@ export interface RecoveryReport {
   reconcile?: ReconcileReport;
   /** What the `driverConfig` option did, per driver (journaled only when it differed). */
   driverConfig: ConfigureDriverResult[];
+  /** The embedded DNS listeners started again (sandbox ids that failed), and how long it took. */
+  dns: { started: number; failed: string[]; ms: number };
 }
 
 interface Resumed {
@@ -66,6 +68,8 @@ export async function recover(ctx: ControllerContext, started: number): Promise<
   // The world's fold: every host's objects (global networks are shared by all of them).
   const fold = ctx.world.fold;
   for await (const e of rt.journal.read()) foldEvent(fold, e);
+  // The embedded resolver's names: exactly what the journal says, every host's.
+  ctx.dns.feed.load(fold);
   const runsHere = (obj: FoldedObject) =>
     obj.host === hostId || (obj.kind === "network" && isGlobal(obj.snapshot.context));
   // Driver configurations first: IPAM's default pools and plugin timeouts come from them.
@@ -121,6 +125,10 @@ export async function recover(ctx: ControllerContext, started: number): Promise<
       if (!resumed.some((r) => r.rec === rec)) rec.actor.start();
     }
   }
+  // Sandboxes answer names again before anything else runs (the old sockets died with us).
+  const dnsStarted = performance.now();
+  const dns = { ...await ctx.dns.restartAll(), ms: 0 };
+  dns.ms = performance.now() - dnsStarted;
   const order = (r: Resumed) => {
     const s = stateOf(r.rec.actor.getSnapshot?.() ?? { value: "creating" });
     if (r.rec.kind === "endpoint") return 2;
@@ -144,6 +152,7 @@ export async function recover(ctx: ControllerContext, started: number): Promise<
     ms: performance.now() - started,
     driverConfig: [],
     leaseWaitMs: 0,
+    dns,
   };
   // Before the predefined networks: the `bridge` network is made under this configuration.
   report.driverConfig = await applyStartConfig(ctx, ctx.settings.driverConfig);

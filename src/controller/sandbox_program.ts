@@ -29,6 +29,18 @@ export interface SandboxProgrammerOptions {
   kernel: Kernel;
   /** Directory of per-sandbox files (`<stateDir>/sandboxes/<id>`). */
   stateDir: string;
+  /** The host's resolv.conf text. Default: `/etc/resolv.conf` as it is. */
+  hostResolvConf?: () => Promise<string>;
+  /**
+   * The sandbox's resolv.conf after a change of its members (the embedded DNS resolver's,
+   * sandbox_dns.ts): the content to write now, or undefined to leave the file. Default: the
+   * legacy file, written when the sandbox is made.
+   */
+  resolvConf?(
+    sb: SandboxContext,
+    memberIds: string[],
+    initial: boolean,
+  ): Promise<string | undefined>;
 }
 
 /** Sandbox-level programming. */
@@ -49,6 +61,10 @@ export function createSandboxProgrammer(options: SandboxProgrammerOptions): Sand
   /** The gateway choice last programmed into each sandbox (skip unchanged). */
   const routesOf = new Map<string, string>();
   const dir = (id: string) => `${options.stateDir}/sandboxes/${id}`;
+  const readHost = options.hostResolvConf ?? (() => hostResolvConf());
+  const resolvConfOf = options.resolvConf ??
+    (async (sb: SandboxContext, _ids: string[], initial: boolean) =>
+      initial ? resolvConf({ name: sb.name, ...(sb.config ?? {}) }, await readHost()) : undefined);
 
   /** The sandbox's members: endpoints joined or joining it, less the one leaving. */
   function members(sandboxId: string, change: SandboxChange): SandboxMember[] {
@@ -92,24 +108,28 @@ export function createSandboxProgrammer(options: SandboxProgrammerOptions): Sand
       await programRoutes(kernel, sb.key, list);
       routesOf.set(sandboxId, routes);
     }
-    // resolv.conf does not depend on the members: written when the sandbox is made.
-    await writeFiles(sb, list, !change.add && !change.remove);
+    // resolv.conf: written when the sandbox is made, and when the embedded DNS resolver
+    // starts or stops serving it (sandbox_dns.ts).
+    const ids = list.map((m) => m.endpointId);
+    await writeFiles(sb, list, await resolvConfOf(sb, ids, !change.add && !change.remove), ids);
   }
 
   async function writeFiles(
     sb: SandboxContext,
     list: SandboxMember[],
-    withResolvConf: boolean,
+    resolv: string | undefined,
+    ids: string[],
   ): Promise<void> {
     const d = dir(sb.id);
     const opts = { name: sb.name, ...(sb.config ?? {}) };
-    if (withResolvConf) {
+    if (resolv !== undefined) {
       await Deno.mkdir(d, { recursive: true });
-      await writeIfChanged(`${d}/resolv.conf`, resolvConf(opts, await hostResolvConf()));
+      await writeIfChanged(`${d}/resolv.conf`, resolv);
     }
     await writeIfChanged(`${d}/hosts`, hostsFile(opts, list)).catch(async (err) => {
-      if (withResolvConf || !(err instanceof Deno.errors.NotFound)) throw err;
-      await writeFiles(sb, list, true); // the directory went missing: remake it
+      if (resolv !== undefined || !(err instanceof Deno.errors.NotFound)) throw err;
+      // The directory went missing: remake it.
+      await writeFiles(sb, list, await resolvConfOf(sb, ids, true), ids);
     });
   }
 

@@ -168,7 +168,8 @@ export async function readDnat(
     if (/No such file or directory/.test((err as Error).message)) return undefined;
     throw err;
   }
-  return describeListing(json);
+  // (An exec that prints nothing — a kernel that does nothing — has no table either.)
+  return json.trim() === "" ? undefined : describeListing(json);
 }
 
 /** Compares what `netns` has with the pair for `ports`; [] when they match. */
