@@ -107,10 +107,11 @@ export function createSandboxDns(ctx: ControllerContext, options: SandboxDnsOpti
     endpointsOf(rt, (e) => e.sandboxId === sandboxId)
       .filter((r) => rt.state(r) === "joined")
       .map((r) => r.id);
-  const start = async (sb: SandboxContext) => {
+  const start = async (sb: SandboxContext, replacing = false) => {
     const ino = inodeOf(sb.key);
     const started = await resolver.start(sb.id, {
       netns: sb.key,
+      ...(replacing ? { replacing } : {}),
       ...(sb.config?.dns?.length ? { dns: sb.config.dns } : {}),
       ...(sb.config?.dnsSearch ? { dnsSearch: sb.config.dnsSearch } : {}),
     });
@@ -166,7 +167,7 @@ export function createSandboxDns(ctx: ControllerContext, options: SandboxDnsOpti
           const s = sb;
           try {
             await rt.locks.with([`sandbox-config:${s.id}`], async () => {
-              await ensureEmbeddedFile(s.id, await start(s));
+              await ensureEmbeddedFile(s.id, await start(s, true));
             });
             started++;
           } catch (err) {
@@ -232,7 +233,7 @@ export function createSandboxDns(ctx: ControllerContext, options: SandboxDnsOpti
         } else if (dns.some(isListener) || findings.some((f) => f.resource === "netns")) {
           // Not listening, or in a namespace that was replaced: new sockets, new table.
           await stop(sb.id).catch(() => {});
-          await ensureEmbeddedFile(sb.id, await start(sb));
+          await ensureEmbeddedFile(sb.id, await start(sb, true));
         } else if (dns.length) {
           await resolver.listener(sb.id)?.repair();
         }

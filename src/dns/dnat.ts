@@ -115,6 +115,18 @@ export async function installDnat(
   await exec(["nft", "-f", "-"], { netns, stdin: dnatScript(ports) });
 }
 
+/**
+ * Forgets the sandbox's UDP flows to `127.0.0.11:53` (`conntrack -D`), so that a client that
+ * keeps its source port follows a replaced table to the new ports: conntrack keeps a flow's
+ * first DNAT while it is in use (every retry refreshes it), which after a restart would send
+ * it to the dead listener's port for ever. Best effort: no flow, or no `conntrack`, is fine.
+ */
+export async function forgetDnsFlows(netns: string, exec: NftExec = nsenterExec): Promise<void> {
+  await exec(["conntrack", "-D", "-p", "udp", "--orig-dst", RESOLVER_ADDRESS, "--dport", "53"], {
+    netns,
+  }).catch(() => {}); // (exits 1 when there was nothing to delete)
+}
+
 /** Removes the table from the sandbox `netns`, if present. */
 export async function removeDnat(netns: string, exec: NftExec = nsenterExec): Promise<void> {
   await exec(["nft", "-f", "-"], { netns, stdin: removeScript() });

@@ -55,6 +55,8 @@ export interface ResolverOptions {
 export interface SandboxDnsConfig extends ResolvConfInput {
   /** Path of the sandbox's network namespace. */
   netns: string;
+  /** An earlier process's listener may have served it (a restart); see `ListenerOptions`. */
+  replacing?: boolean;
 }
 
 /** What {@link Resolver.start} returns. */
@@ -149,6 +151,7 @@ export function createResolver(options: ResolverOptions = {}): Resolver {
           forwarder,
           upstreams,
           ndotsSet: resolvConf.ndotsSet,
+          ...(config.replacing ? { replacing: true } : {}),
           ...(options.exec ? { exec: options.exec } : {}),
           ...(options.nat !== undefined ? { nat: options.nat } : {}),
         });

@@ -9,11 +9,34 @@ import assert from "node:assert/strict";
 import { connect } from "@nats-io/transport-node";
 import { createApiClient, type SandboxInfo } from "../../mod.ts";
 import { readDnat } from "../../src/dns/dnat.ts";
+import { listenUdpIn } from "../../src/dns/netns_sockets.ts";
+import { asBuffer, decode, encode, FLAG } from "../../src/dns/_packet.ts";
 import { createDnsFold } from "../../src/dns/records_fold.ts";
 import { openJournal } from "../../src/journal/journal.ts";
 import { type ServeProcess, startServe } from "../_harness/cnm_serve.ts";
 import { UPSTREAM } from "../_harness/dns_lab.ts";
 import { connected, createControllerLab, digIn } from "./_controller_lab.ts";
+
+/** A client that keeps its source port (as long-lived resolvers do): one A query, 500 ms. */
+function fixedPortClient(netns: string) {
+  const conn = listenUdpIn(netns, "0.0.0.0");
+  let id = 0;
+  return {
+    async ask(name: string): Promise<string[] | null> {
+      id = (id + 1) & 0xffff;
+      const q = encode({ type: "query", id, flags: FLAG.RD, questions: [{ type: "A", name }] });
+      await conn.send(q, { transport: "udp", hostname: "127.0.0.11", port: 53 });
+      const timer = new Promise<null>((r) => setTimeout(() => r(null), 500));
+      for (;;) {
+        const got = await Promise.race([conn.receive(), timer]);
+        if (!got) return null;
+        const r = decode(asBuffer(got[0]));
+        if (r.id === id) return (r.answers ?? []).map((a) => String((a as { data: unknown }).data));
+      }
+    },
+    close: () => conn.close(),
+  };
+}
 
 /** The ports of a sandbox's DNAT pair, as `dnat udp 53 -> N` lines. */
 const dnatPorts = async (sb: SandboxInfo) =>
@@ -76,10 +99,12 @@ Deno.test("embedded DNS after kill -9 of cnm serve (root, nats-server): exactly 
     const before = new Map<string, string[]>();
     for (const sb of sandboxes) before.set(sb.id, await dnatPorts(sb));
 
+    const dbIp = db.eps.front.ipv4Address!.split("/")[0];
+    const sticky = fixedPortClient(web.sb.key);
+
     await t.step("before: names resolve", async () => {
-      assert.deepEqual((await digIn(web.sb, "db")).answers, [
-        db.eps.front.ipv4Address!.split("/")[0],
-      ]);
+      assert.deepEqual((await digIn(web.sb, "db")).answers, [dbIp]);
+      assert.deepEqual(await sticky.ask("db"), [dbIp]);
     });
 
     await t.step("kill -9: nothing answers 127.0.0.11 while the controller is dead", async () => {
@@ -88,6 +113,7 @@ Deno.test("embedded DNS after kill -9 of cnm serve (root, nats-server): exactly 
       const r = await digIn(web.sb, "+time=1", "db");
       assert.equal(r.status, "TIMEOUT");
       assert.match(r.text, /connection refused/);
+      assert.equal(await sticky.ask("db"), null, "its flow still goes to the dead port");
     });
 
     await t.step("restarted: every answer is the journal's, from the first query", async () => {
@@ -119,9 +145,17 @@ Deno.test("embedded DNS after kill -9 of cnm serve (root, nats-server): exactly 
         }
       }
       assert.ok(compared >= 15, `only ${compared} names resolved`);
-      const ptr = await digIn(web.sb, "-x", db.eps.front.ipv4Address!.split("/")[0]);
+      const ptr = await digIn(web.sb, "-x", dbIp);
       assert.deepEqual(ptr.answers, ["db.front."]);
     });
+
+    await t.step(
+      "a client that kept its source port is answered too (its flow was forgotten)",
+      async () => {
+        assert.deepEqual(await sticky.ask("db"), [dbIp]);
+        sticky.close();
+      },
+    );
 
     await t.step("one DNAT pair per sandbox, on the new sockets' ports", async () => {
       for (const sb of sandboxes) {
