@@ -9,7 +9,6 @@
  * @module
  */
 
-import { createController } from "../mod.ts";
 import type { Controller, ControllerOptions, Driver, SandboxInfo } from "../mod.ts";
 import { listenUdpIn } from "../src/dns/netns_sockets.ts";
 import { asBuffer, decode, encode, FLAG } from "../src/dns/_packet.ts";
