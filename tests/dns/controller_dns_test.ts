@@ -270,6 +270,17 @@ Deno.test("embedded DNS through the controller (root, nats-server): names, scopi
       },
     );
 
+    await t.step("NATS down: names are still answered from what the controller has", async () => {
+      await cl.nats.stop();
+      try {
+        assert.deepEqual((await digIn(web.sb, "db")).answers, [dbFront]);
+        assert.deepEqual((await digIn(web.sb, "+tcp", "api")).answers.length, 3);
+        assert.deepEqual((await digIn(web.sb, "example.test")).answers, ["203.0.113.7"]);
+      } finally {
+        await cl.nats.start();
+      }
+    });
+
     await upstream.stop();
   } finally {
     await cl.cleanup();
