@@ -79,11 +79,9 @@ const EMBEDDED = new RegExp(`^nameserver ${RESOLVER_ADDRESS.replaceAll(".", "\\.
 /** Creates the glue; the records follow the runtime's and the world's events from now on. */
 export function createSandboxDns(ctx: ControllerContext, options: SandboxDnsOptions): SandboxDns {
   const rt = ctx.runtime;
-  const exec = (argv: string[], o: { netns: string; stdin?: string }) => ctx.kernel.exec(argv, o);
   const resolver = createResolver({
     ...(ctx.settings.hostNamespace ? { hostNamespace: ctx.settings.hostNamespace } : {}),
     hostResolvConf: options.hostResolvConf,
-    exec,
     ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
   });
   const feed = createDnsFeed({
@@ -180,6 +178,7 @@ export function createSandboxDns(ctx: ControllerContext, options: SandboxDnsOpti
       return { started, failed };
     },
     async inspect() {
+      await resolver.idle(); // (stops remove their tables in the background)
       const out: Finding[] = [];
       const finding = (sb: SandboxContext, f: Omit<Finding, "kind" | "objectId" | "resource">) =>
         out.push({ kind: "sandbox", objectId: sb.id, resource: "dns", ...f });
@@ -210,7 +209,7 @@ export function createSandboxDns(ctx: ControllerContext, options: SandboxDnsOpti
         }
         if (running) finding(sb, { name, problem: "unexpected" });
         if (inodeOf(sb.key) === undefined) continue;
-        const table = await readDnat(sb.key, exec).catch(() => undefined);
+        const table = await readDnat(sb.key).catch(() => undefined);
         if (table) {
           finding(sb, {
             name: `ip cnm-dns in ${sb.key}`,
@@ -229,7 +228,7 @@ export function createSandboxDns(ctx: ControllerContext, options: SandboxDnsOpti
       await rt.locks.with([`sandbox-config:${sb.id}`], async () => {
         if (dns.some((f) => f.problem === "unexpected")) {
           if (resolver.listener(sb.id)) await stop(sb.id);
-          await removeDnat(sb.key, exec);
+          await removeDnat(sb.key);
         } else if (dns.some(isListener) || findings.some((f) => f.resource === "netns")) {
           // Not listening, or in a namespace that was replaced: new sockets, new table.
           await stop(sb.id).catch(() => {});

@@ -14,7 +14,7 @@ import { InvalidArgumentError } from "../../mod.ts";
 import { installDnat, readDnat } from "../../src/dns/dnat.ts";
 import { sh } from "../_harness/command.ts";
 import { getent, UPSTREAM } from "../_harness/dns_lab.ts";
-import { connected, createControllerLab, digIn, ipOf } from "./_controller_lab.ts";
+import { connected, createControllerLab, digIn, ipOf, until } from "./_controller_lab.ts";
 
 Deno.test("embedded DNS through the controller (root, nats-server): names, scoping, forwarding, leave, reconcile", async (t) => {
   const cl = await createControllerLab("cdns");
@@ -208,8 +208,9 @@ Deno.test("embedded DNS through the controller (root, nats-server): names, scopi
       await cnm.leave(late.eps.front.id, late.sb.id);
       assert.equal((await digIn(web.sb, "newcomer")).status, "NXDOMAIN");
       assert.equal((await digIn(web.sb, "late")).status, "NXDOMAIN");
-      // Its last DNS network left: no listener, no table, today's resolv.conf again.
-      assert.equal(await readDnat(late.sb.key), undefined);
+      // Its last DNS network left: no listener, no table (removed right after), today's
+      // resolv.conf again.
+      await until("no table", async () => (await readDnat(late.sb.key)) === undefined, 1000);
       const conf = await Deno.readTextFile(late.sb.resolvConfPath);
       assert.doesNotMatch(conf, /127\.0\.0\.11/);
       const gone = await digIn(late.sb, "+time=1", "web");
