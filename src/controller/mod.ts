@@ -50,7 +50,6 @@ import { applyRemote, checkGlobalOrder, releaseGlobalClaims } from "./global.ts"
 import { createWorld } from "./world.ts";
 import { createPeerProgrammer } from "./peers.ts";
 import { createSandboxDns, type SandboxDns } from "./sandbox_dns.ts";
-import { readHostResolvConf } from "../dns/resolv_conf.ts";
 import { emptyFold } from "../journal/fold.ts";
 import * as sandboxes from "./sandboxes.ts";
 
@@ -108,10 +107,8 @@ export interface ControllerOptions {
   /** Directory for per-sandbox files (hosts, resolv.conf). Default `/var/lib/cnm/<hostId>`. */
   stateDir?: string;
   /**
-   * The host's resolv.conf: the source of every sandbox's resolv.conf, and the embedded DNS
-   * resolver's upstream servers (dialled from the host namespace). When its only nameserver is
-   * systemd-resolved's stub 127.0.0.53, `/run/systemd/resolve/resolv.conf` is read instead.
-   * Default `/etc/resolv.conf`.
+   * The host's resolv.conf (sandboxes' files; the embedded DNS resolver's upstreams, dialled from
+   * the host namespace; systemd-resolved's stub is followed). Default `/etc/resolv.conf`.
    */
   hostResolvConf?: string;
   /** Milliseconds the embedded DNS resolver waits for each upstream server. Default 4000. */
@@ -299,8 +296,6 @@ async function start(
   });
   const stateDir = options.stateDir ?? `/var/lib/cnm/${hostId}`;
   const owner = ownerId(journal.stream, hostId);
-  const hostResolvConf = options.hostResolvConf ?? "/etc/resolv.conf";
-  const readHostResolv = () => readHostResolvConf(hostResolvConf);
   ctx = {
     runtime,
     kernel,
@@ -308,13 +303,7 @@ async function start(
     hostNetworks: [],
     drivers,
     driverConfigs: new Map(),
-    sandboxes: createSandboxProgrammer({
-      runtime,
-      kernel,
-      stateDir,
-      hostResolvConf: readHostResolv,
-      resolvConf: (sb, ids, initial) => ctx.dns.program(sb, ids, initial),
-    }),
+    sandboxes: createSandboxProgrammer({ runtime, kernel, stateDir, dns: () => ctx.dns }),
     dns: undefined as unknown as SandboxDns,
     firewall: createFirewall({ exec: (argv, o) => kernel.exec(argv, o) }),
     claims,
@@ -330,7 +319,7 @@ async function start(
       owner,
       namePrefix: options.namePrefix ?? "cnm-",
       stateDir,
-      hostResolvConf,
+      hostResolvConf: options.hostResolvConf ?? "/etc/resolv.conf",
       predefined: options.predefined ?? true,
       defaultBridge: options.defaultBridge ?? true,
       reconcileOnStart: options.reconcileOnStart ?? true,
@@ -341,11 +330,7 @@ async function start(
     },
   };
   ctx.peers = createPeerProgrammer(ctx);
-  ctx.dns = createSandboxDns(ctx, {
-    hostResolvConf: readHostResolv,
-    ...(options.dnsTimeoutMs !== undefined ? { timeoutMs: options.dnsTimeoutMs } : {}),
-    log: options.log ?? ((line) => console.error(`cnm: ${line}`)),
-  });
+  ctx.dns = createSandboxDns(ctx, { timeoutMs: options.dnsTimeoutMs, log: options.log });
   watchConnection(nc, ctx);
 
   let closed = false;

@@ -22,7 +22,7 @@ import { createResolver, type Resolver } from "../dns/resolver.ts";
 import { networkHasDns } from "../dns/records.ts";
 import { dnsNetworkOf } from "../dns/records_fold.ts";
 import { readDnat, removeDnat } from "../dns/dnat.ts";
-import { RESOLVER_ADDRESS } from "../dns/resolv_conf.ts";
+import { readHostResolvConf, RESOLVER_ADDRESS } from "../dns/resolv_conf.ts";
 import type { ControllerContext } from "./context.ts";
 import type { Finding } from "./drift.ts";
 import { createDnsFeed, type DnsFeed } from "./dns_feed.ts";
@@ -31,12 +31,11 @@ import { resolvConf, writeIfChanged } from "./sandbox_config.ts";
 
 /** Options of {@link createSandboxDns}. */
 export interface SandboxDnsOptions {
-  /** The host's resolv.conf text (systemd-resolved followed). */
-  hostResolvConf(): Promise<string>;
   /** Per upstream, ms (default 4000: libnetwork's). */
   timeoutMs?: number;
   /** Listeners started at once on restart (default 8). */
   parallel?: number;
+  /** Where problems are said (default stderr). */
   log?(line: string): void;
 }
 
@@ -77,11 +76,16 @@ const isListener = (f: Finding) => f.resource === "dns" && f.name.startsWith("re
 const EMBEDDED = new RegExp(`^nameserver ${RESOLVER_ADDRESS.replaceAll(".", "\\.")}$`, "m");
 
 /** Creates the glue; the records follow the runtime's and the world's events from now on. */
-export function createSandboxDns(ctx: ControllerContext, options: SandboxDnsOptions): SandboxDns {
+export function createSandboxDns(
+  ctx: ControllerContext,
+  options: SandboxDnsOptions = {},
+): SandboxDns {
   const rt = ctx.runtime;
+  // The host's file, systemd-resolved's stub followed (the controller option hostResolvConf).
+  const hostResolvConf = () => readHostResolvConf(ctx.settings.hostResolvConf);
   const resolver = createResolver({
     ...(ctx.settings.hostNamespace ? { hostNamespace: ctx.settings.hostNamespace } : {}),
-    hostResolvConf: options.hostResolvConf,
+    hostResolvConf,
     ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
   });
   const feed = createDnsFeed({
@@ -121,7 +125,7 @@ export function createSandboxDns(ctx: ControllerContext, options: SandboxDnsOpti
     await resolver.stop(sandboxId);
   };
   const legacy = async (sb: SandboxContext) =>
-    resolvConf({ name: sb.name, ...(sb.config ?? {}) }, await options.hostResolvConf());
+    resolvConf({ name: sb.name, ...(sb.config ?? {}) }, await hostResolvConf());
   const resolvPath = (id: string) => `${ctx.sandboxes.dir(id)}/resolv.conf`;
   /** Writes the embedded file unless the sandbox's file already is one (a restart). */
   const ensureEmbeddedFile = async (id: string, content: string) => {

@@ -13,6 +13,7 @@ import type { Kernel } from "../kernel/types.ts";
 import type { SandboxChange } from "./effects.ts";
 import { endpointsOf, networkContext } from "./objects.ts";
 import type { Runtime } from "./runtime.ts";
+import type { SandboxDns } from "./sandbox_dns.ts";
 import {
   chooseGateway,
   hostResolvConf,
@@ -29,18 +30,11 @@ export interface SandboxProgrammerOptions {
   kernel: Kernel;
   /** Directory of per-sandbox files (`<stateDir>/sandboxes/<id>`). */
   stateDir: string;
-  /** The host's resolv.conf text. Default: `/etc/resolv.conf` as it is. */
-  hostResolvConf?: () => Promise<string>;
   /**
-   * The sandbox's resolv.conf after a change of its members (the embedded DNS resolver's,
-   * sandbox_dns.ts): the content to write now, or undefined to leave the file. Default: the
-   * legacy file, written when the sandbox is made.
+   * The embedded DNS resolver (sandbox_dns.ts), asked for the sandbox's resolv.conf after every
+   * change of its members. Default: the legacy file, written when the sandbox is made.
    */
-  resolvConf?(
-    sb: SandboxContext,
-    memberIds: string[],
-    initial: boolean,
-  ): Promise<string | undefined>;
+  dns?: () => Pick<SandboxDns, "program">;
 }
 
 /** Sandbox-level programming. */
@@ -61,10 +55,12 @@ export function createSandboxProgrammer(options: SandboxProgrammerOptions): Sand
   /** The gateway choice last programmed into each sandbox (skip unchanged). */
   const routesOf = new Map<string, string>();
   const dir = (id: string) => `${options.stateDir}/sandboxes/${id}`;
-  const readHost = options.hostResolvConf ?? (() => hostResolvConf());
-  const resolvConfOf = options.resolvConf ??
-    (async (sb: SandboxContext, _ids: string[], initial: boolean) =>
-      initial ? resolvConf({ name: sb.name, ...(sb.config ?? {}) }, await readHost()) : undefined);
+  const resolvConfOf = async (sb: SandboxContext, ids: string[], initial: boolean) =>
+    options.dns
+      ? await options.dns().program(sb, ids, initial)
+      : initial
+      ? resolvConf({ name: sb.name, ...(sb.config ?? {}) }, await hostResolvConf())
+      : undefined;
 
   /** The sandbox's members: endpoints joined or joining it, less the one leaving. */
   function members(sandboxId: string, change: SandboxChange): SandboxMember[] {
