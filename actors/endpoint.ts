@@ -19,6 +19,8 @@ export interface EndpointContext extends BaseContext {
   ipv4Address?: string;
   ipv6Address?: string;
   macAddress?: string;
+  /** Extra names of its sandbox on this network (the embedded DNS resolver answers them). */
+  aliases?: string[];
   /** The sandbox this endpoint is joined to (or joining/leaving), else null. */
   sandboxId: string | null;
   /** Interface name inside the sandbox, decided at join time. */
@@ -51,6 +53,7 @@ export function endpointContextFrom(event: CnmEvent): EndpointContext {
     ...(d.portBindings ? { portBindings: d.portBindings } : {}),
     ...(d.exposedPorts ? { exposedPorts: d.exposedPorts } : {}),
     ...(d.ports ? { ports: d.ports } : {}),
+    ...(Array.isArray(d.aliases) && d.aliases.length ? { aliases: [...d.aliases] } : {}),
     sandboxId: null,
     facts: {},
     joinFacts: {},

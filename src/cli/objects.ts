@@ -319,6 +319,12 @@ const ADDRESS_FLAGS: FlagSpecs = {
   ip: { type: "string", arg: "IPV4", help: "IPv4 address" },
   ip6: { type: "string", arg: "IPV6", help: "IPv6 address" },
   mac: { type: "string", arg: "MAC", help: "MAC address" },
+  alias: {
+    type: "string",
+    multi: true,
+    arg: "NAME",
+    help: "another name of the sandbox on this network (embedded DNS)",
+  },
 };
 
 function endpointOptions(ctx: Ctx, name: string) {
@@ -331,6 +337,7 @@ function endpointOptions(ctx: Ctx, name: string) {
     ...(f.ip6 ? { ipv6Address: f.ip6 as string } : {}),
     ...(f.mac ? { macAddress: f.mac as string } : {}),
     ...publishOptions(ctx),
+    ...((f.alias as string[] | undefined)?.length ? { aliases: f.alias as string[] } : {}),
   };
 }
 

@@ -19,7 +19,7 @@ import { watchParent } from "./_parent.ts";
 export const serveVerb: Verb = {
   usage:
     "cnm serve [--namespace PATH] [--name-prefix P] [--state-dir DIR] [--docker-socket PATH] " +
-    "[--advertise-addr IP] [--replicas N]",
+    "[--advertise-addr IP] [--replicas N] [--resolv-conf PATH]",
   summary: "Runs the controller for --host, journaling to --stream, and answers commands on " +
     "<prefix>-api.<host>.<verb> until interrupted. Stopping leaves the kernel as it is. " +
     "With --docker-socket it also answers the Docker Engine API for networks there.",
@@ -38,6 +38,12 @@ export const serveVerb: Verb = {
       type: "string",
       arg: "DIR",
       help: "sandbox files (default /var/lib/cnm/<host>)",
+    },
+    "resolv-conf": {
+      type: "string",
+      arg: "PATH",
+      help: "the host's resolv.conf: sandboxes' files and the embedded DNS resolver's upstreams " +
+        "(default /etc/resolv.conf)",
     },
     "advertise-addr": {
       type: "string",
@@ -99,6 +105,7 @@ export const serveVerb: Verb = {
       kernel: f.namespace ? { hostNamespace: f.namespace as string } : {},
       ...(f["name-prefix"] ? { namePrefix: f["name-prefix"] as string } : {}),
       ...(f["state-dir"] ? { stateDir: f["state-dir"] as string } : {}),
+      ...(f["resolv-conf"] ? { hostResolvConf: f["resolv-conf"] as string } : {}),
       log: (line) => say(`cnm serve: ${line}`),
       ...(f["advertise-addr"] ? { advertiseAddress: f["advertise-addr"] as string } : {}),
       ...(replicas ? { replicas } : {}),

@@ -9,6 +9,10 @@
  * - `dnsSearch`: domain names (host names, optionally with a final dot), or `.` for none;
  * - `extraHosts`: `name:ip` (Docker's `--add-host`; also `name=ip`, and `[ipv6]`).
  *
+ * And an endpoint's `aliases` (names the embedded DNS resolver answers on its network): DNS
+ * names — labels of 1-63 letters, digits, hyphens and underscores (Docker's container names
+ * may hold underscores, and resolve), at most 253 characters.
+ *
  * @module
  */
 
@@ -20,6 +24,12 @@ const label = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
 /** Whether `s` is an RFC 1123 host name. */
 export function isHostName(s: string): boolean {
   return s.length > 0 && s.length <= 253 && s.split(".").every((l) => label.test(l));
+}
+
+/** Whether `s` is a DNS name for an alias: like a host name, underscores allowed. */
+export function isDnsName(s: string): boolean {
+  return s.length > 0 && s.length <= 253 &&
+    s.split(".").every((l) => /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/.test(l));
 }
 
 /** Whether `s` is a domain name: a host name, optionally ending with a dot. */
@@ -63,5 +73,7 @@ export const HostNameInput = checked(isHostName, "an RFC 1123 host name");
 export const NameserverInput = checked(isIp, "an IP address");
 /** One `dnsSearch` entry. */
 export const SearchDomainInput = checked((s) => s === "." || isDomainName(s), "a domain name");
+/** One endpoint alias. */
+export const AliasInput = checked(isDnsName, "a DNS name");
 /** One `extraHosts` entry. */
 export const ExtraHostInput = checked((s) => splitExtraHost(s) !== undefined, "host:ip");

@@ -18,6 +18,7 @@ import { networkContext, sandboxContext } from "./objects.ts";
 import type { Runtime } from "./runtime.ts";
 import type { SandboxProgrammer } from "./sandbox_program.ts";
 import type { SandboxPorts } from "./sandbox_ports.ts";
+import type { SandboxDns } from "./sandbox_dns.ts";
 import type { World } from "./world.ts";
 
 /** Feeds global networks' drivers with peers. */
@@ -54,6 +55,8 @@ export interface ControllerSettings {
   reconcileOnStart: boolean;
   /** Path of the host namespace, when the kernel was given one. */
   hostNamespace?: string;
+  /** Path of the host's resolv.conf (systemd-resolved's stub is followed). */
+  hostResolvConf: string;
   /** The controller option `driverConfig`, applied at start. */
   driverConfig?: Record<string, Record<string, unknown>>;
 }
@@ -70,6 +73,8 @@ export interface ControllerContext {
   /** Driver configurations in force on this host, by driver name (absent: its defaults). */
   driverConfigs: Map<string, StoredDriverConfig>;
   sandboxes: SandboxProgrammer;
+  /** The embedded DNS resolver: listeners, records, resolv.conf (sandbox_dns.ts). */
+  dns: SandboxDns;
   /** Every host's objects, folded from the stream and followed live. */
   world: World;
   /** Feeds global networks' drivers with the peers learned from the stream. */
@@ -96,6 +101,7 @@ export function effectEnv(ctx: ControllerContext): EffectEnv {
     sandboxContext: (id) => sandboxContext(rt, id),
     sandboxChanged: (sandboxId, change) => ctx.sandboxes.changed(sandboxId, change),
     beforeLeave: (sandboxId, endpointId) => ctx.ports.beforeLeave(sandboxId, endpointId),
+    sandboxDeleting: (sandboxId) => ctx.dns.deleting(sandboxId),
     sandboxDir: (id) => ctx.sandboxes.dir(id),
   };
 }

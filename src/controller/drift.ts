@@ -30,6 +30,7 @@ export interface Finding {
     | "address"
     | "firewall"
     | "peer"
+    | "dns"
     | "port-rule"
     | "port-element"
     | "held-port";
@@ -221,6 +222,8 @@ export interface RepairDeps {
   removeNamespace?(name: string): Promise<void>;
   /** Re-runs a joined endpoint's join effect (idempotent ensure). */
   ensureJoined(c: EndpointContext): Promise<void>;
+  /** Repairs a sandbox's embedded DNS (`dns` findings: listener, DNAT table). */
+  repairDns?(sandboxId: string, findings: Finding[]): Promise<void>;
   /** Journals the repair of one object (or orphan) as a `*.reconciled` event. */
   record(
     kind: Finding["kind"],
@@ -265,8 +268,11 @@ export async function repairDrift(
         await deps.withObject(kind, objectId, async (context) => {
           if (kind === "sandbox") {
             const c = context as SandboxContext;
-            if (c.owned) await deps.kernel.ensureNetns(netnsNameOf(c.key));
-            for (const ep of deps.joinedTo(c.id)) await deps.ensureJoined(ep);
+            if (!group.every((f) => f.resource === "dns")) {
+              if (c.owned) await deps.kernel.ensureNetns(netnsNameOf(c.key));
+              for (const ep of deps.joinedTo(c.id)) await deps.ensureJoined(ep);
+            }
+            if (group.some((f) => f.resource === "dns")) await deps.repairDns?.(c.id, group);
           } else if (kind === "network") {
             await deps.ensureNetwork(context as NetworkContext, group);
           } else {

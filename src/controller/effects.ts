@@ -58,6 +58,8 @@ export interface EffectEnv {
    * publishing ports on it if it did (sandbox_ports.ts), so no DNAT outlives its address.
    */
   beforeLeave?(sandboxId: string, endpointId: string): Promise<void>;
+  /** Called before a sandbox's namespace is deleted (its DNS listener stops first). */
+  sandboxDeleting?(sandboxId: string): Promise<void>;
   /** Directory of a sandbox's files. */
   sandboxDir(sandboxId: string): string;
 }
@@ -271,6 +273,7 @@ async function sandboxEffect(env: EffectEnv, state: string, c: SandboxContext): 
     await env.sandboxChanged(c.id, {});
     return { type: "sandbox.created", data: { facts: {} } };
   }
+  await env.sandboxDeleting?.(c.id);
   if (c.owned) await env.kernel.deleteNetns(netnsNameOf(c.key));
   await Deno.remove(env.sandboxDir(c.id), { recursive: true }).catch((err) => {
     if (!(err instanceof Deno.errors.NotFound)) throw err;

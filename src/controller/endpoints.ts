@@ -114,6 +114,7 @@ export async function createEndpoint(
           ? { macAddress: randomMac() }
           : {}),
         ...ports.data,
+        ...(input.aliases?.length ? { aliases: [...new Set(input.aliases)] } : {}),
       };
       const intent = rt.createIntent("endpoint", id, data);
       ({ done } = await rt.begin("endpoint", undefined, intent));

@@ -10,6 +10,7 @@ import { formatIssues } from "../journal/events.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import { LIMITS } from "./limits.ts";
 import {
+  AliasInput,
   ExtraHostInput,
   HostNameInput,
   NameserverInput,
@@ -71,6 +72,8 @@ export const CreateEndpointInput = z.strictObject({
     if (problem) ctx.addIssue({ code: "custom", message: problem });
   }).optional(),
   ...PortInputFields,
+  /** Extra names of the endpoint's sandbox on this network (embedded DNS). */
+  aliases: z.array(AliasInput).optional(),
 });
 /** Parsed {@link CreateEndpointInput}. */
 export type CreateEndpointOptions = z.input<typeof CreateEndpointInput>;

@@ -19,7 +19,7 @@ export const LIMITS = {
   value: 4096,
   /** Entries of one map (labels, options, IPAM options, aux addresses). */
   entries: 128,
-  /** Entries of one list (dns, dnsSearch, extraHosts, IPAM config). */
+  /** Entries of one list (dns, dnsSearch, extraHosts, aliases, IPAM config). */
   list: 128,
   /** One list entry, an address, a MAC, a subnet. */
   short: 255,
@@ -80,6 +80,7 @@ function problem(value: unknown): string | undefined {
     list("dns", value.dns, short) ??
     list("dnsSearch", value.dnsSearch, short) ??
     list("extraHosts", value.extraHosts, short) ??
+    list("aliases", value.aliases, short) ??
     short("ipv4Address", value.ipv4Address) ??
     short("ipv6Address", value.ipv6Address) ??
     short("macAddress", value.macAddress);

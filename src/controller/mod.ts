@@ -18,7 +18,7 @@ import { createFirewall } from "../../drivers/bridge/_firewall.ts";
 import type { EndpointContext } from "../../actors/endpoint.ts";
 import type { CnmEvent, RecordedEvent } from "../journal/events.ts";
 import { openJournal } from "../journal/journal.ts";
-import { isAuthFailure, NatsAuthError } from "../journal/nats_errors.ts";
+import { guardedConnect, isAuthFailure, NatsAuthError } from "../journal/nats_errors.ts";
 import {
   CnmError,
   errText,
@@ -59,6 +59,7 @@ import { createPeerProgrammer } from "./peers.ts";
 import { networkPeers } from "./drift_overlay.ts";
 import type { PeerState } from "../../drivers/overlay/mod.ts";
 import { ensureGatewayBridge, sweepGatewayBridges } from "./gwbridge.ts";
+import { createSandboxDns, type SandboxDns } from "./sandbox_dns.ts";
 import { emptyFold } from "../journal/fold.ts";
 import * as sandboxes from "./sandboxes.ts";
 import { createPortAllocator, readEphemeralPorts } from "../ports/mod.ts";
@@ -118,6 +119,13 @@ export interface ControllerOptions {
   defaultBridge?: boolean;
   /** Directory for per-sandbox files (hosts, resolv.conf). Default `/var/lib/cnm/<hostId>`. */
   stateDir?: string;
+  /**
+   * The host's resolv.conf (sandboxes' files; the embedded DNS resolver's upstreams, dialled from
+   * the host namespace; systemd-resolved's stub is followed). Default `/etc/resolv.conf`.
+   */
+  hostResolvConf?: string;
+  /** Milliseconds the embedded DNS resolver waits for each upstream server. Default 4000. */
+  dnsTimeoutMs?: number;
   /** Milliseconds a command waits for its outcome to become durable. Default 30000. */
   commandTimeoutMs?: number;
   /** Milliseconds to wait for one PubAck. Default 4000. */
@@ -246,12 +254,9 @@ export async function createController(options: ControllerOptions): Promise<Cont
   const started = performance.now();
   let nc: NatsConnection;
   try {
-    nc = await connect({
-      maxReconnectAttempts: -1,
-      reconnectTimeWait: 250,
-      timeout: 5000,
-      ...options.nats,
-    });
+    nc = await guardedConnect(() =>
+      connect({ maxReconnectAttempts: -1, reconnectTimeWait: 250, timeout: 5000, ...options.nats })
+    );
   } catch (err) {
     const at = String(options.nats.servers ?? "127.0.0.1:4222");
     if (isAuthFailure(err)) {
@@ -354,7 +359,9 @@ async function start(
       stateDir,
       // A join fails when its ports cannot be published; after a leave, reconcile repairs.
       afterRoutes: (id, members, change) => ctx.ports.sync(id, members, { strict: !!change.add }),
+      dns: () => ctx.dns,
     }),
+    dns: undefined as unknown as SandboxDns,
     firewall: createFirewall({ exec: (argv, o) => kernel.exec(argv, o) }),
     ports: createSandboxPorts(() => ctx, createPortAllocator(ephemeral)),
     claims,
@@ -370,6 +377,7 @@ async function start(
       owner,
       namePrefix: options.namePrefix ?? "cnm-",
       stateDir,
+      hostResolvConf: options.hostResolvConf ?? "/etc/resolv.conf",
       predefined: options.predefined ?? true,
       defaultBridge: options.defaultBridge ?? true,
       reconcileOnStart: options.reconcileOnStart ?? true,
@@ -380,6 +388,7 @@ async function start(
     },
   };
   ctx.peers = createPeerProgrammer(ctx);
+  ctx.dns = createSandboxDns(ctx, { timeoutMs: options.dnsTimeoutMs, log: options.log });
   watchConnection(nc, ctx);
 
   let closed = false;
@@ -428,6 +437,8 @@ async function start(
       claims.close();
       runtime.close();
       const errors: unknown[] = [];
+      // The listeners stop answering; their DNAT tables stay, like the rest of the kernel.
+      await ctx.dns.close().catch((e) => errors.push(e));
       if (ownsKernel) await kernel.close().catch((e) => errors.push(e));
       await lease.release().catch((e) => errors.push(e));
       drivers.close();

@@ -65,6 +65,7 @@ export async function reconcile(
       }),
       ...await inspectOverlayDrift(ctx),
       ...await inspectPortsDrift(ctx),
+      ...await ctx.dns.inspect(),
     ];
     const report: ReconcileReport = { dryRun, findings: [], ms: 0 };
     if (dryRun) {
@@ -92,6 +93,7 @@ export async function reconcile(
             ? removeOverlayOrphan(ctx, name)
             : ctx.kernel.deleteNetns(name),
         ensureJoined: (c) => ensureJoined(env, c, newEventId()),
+        repairDns: (sandboxId, found) => ctx.dns.repair(sandboxId, found),
         record: (kind, objectId, group, error) =>
           recordReconciled(ctx, kind, objectId, group, error),
       });

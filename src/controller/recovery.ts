@@ -52,6 +52,8 @@ export interface RecoveryReport {
   reconcile?: ReconcileReport;
   /** What the `driverConfig` option did, per driver (journaled only when it differed). */
   driverConfig: ConfigureDriverResult[];
+  /** The embedded DNS listeners started again (sandbox ids that failed), and how long it took. */
+  dns: { started: number; failed: string[]; ms: number };
 }
 
 interface Resumed {
@@ -67,6 +69,8 @@ export async function recover(ctx: ControllerContext, started: number): Promise<
   // The world's fold: every host's objects (global networks are shared by all of them).
   const fold = ctx.world.fold;
   for await (const e of rt.journal.read()) foldEvent(fold, e);
+  // The embedded resolver's names: exactly what the journal says, every host's.
+  ctx.dns.feed.load(fold);
   const runsHere = (obj: FoldedObject) =>
     obj.host === hostId || (obj.kind === "network" && isGlobal(obj.snapshot.context));
   // Driver configurations first: IPAM's default pools and plugin timeouts come from them.
@@ -123,6 +127,10 @@ export async function recover(ctx: ControllerContext, started: number): Promise<
       if (!resumed.some((r) => r.rec === rec)) rec.actor.start();
     }
   }
+  // Sandboxes answer names again before anything else runs (the old sockets died with us).
+  const dnsStarted = performance.now();
+  const dns = { ...await ctx.dns.restartAll(), ms: 0 };
+  dns.ms = performance.now() - dnsStarted;
   // Published ports of ready sandboxes again (held sockets died with the old process), before
   // interrupted joins and leaves run again and before reconcile.
   await ctx.ports.republish(fold.warnings, new Set(resumed.map((r) => r.rec.id)));
@@ -149,6 +157,7 @@ export async function recover(ctx: ControllerContext, started: number): Promise<
     ms: performance.now() - started,
     driverConfig: [],
     leaseWaitMs: 0,
+    dns,
   };
   // Before the predefined networks: the `bridge` network is made under this configuration.
   report.driverConfig = await applyStartConfig(ctx, ctx.settings.driverConfig);

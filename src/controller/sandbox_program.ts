@@ -13,6 +13,7 @@ import type { Kernel } from "../kernel/types.ts";
 import type { SandboxChange } from "./effects.ts";
 import { endpointsOf, networkContext } from "./objects.ts";
 import type { Runtime } from "./runtime.ts";
+import type { SandboxDns } from "./sandbox_dns.ts";
 import {
   chooseGateway,
   hostResolvConf,
@@ -34,6 +35,11 @@ export interface SandboxProgrammerOptions {
    * (port publishing follows the gateway: sandbox_ports.ts). A rejection fails the change.
    */
   afterRoutes?(sandboxId: string, members: SandboxMember[], change: SandboxChange): Promise<void>;
+  /**
+   * The embedded DNS resolver (sandbox_dns.ts), asked for the sandbox's resolv.conf after every
+   * change of its members. Default: the legacy file, written when the sandbox is made.
+   */
+  dns?: () => Pick<SandboxDns, "program">;
 }
 
 /** Sandbox-level programming. */
@@ -56,6 +62,12 @@ export function createSandboxProgrammer(options: SandboxProgrammerOptions): Sand
   /** The gateway choice last programmed into each sandbox (skip unchanged). */
   const routesOf = new Map<string, string>();
   const dir = (id: string) => `${options.stateDir}/sandboxes/${id}`;
+  const resolvConfOf = async (sb: SandboxContext, ids: string[], initial: boolean) =>
+    options.dns
+      ? await options.dns().program(sb, ids, initial)
+      : initial
+      ? resolvConf({ name: sb.name, ...(sb.config ?? {}) }, await hostResolvConf())
+      : undefined;
 
   /** The sandbox's members: endpoints joined or joining it, less the one leaving. */
   function members(sandboxId: string, change: SandboxChange): SandboxMember[] {
@@ -100,24 +112,28 @@ export function createSandboxProgrammer(options: SandboxProgrammerOptions): Sand
       routesOf.set(sandboxId, routes);
     }
     await options.afterRoutes?.(sandboxId, list, change);
-    // resolv.conf does not depend on the members: written when the sandbox is made.
-    await writeFiles(sb, list, !change.add && !change.remove);
+    // resolv.conf: written when the sandbox is made, and when the embedded DNS resolver
+    // starts or stops serving it (sandbox_dns.ts).
+    const ids = list.map((m) => m.endpointId);
+    await writeFiles(sb, list, await resolvConfOf(sb, ids, !change.add && !change.remove), ids);
   }
 
   async function writeFiles(
     sb: SandboxContext,
     list: SandboxMember[],
-    withResolvConf: boolean,
+    resolv: string | undefined,
+    ids: string[],
   ): Promise<void> {
     const d = dir(sb.id);
     const opts = { name: sb.name, ...(sb.config ?? {}) };
-    if (withResolvConf) {
+    if (resolv !== undefined) {
       await Deno.mkdir(d, { recursive: true });
-      await writeIfChanged(`${d}/resolv.conf`, resolvConf(opts, await hostResolvConf()));
+      await writeIfChanged(`${d}/resolv.conf`, resolv);
     }
     await writeIfChanged(`${d}/hosts`, hostsFile(opts, list)).catch(async (err) => {
-      if (withResolvConf || !(err instanceof Deno.errors.NotFound)) throw err;
-      await writeFiles(sb, list, true); // the directory went missing: remake it
+      if (resolv !== undefined || !(err instanceof Deno.errors.NotFound)) throw err;
+      // The directory went missing: remake it.
+      await writeFiles(sb, list, await resolvConfOf(sb, ids, true), ids);
     });
   }
 

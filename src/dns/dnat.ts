@@ -22,6 +22,7 @@
  * @module
  */
 
+import { inNetns } from "../kernel/in_netns.ts";
 import { RESOLVER_ADDRESS } from "./resolv_conf.ts";
 
 /** Our table inside every sandbox. */
@@ -84,14 +85,13 @@ export function removeScript(): string {
   return `add table ip ${DNS_TABLE}\ndelete table ip ${DNS_TABLE}\n`;
 }
 
-/** Runs a command inside a namespace with `nsenter` (the default {@link NftExec}). */
-export const nsenterExec: NftExec = async (argv, { netns, stdin }) => {
-  const child = new Deno.Command("nsenter", {
-    args: [`--net=${netns}`, "--", ...argv],
-    stdin: stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+/** Writes `stdin` to a spawned child, waits for it; its stdout, or an error naming argv. */
+async function finish(
+  child: Deno.ChildProcess,
+  argv: string[],
+  netns: string,
+  stdin: string | undefined,
+): Promise<string> {
   if (stdin !== undefined) {
     const w = child.stdin.getWriter();
     await w.write(new TextEncoder().encode(stdin)).finally(() => w.close().catch(() => {}));
@@ -104,19 +104,71 @@ export const nsenterExec: NftExec = async (argv, { netns, stdin }) => {
     );
   }
   return text.decode(out.stdout);
+}
+
+const piped = (stdin: string | undefined) =>
+  ({ stdin: stdin === undefined ? "null" : "piped", stdout: "piped", stderr: "piped" }) as const;
+
+/** Runs a command inside a namespace with `nsenter`. */
+export const nsenterExec: NftExec = (argv, { netns, stdin }) =>
+  finish(
+    new Deno.Command("nsenter", { args: [`--net=${netns}`, "--", ...argv], ...piped(stdin) })
+      .spawn(),
+    argv,
+    netns,
+    stdin,
+  );
+
+/**
+ * Runs a command inside a namespace by spawning it while this thread is in the namespace (the
+ * child is born there: spawning is synchronous), which saves `nsenter`'s two execs — about
+ * half the cost of a small `nft -f`. The default {@link NftExec}.
+ */
+export const spawnInExec: NftExec = async (argv, { netns, stdin }) => {
+  const child = inNetns(
+    netns,
+    () => new Deno.Command(argv[0], { args: argv.slice(1), ...piped(stdin) }).spawn(),
+  );
+  return await finish(child, argv, netns, stdin);
 };
 
-/** Installs (or replaces) the pair in the sandbox `netns`. */
+/**
+ * Installs (or replaces) the pair in the sandbox `netns`: a new table when there is none
+ * (`create table`: one transaction that deletes nothing, so no RCU grace period to wait for —
+ * 4 ms rather than 15 on this kernel), else the whole table replaced in one transaction.
+ */
 export async function installDnat(
   netns: string,
   ports: DnatPorts,
-  exec: NftExec = nsenterExec,
+  exec: NftExec = spawnInExec,
 ): Promise<void> {
-  await exec(["nft", "-f", "-"], { netns, stdin: dnatScript(ports) });
+  const replace = dnatScript(ports);
+  const create = replace.replace(
+    `add table ip ${DNS_TABLE}\ndelete table ip ${DNS_TABLE}\n`,
+    `create table ip ${DNS_TABLE}\n`,
+  );
+  try {
+    await exec(["nft", "-f", "-"], { netns, stdin: create });
+  } catch (err) {
+    if (!/File exists/.test((err as Error).message)) throw err;
+    await exec(["nft", "-f", "-"], { netns, stdin: replace });
+  }
+}
+
+/**
+ * Forgets the sandbox's UDP flows to `127.0.0.11:53` (`conntrack -D`), so that a client that
+ * keeps its source port follows a replaced table to the new ports: conntrack keeps a flow's
+ * first DNAT while it is in use (every retry refreshes it), which after a restart would send
+ * it to the dead listener's port for ever. Best effort: no flow, or no `conntrack`, is fine.
+ */
+export async function forgetDnsFlows(netns: string, exec: NftExec = spawnInExec): Promise<void> {
+  await exec(["conntrack", "-D", "-p", "udp", "--orig-dst", RESOLVER_ADDRESS, "--dport", "53"], {
+    netns,
+  }).catch(() => {}); // (exits 1 when there was nothing to delete)
 }
 
 /** Removes the table from the sandbox `netns`, if present. */
-export async function removeDnat(netns: string, exec: NftExec = nsenterExec): Promise<void> {
+export async function removeDnat(netns: string, exec: NftExec = spawnInExec): Promise<void> {
   await exec(["nft", "-f", "-"], { netns, stdin: removeScript() });
 }
 
@@ -159,7 +211,7 @@ export function describeListing(json: string): string[] {
 /** Reads the table in `netns`: its description, or undefined when there is none. */
 export async function readDnat(
   netns: string,
-  exec: NftExec = nsenterExec,
+  exec: NftExec = spawnInExec,
 ): Promise<string[] | undefined> {
   let json: string;
   try {
@@ -168,14 +220,15 @@ export async function readDnat(
     if (/No such file or directory/.test((err as Error).message)) return undefined;
     throw err;
   }
-  return describeListing(json);
+  // (An exec that prints nothing — a kernel that does nothing — has no table either.)
+  return json.trim() === "" ? undefined : describeListing(json);
 }
 
 /** Compares what `netns` has with the pair for `ports`; [] when they match. */
 export async function checkDnat(
   netns: string,
   ports: DnatPorts,
-  exec: NftExec = nsenterExec,
+  exec: NftExec = spawnInExec,
 ): Promise<DnatFinding[]> {
   const actual = await readDnat(netns, exec);
   const name = `ip ${DNS_TABLE} in ${netns}`;

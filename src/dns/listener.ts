@@ -10,7 +10,14 @@
 
 import { DriverError } from "../errors.ts";
 import { answerQuery, errorReply } from "./answer.ts";
-import { checkDnat, type DnatFinding, type DnatPorts, installDnat, type NftExec } from "./dnat.ts";
+import {
+  checkDnat,
+  type DnatFinding,
+  type DnatPorts,
+  forgetDnsFlows,
+  installDnat,
+  type NftExec,
+} from "./dnat.ts";
 import { removeDnat } from "./dnat.ts";
 import type { Forwarder, Upstream } from "./forwarder.ts";
 import { listenTcpIn, listenUdpIn } from "./netns_sockets.ts";
@@ -35,6 +42,11 @@ export interface ListenerOptions {
   nat?: boolean;
   /** How `nft` runs in the sandbox. Default: `nsenter --net=<netns> nft …`. */
   exec?: NftExec;
+  /**
+   * The sandbox may hold an earlier listener's table (a restart): after installing the new
+   * one, forget its DNS flows so clients that keep their source port follow (`dnat.ts`).
+   */
+  replacing?: boolean;
   /** A TCP connection idle this long is closed. Default 10000 ms. */
   tcpIdleMs?: number;
   /** TCP connections served at once; more are closed at once. Default 256. */
@@ -67,7 +79,7 @@ export interface SandboxListener {
   readonly stats: Readonly<ListenerStats>;
   /** Differences between the sandbox's DNAT table and these ports ([] when right). */
   check(): Promise<DnatFinding[]>;
-  /** Re-installs the DNAT pair (idempotent). */
+  /** Re-installs the DNAT pair (idempotent), and forgets the DNS flows of a replaced one. */
   repair(): Promise<void>;
   /** Closes the sockets and removes the DNAT pair (kept with `keepRule`). */
   close(options?: { keepRule?: boolean }): Promise<void>;
@@ -117,6 +129,7 @@ export async function startListener(options: ListenerOptions): Promise<SandboxLi
   if (nat) {
     try {
       await installDnat(netns, ports, exec);
+      if (options.replacing) await forgetDnsFlows(netns, exec);
     } catch (err) {
       udp.close();
       tcp.close();
@@ -257,7 +270,10 @@ export async function startListener(options: ListenerOptions): Promise<SandboxLi
     },
     stats,
     check: () => checkDnat(netns, ports, exec),
-    repair: () => installDnat(netns, ports, exec),
+    async repair() {
+      await installDnat(netns, ports, exec);
+      await forgetDnsFlows(netns, exec);
+    },
     async close(opts = {}) {
       if (closed) return;
       closed = true;

@@ -54,10 +54,11 @@ export function dnsSandboxOf(c: SandboxContext): DnsSandbox {
 }
 
 /**
- * The records' view of an endpoint context in `state`, with the aliases journaled in its
- * `endpoint.create.requested` (the endpoint context does not carry them).
+ * The records' view of an endpoint context in `state`. Its aliases are the context's (journaled
+ * in `endpoint.create.requested`); `aliases` is used when the context has none (snapshots of
+ * contexts made before it carried them).
  */
-export function dnsEndpointOf(state: string, c: EndpointContext, aliases: unknown): DnsEndpoint {
+export function dnsEndpointOf(state: string, c: EndpointContext, aliases?: unknown): DnsEndpoint {
   return {
     id: c.id,
     networkId: c.networkId,
@@ -65,7 +66,7 @@ export function dnsEndpointOf(state: string, c: EndpointContext, aliases: unknow
     state,
     ...(c.ipv4Address ? { ipv4Address: c.ipv4Address } : {}),
     ...(c.ipv6Address ? { ipv6Address: c.ipv6Address } : {}),
-    aliases: aliasesOf(aliases),
+    aliases: aliasesOf(c.aliases ?? aliases),
   };
 }
 

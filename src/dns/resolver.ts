@@ -18,7 +18,7 @@
  * @module
  */
 
-import type { DnatFinding, NftExec } from "./dnat.ts";
+import { type DnatFinding, type NftExec, removeDnat } from "./dnat.ts";
 import { createForwarder, type Forwarder, type Upstream } from "./forwarder.ts";
 import { type SandboxListener, startListener } from "./listener.ts";
 import { createDnsRecords, type DnsRecords } from "./records.ts";
@@ -55,6 +55,8 @@ export interface ResolverOptions {
 export interface SandboxDnsConfig extends ResolvConfInput {
   /** Path of the sandbox's network namespace. */
   netns: string;
+  /** An earlier process's listener may have served it (a restart); see `ListenerOptions`. */
+  replacing?: boolean;
 }
 
 /** What {@link Resolver.start} returns. */
@@ -73,8 +75,15 @@ export interface Resolver {
    * sockets and ports stay; another namespace: it is replaced).
    */
   start(sandboxId: string, config: SandboxDnsConfig): Promise<StartedListener>;
-  /** Stops the sandbox's listener: sockets closed, DNAT pair removed. No-op when none. */
+  /**
+   * Stops the sandbox's listener: its sockets are closed when this resolves; its DNAT pair is
+   * removed right after, in the sandbox's queue (a removal waits for the kernel's RCU grace
+   * period, ~16 ms: not worth holding a leave for) — a later `start` of the sandbox waits for
+   * it, and {@link Resolver.idle} tells when it is done. No-op when none.
+   */
   stop(sandboxId: string): Promise<void>;
+  /** Resolves once the queued starts, stops and removals (of one sandbox, or all) are done. */
+  idle(sandboxId?: string): Promise<void>;
   /** The running listener of a sandbox. */
   listener(sandboxId: string): SandboxListener | undefined;
   /** Sandboxes with a running listener. */
@@ -149,6 +158,7 @@ export function createResolver(options: ResolverOptions = {}): Resolver {
           forwarder,
           upstreams,
           ndotsSet: resolvConf.ndotsSet,
+          ...(config.replacing ? { replacing: true } : {}),
           ...(options.exec ? { exec: options.exec } : {}),
           ...(options.nat !== undefined ? { nat: options.nat } : {}),
         });
@@ -161,8 +171,20 @@ export function createResolver(options: ResolverOptions = {}): Resolver {
         const l = listeners.get(sandboxId);
         if (!l) return;
         listeners.delete(sandboxId);
-        await l.close();
+        await l.close({ keepRule: true });
+        if (options.nat === false) return;
+        void serial(sandboxId, () =>
+          removeDnat(l.netns, options.exec).catch((err) => {
+            // A namespace that is already gone took its table with it.
+            if (!/No such file|does not exist/.test(String(err))) {
+              console.error(`cnm: removing the DNS table of sandbox ${sandboxId}: ${err}`);
+            }
+          }));
       });
+    },
+    async idle(sandboxId) {
+      const ids = sandboxId === undefined ? [...queues.keys()] : [sandboxId];
+      await Promise.all(ids.map((id) => queues.get(id)));
     },
     listener: (sandboxId) => listeners.get(sandboxId),
     sandboxes: () => [...listeners.keys()],
@@ -173,6 +195,7 @@ export function createResolver(options: ResolverOptions = {}): Resolver {
     },
     async close(opts = {}) {
       closed = true;
+      await Promise.all([...queues.values()]); // (tables being removed)
       const errors: unknown[] = [];
       for (const [id, l] of [...listeners]) {
         listeners.delete(id);

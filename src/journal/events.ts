@@ -157,6 +157,8 @@ export const DataSchemas: Record<string, z.ZodType> = {
     ).optional(),
     /** The host ports decided for `portBindings`, before anything was journaled. */
     ports: z.array(PortMappingData).optional(),
+    /** Extra names of the endpoint's sandbox on its network (embedded DNS). */
+    aliases: z.array(z.string()).optional(),
   }).loose(),
   "endpoint.created": facts,
   "endpoint.create.failed": failed,

@@ -29,3 +29,35 @@ export function isAuthFailure(err: unknown): boolean {
   }
   return false;
 }
+
+const SOCKET_RESET = /ECONNRESET|EPIPE/;
+let guards = 0;
+let listening = false;
+
+/**
+ * Runs a connect with the process guarded against a socket reset that nats.js's node
+ * transport throws from a socket callback when a server closes the connection on us (as it
+ * does after refusing credentials): uncaught, it would end the caller's process. Only resets
+ * raised from a socket read or write are caught, and only while a connect is in flight and for
+ * a few seconds after it failed.
+ */
+export async function guardedConnect<T>(connect: () => Promise<T>): Promise<T> {
+  if (!listening) {
+    listening = true;
+    globalThis.addEventListener("error", (ev) => {
+      const err = ev.error as Error | undefined;
+      if (guards === 0 || !(err instanceof Error) || !SOCKET_RESET.test(err.message)) return;
+      if (!/onStreamRead|afterWrite|TCPWrap/.test(err.stack ?? "")) return;
+      ev.preventDefault();
+    });
+  }
+  guards++;
+  try {
+    const nc = await connect();
+    guards--;
+    return nc;
+  } catch (err) {
+    Deno.unrefTimer(setTimeout(() => guards--, 3000) as unknown as number);
+    throw err;
+  }
+}

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { isAuthFailure, NatsAuthError } from "./nats_errors.ts";
+import { guardedConnect, isAuthFailure, NatsAuthError } from "./nats_errors.ts";
 import { connect, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node";
 import { type ConsumerMessages, DeliverPolicy, jetstream, type JsMsg } from "@nats-io/jetstream";
 import { Observable } from "rxjs";
@@ -45,7 +45,9 @@ export async function borrowConnection(target: NatsTarget): Promise<Borrowed> {
   if (isConnection(target)) return { nc: target, release: () => Promise.resolve() };
   let nc: NatsConnection;
   try {
-    nc = await connect({ timeout: 5000, maxReconnectAttempts: -1, ...target });
+    nc = await guardedConnect(() =>
+      connect({ timeout: 5000, maxReconnectAttempts: -1, ...target })
+    );
   } catch (err) {
     const servers = String(target.servers ?? "127.0.0.1:4222");
     if (isAuthFailure(err)) {

@@ -66,6 +66,66 @@ export interface DnsLab {
 
 const ip = (args: string[]) => sh(["ip", ...args]);
 
+/** Runs `dig` inside the namespace at `netns` (server 127.0.0.11 unless `@…` is given). */
+export async function dig(netns: string, args: string[]): Promise<DigResult> {
+  const server = args.some((a) => a.startsWith("@")) ? [] : ["@127.0.0.11"];
+  const out = await output([
+    "nsenter",
+    `--net=${netns}`,
+    "--",
+    "dig",
+    "+tries=1",
+    "+time=3",
+    ...server,
+    ...args,
+  ]);
+  const text = out.stdout + out.stderr;
+  const status = /status: ([A-Z]+)/.exec(text)?.[1] ?? (out.code === 9 ? "TIMEOUT" : "NONE");
+  // The last header wins (dig prints two when it retried over TCP).
+  const flagLines = [...text.matchAll(/;; flags: ([a-z ]*);/g)];
+  const flags = flagLines.length ? flagLines[flagLines.length - 1][1].trim().split(/\s+/) : [];
+  const answers: string[] = [];
+  const types: string[] = [];
+  const section = text.split(";; ANSWER SECTION:\n").at(-1)!;
+  if (text.includes(";; ANSWER SECTION:")) {
+    for (const line of section.split("\n")) {
+      if (!line.trim()) break;
+      const parts = line.split(/\s+/);
+      types.push(parts[3]);
+      answers.push(parts.slice(4).join(" "));
+    }
+  }
+  return { status, flags, answers, types, text };
+}
+
+/**
+ * Runs `getent hosts <name>` inside the namespace at `netns`, with `resolvConfPath`
+ * bind-mounted over /etc/resolv.conf in a private mount namespace; null when not found.
+ */
+export async function getent(
+  netns: string,
+  resolvConfPath: string,
+  name: string,
+): Promise<string | null> {
+  const out = await output([
+    "nsenter",
+    `--net=${netns}`,
+    "--",
+    "unshare",
+    "-m",
+    "--propagation",
+    "private",
+    "sh",
+    "-c",
+    'mount --bind "$0" /etc/resolv.conf && exec getent hosts "$1"',
+    resolvConfPath,
+    name,
+  ]);
+  if (out.code === 2) return null; // not found
+  if (out.code !== 0) throw new Error(`getent hosts ${name} in ${netns}: ${out.stderr}`);
+  return out.stdout.trim();
+}
+
 /** Builds the host and upstream namespaces. Always call `cleanup()` in `finally`. */
 export async function createDnsLab(label = "dns"): Promise<DnsLab> {
   const host = await createTestHost(label);
@@ -142,55 +202,8 @@ export async function createDnsLab(label = "dns"): Promise<DnsLab> {
       }
       return server;
     },
-    async dig(sb, args) {
-      const server = args.some((a) => a.startsWith("@")) ? [] : ["@127.0.0.11"];
-      const out = await output([
-        "nsenter",
-        `--net=${sb.path}`,
-        "--",
-        "dig",
-        "+tries=1",
-        "+time=3",
-        ...server,
-        ...args,
-      ]);
-      const text = out.stdout + out.stderr;
-      const status = /status: ([A-Z]+)/.exec(text)?.[1] ?? (out.code === 9 ? "TIMEOUT" : "NONE");
-      // The last header wins (dig prints two when it retried over TCP).
-      const flagLines = [...text.matchAll(/;; flags: ([a-z ]*);/g)];
-      const flags = flagLines.length ? flagLines[flagLines.length - 1][1].trim().split(/\s+/) : [];
-      const answers: string[] = [];
-      const types: string[] = [];
-      const section = text.split(";; ANSWER SECTION:\n").at(-1)!;
-      if (text.includes(";; ANSWER SECTION:")) {
-        for (const line of section.split("\n")) {
-          if (!line.trim()) break;
-          const parts = line.split(/\s+/);
-          types.push(parts[3]);
-          answers.push(parts.slice(4).join(" "));
-        }
-      }
-      return { status, flags, answers, types, text };
-    },
-    async getent(sb, resolvConfPath, name) {
-      const out = await output([
-        "nsenter",
-        `--net=${sb.path}`,
-        "--",
-        "unshare",
-        "-m",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        'mount --bind "$0" /etc/resolv.conf && exec getent hosts "$1"',
-        resolvConfPath,
-        name,
-      ]);
-      if (out.code === 2) return null; // not found
-      if (out.code !== 0) throw new Error(`getent hosts ${name} in ${sb.ns}: ${out.stderr}`);
-      return out.stdout.trim();
-    },
+    dig: (sb, args) => dig(sb.path, args),
+    getent: (sb, resolvConfPath, name) => getent(sb.path, resolvConfPath, name),
     async cleanup() {
       const errors: unknown[] = [];
       for (const s of servers) await s.stop().catch((e) => errors.push(e));

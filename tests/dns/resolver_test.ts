@@ -294,6 +294,7 @@ Deno.test("embedded resolver (root) answers real clients inside sandboxes", asyn
       const { ports } = resolver.listener("s1")!;
       await resolver.stop("s1");
       assert.equal(resolver.listener("s1"), undefined);
+      await resolver.idle("s1"); // the table goes right after
       assert.equal(await readDnat(sb.s1.path), undefined);
       const ss = await sh(["nsenter", `--net=${sb.s1.path}`, "ss", "-Hulnt"]);
       assert.doesNotMatch(ss, new RegExp(`127\\.0\\.0\\.11:(${ports.udp}|${ports.tcp})\\b`));

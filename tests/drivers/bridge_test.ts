@@ -256,7 +256,10 @@ Deno.test("bridge (root, nats-server) traffic keeps flowing across a restart and
         const hosts = await Deno.readTextFile(sb.hostsPath);
         assert.match(hosts, /^10\.1\.1\.1\tdb$/m);
         assert.match(hosts, /^172\.17\.0\.2\tweb a$/m);
-        assert.match(await Deno.readTextFile(sb.resolvConfPath), /^nameserver 10\.0\.0\.53$/m);
+        // A user-defined network: the embedded resolver, forwarding to the sandbox's own dns.
+        const resolv = await Deno.readTextFile(sb.resolvConfPath);
+        assert.match(resolv, /^nameserver 127\.0\.0\.11$/m);
+        assert.match(resolv, /^# ExtServers: \[sandbox\(10\.0\.0\.53\)\]$/m);
         const second = await again.createEndpoint("none", { name: "a-none" });
         await again.createNetwork({ name: "side" });
         const side = await again.createEndpoint("side", { name: "a-side" });

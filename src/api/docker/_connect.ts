@@ -5,9 +5,9 @@
  * sandbox's endpoints in the network (`Force` deletes even when the leave fails).
  *
  * From `EndpointConfig` cnm uses `IPAMConfig.IPv4Address`/`IPv6Address`, `MacAddress`,
- * `DriverOpts` (endpoint options) and `Aliases` (recorded as the endpoint label
- * {@link ALIASES_LABEL} until endpoints have an aliases field); everything else CLI 28 sends
- * (`Links`, `GwPriority`, `DNSNames`, …) is ignored, as dockerd 20.10 ignores it.
+ * `DriverOpts` (endpoint options) and `Aliases` (the endpoint's `aliases`: names the embedded
+ * DNS resolver answers on the network); everything else CLI 28 sends (`Links`, `GwPriority`,
+ * `DNSNames`, …) is ignored, as dockerd 20.10 ignores it.
  *
  * @module
  */
@@ -17,9 +17,6 @@ import { readJsonBody, type Reply, type RequestContext } from "./_http.ts";
 import { ipFamily } from "./_ipam_check.ts";
 import { decodeStruct, F } from "./_json.ts";
 import { type DockerBackend, findNetwork, findSandbox } from "./_lookup.ts";
-
-/** Endpoint label holding the Docker aliases of an endpoint (a JSON array of strings). */
-export const ALIASES_LABEL = "com.docker.network.endpoint.aliases";
 
 const ConnectRequest = F.struct("types.NetworkConnect", {
   Container: F.string,
@@ -83,7 +80,7 @@ export async function connect(backend: DockerBackend, ctx: RequestContext): Prom
   const ep = await backend.createEndpoint(net.id, {
     name: sb.name,
     options: cfg.DriverOpts ?? {},
-    labels: aliases.length ? { [ALIASES_LABEL]: JSON.stringify(aliases) } : {},
+    ...(aliases.length ? { aliases } : {}),
     ...(v4 ? { ipv4Address: v4 } : {}),
     ...(v6 ? { ipv6Address: v6 } : {}),
     ...(cfg.MacAddress ? { macAddress: cfg.MacAddress } : {}),

@@ -38,7 +38,6 @@ import { deleteNetwork, inspectNetwork, listNetworks, pruneNetworks } from "./_n
 import { ping, version } from "./_system.ts";
 
 export type { DockerBackend } from "./_lookup.ts";
-export { ALIASES_LABEL } from "./_connect.ts";
 export { API_VERSION } from "./_http.ts";
 export { formatInspect, isPredefined, networkResource, rfc3339Nano } from "./network_resource.ts";
 export type { EndpointResource, NetworkResource, ResourceContext } from "./network_resource.ts";

@@ -6,7 +6,6 @@
  */
 import assert from "node:assert/strict";
 import type { NetworkInfo } from "../../../mod.ts";
-import { ALIASES_LABEL } from "../../../src/api/docker/mod.ts";
 import { goTable, naturalLess, startDockerEnv } from "../../_harness/docker.ts";
 
 const ERR = "Error response from daemon: ";
@@ -199,7 +198,8 @@ Deno.test("docker CLI (root, nats-server, docker CLI) manages cnm networks throu
         const e2 = eps.find((e) => e.sandboxId === c2.id)!;
         assert.equal(e1.state, "joined");
         assert.equal(e1.ipv4Address, "10.10.0.130/24");
-        assert.equal(e1.labels[ALIASES_LABEL], '["web","www"]');
+        assert.deepEqual(e1.aliases, ["web", "www"]);
+        assert.deepEqual(e1.labels, {});
         assert.equal(e2.ipv4Address, "10.10.0.128/24");
       },
     );
