@@ -12,7 +12,7 @@
 
 import type { Observable } from "rxjs";
 import { connect, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node";
-import type { Driver, IpamDriver } from "../../drivers/driver.ts";
+import type { Driver, IpamDriver, ValidateNetworkOptions } from "../../drivers/driver.ts";
 import type { PluginClientOptions } from "../../drivers/remote/mod.ts";
 import { createFirewall } from "../../drivers/bridge/_firewall.ts";
 import type { EndpointContext } from "../../actors/endpoint.ts";
@@ -169,7 +169,11 @@ export interface Controller {
   readonly prefix: string;
   /** What the start-up recovery found and did. */
   readonly recovery: RecoveryReport;
-  createNetwork(options: CreateNetworkOptions): Promise<NetworkInfo>;
+  /**
+   * Creates a network. `how.unknownOptions: "accept"` keeps options in the driver's namespace
+   * that it does not know, as dockerd does (the Docker API socket); the default refuses them.
+   */
+  createNetwork(options: CreateNetworkOptions, how?: ValidateNetworkOptions): Promise<NetworkInfo>;
   deleteNetwork(idOrName: string): Promise<void>;
   createSandbox(options: CreateSandboxOptions): Promise<SandboxInfo>;
   deleteSandbox(idOrName: string): Promise<void>;
@@ -399,7 +403,7 @@ async function start(
     prefix: journal.prefix,
     recovery: undefined as unknown as RecoveryReport,
     events$: runtime.events$,
-    createNetwork: (o) => networks.createNetwork(ctx, o),
+    createNetwork: (o, how) => networks.createNetwork(ctx, o, false, how),
     deleteNetwork: (ref) => networks.deleteNetwork(ctx, ref),
     network: (ref) => networks.network(ctx, ref),
     networks: () => networks.networks(ctx),

@@ -8,7 +8,7 @@
 
 import type { EndpointContext } from "../../actors/endpoint.ts";
 import type { NetworkContext, NetworkIpamEntry } from "../../actors/network.ts";
-import type { IpamData } from "../../drivers/driver.ts";
+import type { IpamData, ValidateNetworkOptions } from "../../drivers/driver.ts";
 import { NO_IPAM_DRIVERS, SINGLETON_DRIVERS } from "../../drivers/mod.ts";
 import { BridgeOptions } from "../../drivers/bridge/mod.ts";
 import { ConflictError, ForbiddenError, InvalidArgumentError, NotFoundError } from "../errors.ts";
@@ -42,6 +42,7 @@ export async function createNetwork(
   ctx: ControllerContext,
   options: CreateNetworkOptions,
   predefined = false,
+  how?: ValidateNetworkOptions,
 ): Promise<NetworkInfo> {
   const rt = ctx.runtime;
   rt.assertOpen();
@@ -77,7 +78,7 @@ export async function createNetwork(
         ipv6: (ipam?.ipv6 ?? []).map(ipamData),
         facts: {},
         ...(driverConfig ? { driverConfig } : {}),
-      });
+      }, how);
     // A global network is validated with what was decided for it (its pools and VNIs).
     if (caps.dataScope !== "global") validate(input.options);
     let ipam: NetworkIpam | undefined;
