@@ -18,6 +18,8 @@ export interface EndpointContext extends BaseContext {
   ipv4Address?: string;
   ipv6Address?: string;
   macAddress?: string;
+  /** Extra names in its network (Docker's aliases). */
+  aliases?: string[];
   /** The sandbox this endpoint is joined to (or joining/leaving), else null. */
   sandboxId: string | null;
   /** Interface name inside the sandbox, decided at join time. */
@@ -41,6 +43,7 @@ export function endpointContextFrom(event: CnmEvent): EndpointContext {
     ipv4Address: d.ipv4Address,
     ipv6Address: d.ipv6Address,
     macAddress: d.macAddress,
+    ...(d.aliases?.length ? { aliases: d.aliases } : {}),
     sandboxId: null,
     facts: {},
     joinFacts: {},

@@ -62,6 +62,8 @@ export interface EndpointInfo {
   ipv4Address?: string;
   ipv6Address?: string;
   macAddress?: string;
+  /** Extra names in its network. */
+  aliases?: string[];
   gateway?: string;
   gatewayIPv6?: string;
   /** Interface name inside the sandbox while joined. */
@@ -126,6 +128,7 @@ export function endpointInfo(state: string, c: EndpointContext): EndpointInfo {
     ...(c.ipv4Address ? { ipv4Address: c.ipv4Address } : {}),
     ...(c.ipv6Address ? { ipv6Address: c.ipv6Address } : {}),
     ...(c.macAddress ? { macAddress: c.macAddress } : {}),
+    ...(c.aliases?.length ? { aliases: [...c.aliases] } : {}),
     ...(j.gateway ? { gateway: j.gateway } : {}),
     ...(j.gatewayIPv6 ? { gatewayIPv6: j.gatewayIPv6 } : {}),
     ...(c.ifname && c.sandboxId

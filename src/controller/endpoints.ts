@@ -29,7 +29,16 @@ import {
   randomMac,
   releaseEndpoint,
 } from "./network_ipam.ts";
-import { endpointsOf, findEndpoint, findNetwork, findSandbox } from "./objects.ts";
+import {
+  endpointNameCount,
+  endpointsOfNetwork,
+  findEndpoint,
+  findNetwork,
+  findSandbox,
+  ifnamesOf,
+  type Reservation,
+  reserve,
+} from "./objects.ts";
 import type { Rec } from "./runtime.ts";
 
 /**
@@ -53,11 +62,13 @@ export async function createEndpoint(
   const id = newObjectId();
   const unlockEndpoint = await rt.locks.lock(id);
   try {
-    // Hold the network only while deciding, so a concurrent delete sees this endpoint.
-    const unlockNetwork = await rt.locks.lock(found.id);
-    let done: Promise<CnmEvent>;
+    // Hold the network only while deciding; the name and the membership stay reserved until
+    // the intent is in the registry, so a concurrent delete of the network sees this endpoint.
+    let intent!: CnmEvent;
+    let reservation!: Reservation;
     let addresses: { ipv4Address?: string; ipv6Address?: string } = {};
     let netIpam: NetworkIpam | undefined;
+    const unlockNetwork = await rt.locks.lock(found.id);
     try {
       const net = rt.objects.network.get(found.id);
       if (!net) throw new NotFoundError(`network ${ref} not found`);
@@ -65,7 +76,7 @@ export async function createEndpoint(
       if (rt.state(net) !== "active") {
         throw new ForbiddenError(`network ${nc.name} is not active (state ${rt.state(net)})`);
       }
-      if (endpointsOf(rt, (e) => e.networkId === net.id && e.name === input.name).length) {
+      if (endpointNameCount(rt, net.id, input.name)) {
         throw new ForbiddenError(
           `endpoint with name ${input.name} already exists in network ${nc.name}`,
         );
@@ -82,6 +93,7 @@ export async function createEndpoint(
         name: input.name,
         labels: input.labels,
         options: input.options,
+        ...(input.aliases.length ? { aliases: input.aliases } : {}),
         // With a remote IPAM the request travels as asked; the plugin answers in the effect.
         ...(netIpam ? addresses : {
           ...(input.ipv4Address ? { ipv4Address: input.ipv4Address } : {}),
@@ -93,14 +105,23 @@ export async function createEndpoint(
           ? { macAddress: randomMac() }
           : {}),
       };
-      const intent = rt.createIntent("endpoint", id, data);
+      intent = rt.createIntent("endpoint", id, data);
+      reservation = reserve(rt, { kind: "endpoint", id, name: input.name, networkId: net.id });
+    } catch (err) {
+      releaseEndpoint(ctx.ipam, netIpam, addresses); // nothing journaled
+      throw err;
+    } finally {
+      unlockNetwork();
+    }
+    let done: Promise<CnmEvent>;
+    try {
       ({ done } = await rt.begin("endpoint", undefined, intent));
     } catch (err) {
       // Not journaled: give the addresses back.
       if (!rt.objects.endpoint.has(id)) releaseEndpoint(ctx.ipam, netIpam, addresses);
       throw err;
     } finally {
-      unlockNetwork();
+      reservation.release();
     }
     await done;
   } finally {
@@ -159,9 +180,11 @@ export async function join(
   if (!sb) throw new NotFoundError(`sandbox ${sbRef} not found`);
   const unlockEndpoint = await rt.locks.lock(ep.id);
   try {
-    // The sandbox is held only while deciding (the interface name is decided here).
+    // The sandbox is held only while deciding (the interface name is decided here); the
+    // membership and the name stay reserved until the intent is in the registry.
+    let intent!: CnmEvent;
+    let reservation!: Reservation;
     const unlockSandbox = await rt.locks.lock(sb.id);
-    let done: Promise<CnmEvent>;
     try {
       const rec = rt.objects.endpoint.get(ep.id);
       if (!rec) throw new NotFoundError(`endpoint ${ref} not found`);
@@ -176,13 +199,20 @@ export async function join(
       if (rt.state(sbRec) !== "ready") {
         throw new ForbiddenError(`sandbox ${sbRef} is not ready (state ${rt.state(sbRec)})`);
       }
-      const intent = rt.intent(rec, "endpoint.join.requested", "joining", {
+      const ifname = nextIfname(ctx, sbRec.id, c);
+      intent = rt.intent(rec, "endpoint.join.requested", "joining", {
         sandboxId: sbRec.id,
-        ifname: nextIfname(ctx, sbRec.id, c),
+        ifname,
       });
-      ({ done } = await rt.begin("endpoint", rec, intent));
+      reservation = reserve(rt, { kind: "endpoint", id: rec.id, sandboxId: sbRec.id, ifname });
     } finally {
       unlockSandbox();
+    }
+    let done: Promise<CnmEvent>;
+    try {
+      ({ done } = await rt.begin("endpoint", rt.objects.endpoint.get(ep.id), intent));
+    } finally {
+      reservation.release();
     }
     await done;
   } finally {
@@ -243,7 +273,7 @@ export function endpoints(
   if (filter.network !== undefined) {
     const net = findNetwork(rt, filter.network);
     if (!net) return [];
-    recs = recs.filter((r) => rt.context<EndpointContext>(r).networkId === net.id);
+    recs = endpointsOfNetwork(rt, net.id);
   }
   return recs.map((r) => endpointInfo(rt.state(r), rt.context(r)));
 }
@@ -255,11 +285,7 @@ function nextIfname(ctx: ControllerContext, sandboxId: string, ep: EndpointConte
   const prefix = (net &&
     rt.context<NetworkContext>(net).options["com.docker.network.container_iface_prefix"]) ||
     "eth";
-  const used = new Set(
-    endpointsOf(rt, (e) => e.sandboxId === sandboxId).map((r) =>
-      rt.context<EndpointContext>(r).ifname
-    ),
-  );
+  const used = ifnamesOf(rt, sandboxId);
   for (let i = 0;; i++) if (!used.has(`${prefix}${i}`)) return `${prefix}${i}`;
 }
 

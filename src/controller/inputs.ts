@@ -47,6 +47,8 @@ export const CreateEndpointInput = z.strictObject({
   macAddress: z.string().regex(/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/, {
     error: "must be a MAC address like 02:42:ac:11:00:02",
   }).optional(),
+  /** Extra names the endpoint answers to in its network (Docker's `--alias`). */
+  aliases: z.array(z.string().min(1, { error: "must not be empty" })).default([]),
 });
 /** Parsed {@link CreateEndpointInput}. */
 export type CreateEndpointOptions = z.input<typeof CreateEndpointInput>;

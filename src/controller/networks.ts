@@ -7,6 +7,7 @@
  */
 
 import type { EndpointContext } from "../../actors/endpoint.ts";
+import type { CnmEvent } from "../journal/events.ts";
 import type { NetworkContext } from "../../actors/network.ts";
 import { NO_IPAM_DRIVERS, SINGLETON_DRIVERS } from "../../drivers/mod.ts";
 import { BridgeOptions } from "../../drivers/bridge/mod.ts";
@@ -16,7 +17,15 @@ import { type NetworkInfo, networkInfo } from "../info.ts";
 import type { ControllerContext } from "./context.ts";
 import { CreateNetworkInput, type CreateNetworkOptions, parseInput, parseRef } from "./inputs.ts";
 import { allocateNetwork, type NetworkIpam, releaseNetwork } from "./network_ipam.ts";
-import { endpointsOf, findNetwork } from "./objects.ts";
+import {
+  endpointsOfNetwork,
+  findNetwork,
+  namedCount,
+  networksOfDriver,
+  pendingEndpoints,
+  type Reservation,
+  reserve,
+} from "./objects.ts";
 
 /**
  * Creates a network (`predefined` marks `none`, `host` and `bridge` made at first start).
@@ -37,15 +46,19 @@ export async function createNetwork(
   const ipamDriver = input.ipam?.driver ?? "default";
   if (ipamDriver !== "default") await ctx.drivers.resolveIpam(ipamDriver);
   const id = newObjectId();
-  return await rt.locks.with(["network-names", id], async () => {
-    const live = [...rt.objects.network.values()];
-    if (live.some((r) => rt.context<NetworkContext>(r).name === input.name)) {
+  // Names are decided under one lock, held only while deciding: the name is then reserved
+  // until the intent is in the registry. (Singleton drivers keep it to the end: rare.)
+  const singleton = SINGLETON_DRIVERS.has(driver.name);
+  const unlock = await rt.locks.lock("network-names");
+  let reservation: Reservation | undefined;
+  let ipam: NetworkIpam | undefined;
+  let intent!: CnmEvent;
+  try {
+    if (namedCount(rt, "network", input.name)) {
       throw new ConflictError(`network with name ${input.name} already exists`);
     }
-    if (SINGLETON_DRIVERS.has(driver.name)) {
-      if (live.some((r) => rt.context<NetworkContext>(r).driver === driver.name)) {
-        throw new ForbiddenError(`only one instance of "${driver.name}" network is allowed`);
-      }
+    if (singleton && networksOfDriver(rt, driver.name).length) {
+      throw new ForbiddenError(`only one instance of "${driver.name}" network is allowed`);
     }
     const caps = driver.capabilities();
     driver.validateNetwork?.({
@@ -58,7 +71,6 @@ export async function createNetwork(
       ipv6: [],
       facts: {},
     });
-    let ipam: NetworkIpam | undefined;
     const remoteIpam = ipamDriver !== "default" ? input.ipam : undefined;
     if (!NO_IPAM_DRIVERS.has(driver.name) && !remoteIpam) {
       ctx.hostNetworks = (await ctx.kernel.listRoutes())
@@ -77,16 +89,25 @@ export async function createNetwork(
       ...(remoteIpam ? { ipamRequest: remoteIpam } : {}),
       ...(predefined ? { predefined: true } : {}),
     };
-    const intent = rt.createIntent("network", id, data);
-    try {
-      await rt.decide("network", undefined, intent);
-    } catch (err) {
-      // Not journaled: give the pools back. (A journaled failure released them already.)
-      if (!rt.objects.network.has(id)) releaseNetwork(ctx.ipam, ipam);
-      throw err;
-    }
-    return network(ctx, id)!;
-  });
+    intent = rt.createIntent("network", id, data);
+    reservation = reserve(rt, { kind: "network", id, name: input.name });
+  } catch (err) {
+    releaseNetwork(ctx.ipam, ipam);
+    unlock();
+    throw err;
+  }
+  if (!singleton) unlock();
+  try {
+    await rt.decide("network", undefined, intent);
+  } catch (err) {
+    // Not journaled: give the pools back. (A journaled failure released them already.)
+    if (!rt.objects.network.has(id)) releaseNetwork(ctx.ipam, ipam);
+    throw err;
+  } finally {
+    reservation?.release();
+    if (singleton) unlock();
+  }
+  return network(ctx, id)!;
 }
 
 /**
@@ -110,12 +131,15 @@ export async function deleteNetwork(ctx: ControllerContext, idOrName: string): P
     if (c.predefined) {
       throw new ForbiddenError(`${c.name} is a pre-defined network and cannot be removed`);
     }
-    const eps = endpointsOf(rt, (e) => e.networkId === rec.id);
+    const eps: [string, string][] = endpointsOfNetwork(rt, rec.id).map((r) => {
+      const e = rt.context<EndpointContext>(r);
+      return [e.id, e.name];
+    });
+    eps.push(...pendingEndpoints(rt, rec.id));
     if (eps.length) {
-      const list = eps.map((r) => {
-        const e = rt.context<EndpointContext>(r);
-        return `name:${JSON.stringify(e.name)} id:${JSON.stringify(shortId(e.id))}`;
-      }).join(", ");
+      const list = eps.map(([id, name]) =>
+        `name:${JSON.stringify(name)} id:${JSON.stringify(shortId(id))}`
+      ).join(", ");
       throw new ForbiddenError(`network ${c.name} has active endpoints (${list})`);
     }
     const intent = rt.intent(rec, "network.delete.requested", "deleting", {});
@@ -141,7 +165,7 @@ export async function ensurePredefined(ctx: ControllerContext): Promise<void> {
   const rt = ctx.runtime;
   const contexts = () => [...rt.objects.network.values()].map((r) => rt.context<NetworkContext>(r));
   for (const [name, driver] of [["none", "null"], ["host", "host"]]) {
-    if (!contexts().some((c) => c.driver === driver)) {
+    if (!networksOfDriver(rt, driver).length) {
       await createNetwork(ctx, { name, driver }, true);
     }
   }

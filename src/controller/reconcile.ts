@@ -14,7 +14,7 @@ import { newEventId } from "../ids.ts";
 import { type ControllerContext, effectEnv } from "./context.ts";
 import { type Finding, inspectDrift, type ReconcileReport, repairDrift } from "./drift.ts";
 import { ensureJoined, ensureNetwork } from "./effects.ts";
-import { endpointsOf } from "./objects.ts";
+import { endpointsOfSandbox } from "./objects.ts";
 import type { Rec } from "./runtime.ts";
 
 /** Options of {@link reconcile}. */
@@ -61,7 +61,7 @@ export async function reconcile(
             if (rec) await f(rt.context(rec));
           }),
         joinedTo: (sandboxId) =>
-          endpointsOf(rt, (e) => e.sandboxId === sandboxId)
+          endpointsOfSandbox(rt, sandboxId)
             .filter((r) => rt.state(r) === "joined")
             .map((r) => rt.context<EndpointContext>(r)),
         ensureNetwork: (c) => ensureNetwork(env, c, newEventId()),

@@ -17,7 +17,7 @@ import type { ControllerContext } from "./context.ts";
 import type { ReconcileReport } from "./drift.ts";
 import { defaultIpamOf, restoreEndpoint, restoreNetwork } from "./network_ipam.ts";
 import { ensurePredefined } from "./networks.ts";
-import { endpointsOf, isLive, networkContext } from "./objects.ts";
+import { endpointsOfNetwork, isLive, networkContext } from "./objects.ts";
 import { reconcile } from "./reconcile.ts";
 import { replayRemoteIpam } from "./remote_ipam.ts";
 import type { Rec } from "./runtime.ts";
@@ -161,7 +161,7 @@ async function replayRemote(ctx: ControllerContext, warnings: FoldWarning[]): Pr
     const failures = await replayRemoteIpam(
       ipam,
       networks.filter((c) => c.ipam?.driver === name),
-      (networkId) => endpointsOf(rt, (e) => e.networkId === networkId).map((r) => rt.context(r)),
+      (networkId) => endpointsOfNetwork(rt, networkId).map((r) => rt.context(r)),
     );
     for (const [objectId, reason] of failures) {
       warnings.push({ seq: 0, objectId, type: "ipam.replay", reason });

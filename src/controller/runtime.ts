@@ -57,6 +57,9 @@ export interface RuntimeOptions {
   hook?(point: CrashPoint, event: CnmEvent): void;
 }
 
+/** Told when an object enters the registry, changes its snapshot, or leaves (`removed`). */
+export type ChangeListener = (rec: Rec, removed: boolean) => void;
+
 /** The write path and the actor registry. */
 export interface Runtime {
   readonly hostId: string;
@@ -67,6 +70,15 @@ export interface Runtime {
   readonly locks: KeyedMutex;
   /** Live objects by kind and id (deleted ones leave). */
   readonly objects: Readonly<Record<Kind, Map<string, Rec>>>;
+  /**
+   * Calls `listener` whenever an object is registered, its actor's snapshot changes, or it
+   * leaves the registry (deleted, reloaded, closed). Returns the unsubscribe function.
+   * Indexes over the registry (names, relations) are kept by such listeners, so the
+   * runtime stays generic.
+   */
+  onChange(listener: ChangeListener): () => void;
+  /** Called with every event once it is durable (before `events$` subscribers). */
+  onAppended(listener: (event: RecordedEvent) => void): () => void;
   /** Top-level state of an object. */
   state(rec: Rec): string;
   /** Context of an object's actor. */
@@ -136,10 +148,26 @@ export function createRuntime(options: RuntimeOptions): Runtime {
   let connected = true;
   let closed = false;
   let fenced: string | undefined;
+  const changeListeners = new Set<ChangeListener>();
+  const appendListeners = new Set<(event: RecordedEvent) => void>();
+  const changed = (rec: Rec, removed: boolean) => {
+    for (const l of changeListeners) l(rec, removed);
+  };
+  const unregister = (rec: Rec) => {
+    rec.sub?.unsubscribe();
+    if (objects[rec.kind].get(rec.id) === rec) {
+      objects[rec.kind].delete(rec.id);
+      changed(rec, true);
+    }
+  };
 
   const state = (rec: Rec) => stateOf(rec.actor.getSnapshot());
   const context = <C>(rec: Rec) => rec.actor.getSnapshot().context as C;
-  const emit = (event: CnmEvent, seq: number) => events.next({ ...event, seq });
+  const emit = (event: CnmEvent, seq: number) => {
+    const recorded = { ...event, seq };
+    for (const l of appendListeners) l(recorded);
+    events.next(recorded);
+  };
 
   const event: Runtime["event"] = (kind, objectId, type, from, to, data, extra = {}) => ({
     v: EVENT_VERSION,
@@ -235,12 +263,13 @@ export function createRuntime(options: RuntimeOptions): Runtime {
 
   const register = (kind: Kind, id: string, actor: AnyActorRef, lastSeq: number): Rec => {
     const rec: Rec = { kind, id, actor, lastSeq };
+    const old = objects[kind].get(id);
+    if (old) unregister(old);
     objects[kind].set(id, rec);
+    changed(rec, false);
     rec.sub = actor.subscribe((snap: { value: unknown }) => {
-      if (stateOf(snap) === "deleted") {
-        objects[kind].delete(id);
-        rec.sub?.unsubscribe();
-      }
+      if (stateOf(snap) === "deleted") unregister(rec);
+      else if (objects[kind].get(id) === rec) changed(rec, false);
     });
     return rec;
   };
@@ -263,9 +292,8 @@ export function createRuntime(options: RuntimeOptions): Runtime {
     const obj = (await foldAll(list)).objects.get(id);
     const old = objects[kind].get(id);
     if (old) {
-      old.sub?.unsubscribe();
+      unregister(old);
       old.actor.stop();
-      objects[kind].delete(id);
     }
     if (!obj || stateOf(obj.snapshot) === "deleted") return;
     const s = stateOf(obj.snapshot);
@@ -359,6 +387,14 @@ export function createRuntime(options: RuntimeOptions): Runtime {
     events$: events.asObservable(),
     locks,
     objects,
+    onChange(listener) {
+      changeListeners.add(listener);
+      return () => void changeListeners.delete(listener);
+    },
+    onAppended(listener) {
+      appendListeners.add(listener);
+      return () => void appendListeners.delete(listener);
+    },
     state,
     context,
     event,

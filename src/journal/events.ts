@@ -117,6 +117,7 @@ export const DataSchemas: Record<string, z.ZodType> = {
     ipv4Address: z.string().optional(),
     ipv6Address: z.string().optional(),
     macAddress: z.string().optional(),
+    aliases: z.array(z.string()).optional(),
   }).loose(),
   "endpoint.created": facts,
   "endpoint.create.failed": failed,
@@ -135,6 +136,8 @@ export const DataSchemas: Record<string, z.ZodType> = {
     key: z.string().min(1),
     owned: z.boolean(),
     labels: StringMap,
+    /** Directory of the sandbox's hosts and resolv.conf (absent in older events). */
+    stateDir: z.string().optional(),
     config: z.object({
       hostname: z.string().optional(),
       dns: z.array(z.string()).optional(),
