@@ -165,7 +165,7 @@ async function main() {
   const rows: [string, string, string][] = [];
   const row = (what: string, value: string, floor: string) => rows.push([what, value, floor]);
   try {
-    let t0 = performance.now();
+    const t0 = performance.now();
     const big = await seedStream(nc, {
       stream: "SCALE",
       prefix: "scale",

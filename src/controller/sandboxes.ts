@@ -6,7 +6,6 @@
  * @module
  */
 
-import type { SandboxContext } from "../../actors/sandbox.ts";
 import { ConflictError, ForbiddenError, InvalidArgumentError, NotFoundError } from "../errors.ts";
 import { newObjectId, shortId } from "../ids.ts";
 import { type SandboxInfo, sandboxInfo } from "../info.ts";
