@@ -18,6 +18,7 @@ import { createFirewall } from "../../drivers/bridge/_firewall.ts";
 import type { EndpointContext } from "../../actors/endpoint.ts";
 import type { CnmEvent, RecordedEvent } from "../journal/events.ts";
 import { openJournal } from "../journal/journal.ts";
+import { type SnapshotWriter, startSnapshotWriter } from "../journal/snapshot_writer.ts";
 import { CnmError, errText, InvalidArgumentError, UnavailableError } from "../errors.ts";
 import type { EndpointInfo, NetworkInfo, SandboxInfo } from "../info.ts";
 import type { Kernel } from "../kernel/types.ts";
@@ -91,6 +92,12 @@ export interface ControllerOptions {
   /** Reconcile the kernel with the journal on start (and record repairs). Default true. */
   reconcileOnStart?: boolean;
   /**
+   * Snapshots (`<stream>_SNAPSHOT`): start from the snapshot plus the events after it, and
+   * take part in writing it (one controller per stream writes; the others stand by).
+   * `false` folds the whole stream at start and writes nothing. Default true.
+   */
+  snapshots?: boolean | { flushMs?: number };
+  /**
    * Fault-injection points, for crash tests: called synchronously after an intent is durable
    * (before its effect starts), after an effect finished (before its outcome is appended),
    * and after an outcome is durable (before the command resolves).
@@ -126,6 +133,11 @@ export interface Controller {
   reconcile(options?: { dryRun?: boolean }): Promise<ReconcileReport>;
   /** Every event this controller appends, after it is durable. */
   readonly events$: Observable<RecordedEvent>;
+  /**
+   * This controller's snapshot writer (undefined with `snapshots: false`): whether it holds
+   * the stream's writer lease, and `sync()` to wait until the snapshot covers the stream.
+   */
+  readonly snapshots?: Pick<SnapshotWriter, "writing" | "sync" | "stats">;
   /** Stops the actors and the connection; leaves the kernel as it is. */
   close(): Promise<void>;
 }
@@ -150,6 +162,8 @@ export async function createController(options: ControllerOptions): Promise<Cont
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,
       timeout: 5000,
+      // Two stack traces per request (every append) cost more than the append's own work.
+      noAsyncTraces: true,
       ...options.nats,
     });
   } catch (err) {
@@ -235,12 +249,16 @@ async function start(
   watchConnection(nc, ctx);
 
   let closed = false;
+  let snapshots: SnapshotWriter | undefined;
   const controller: Controller & { recovery: RecoveryReport } = {
     hostId,
     stream: journal.stream,
     prefix: journal.prefix,
     recovery: undefined as unknown as RecoveryReport,
     events$: runtime.events$,
+    get snapshots() {
+      return snapshots;
+    },
     createNetwork: (o) => networks.createNetwork(ctx, o),
     deleteNetwork: (ref) => networks.deleteNetwork(ctx, ref),
     network: (ref) => networks.network(ctx, ref),
@@ -261,6 +279,8 @@ async function start(
       closed = true;
       runtime.close();
       const errors: unknown[] = [];
+      await snapshots?.close().catch((e) => errors.push(e));
+      journal.close();
       if (ownsKernel) await kernel.close().catch((e) => errors.push(e));
       await lease.release().catch((e) => errors.push(e));
       drivers.close();
@@ -269,7 +289,19 @@ async function start(
     },
   };
   try {
-    controller.recovery = await recover(ctx, started);
+    const current = await journal.current({ noSnapshot: options.snapshots === false });
+    controller.recovery = await recover(ctx, started, current);
+    if (options.snapshots !== false) {
+      snapshots = await startSnapshotWriter(nc, current, {
+        stream: journal.stream,
+        prefix: journal.prefix,
+        hostId,
+        leaseTtlMs: options.leaseTtlMs,
+        ...(typeof options.snapshots === "object" ? options.snapshots : {}),
+      });
+      const writer = snapshots;
+      runtime.onAppended((e) => writer.offer(e));
+    }
   } catch (err) {
     await controller.close().catch(() => {});
     throw err;

@@ -11,7 +11,8 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { EndpointContext } from "../../actors/endpoint.ts";
 import type { NetworkContext } from "../../actors/network.ts";
 import type { RecordedEvent } from "../journal/events.ts";
-import { foldAll, type FoldWarning, stateOf } from "../journal/fold.ts";
+import { type FoldWarning, stateOf } from "../journal/fold.ts";
+import type { Current } from "../journal/current.ts";
 import { errText } from "../errors.ts";
 import type { ControllerContext } from "./context.ts";
 import type { ReconcileReport } from "./drift.ts";
@@ -24,8 +25,14 @@ import type { Rec } from "./runtime.ts";
 
 /** Result of the start-up recovery. */
 export interface RecoveryReport {
-  /** Events read from the journal. */
+  /** The stream sequence recovered to (every event up to it is reflected). */
   events: number;
+  /** Where the state came from: the snapshot plus the events after it, or the whole stream. */
+  source: "snapshot" | "stream";
+  /** The snapshot's watermark (0 without a snapshot). */
+  snapshotSeq: number;
+  /** Events read from the stream: after the snapshot, or all of them. */
+  tail: number;
   /** Objects rebuilt (not deleted). */
   objects: number;
   /** Objects whose interrupted effect was run again. */
@@ -44,11 +51,18 @@ interface Resumed {
   intent?: RecordedEvent;
 }
 
-/** Rebuilds the controller from the journal; `started` is when connecting began. */
-export async function recover(ctx: ControllerContext, started: number): Promise<RecoveryReport> {
+/**
+ * Rebuilds the controller from `current` (the journal's fold: snapshot + tail, or the whole
+ * stream); `started` is when connecting began.
+ */
+export async function recover(
+  ctx: ControllerContext,
+  started: number,
+  current: Current,
+): Promise<RecoveryReport> {
   const rt = ctx.runtime;
   const { hostId } = ctx.settings;
-  const fold = await foldAll(rt.journal.read(), undefined);
+  const fold = current.fold;
   // Plugins the journal's networks use are resolved before any effect runs again.
   for (const obj of fold.objects.values()) {
     if (obj.kind !== "network" || obj.host !== hostId) continue;
@@ -67,7 +81,7 @@ export async function recover(ctx: ControllerContext, started: number): Promise<
     objects++;
     if (state === "creating") {
       resumed.push({
-        rec: rt.restore(obj.kind, obj.id, { intent: obj.createIntent }, obj.lastSeq),
+        rec: rt.restore(obj.kind, obj.id, { intent: obj.createIntent ?? obj.intent! }, obj.lastSeq),
       });
     } else if (obj.intent && obj.before) {
       resumed.push({
@@ -104,6 +118,9 @@ export async function recover(ctx: ControllerContext, started: number): Promise<
   }
   const report: RecoveryReport = {
     events: fold.lastSeq,
+    source: current.source,
+    snapshotSeq: current.snapshotSeq,
+    tail: current.tail,
     objects,
     resumed: resumed.map((r) => `${r.rec.kind} ${r.rec.id}`),
     warnings: fold.warnings,

@@ -249,8 +249,17 @@ export function createRuntime(options: RuntimeOptions): Runtime {
     return undefined;
   }
 
-  /** The machine of `kind` with the effect actor that runs {@link runEffect}. */
+  /**
+   * The machine of `kind` with the effect actor that runs {@link runEffect}: built once per
+   * kind (a machine is a tree of state nodes; one per actor would cost CPU and memory).
+   */
+  const machines = new Map<Kind, ReturnType<typeof buildMachine>>();
   const provided = (kind: Kind) => {
+    let m = machines.get(kind);
+    if (!m) machines.set(kind, m = buildMachine(kind));
+    return m;
+  };
+  const buildMachine = (kind: Kind) => {
     const effect = fromCallback<CnmEvent, EffectInput<unknown>>(({ input, sendBack }) => {
       let cancelled = false;
       runEffect(kind, input, () => cancelled).then((outcome) => {
@@ -300,7 +309,7 @@ export function createRuntime(options: RuntimeOptions): Runtime {
     if (TRANSIENT_STATES.has(s) && obj.intent) {
       // Another writer left it mid-effect; run it like recovery does.
       const rec = s === "creating"
-        ? restore(kind, id, { intent: obj.createIntent }, obj.lastSeq)
+        ? restore(kind, id, { intent: obj.createIntent ?? obj.intent! }, obj.lastSeq)
         : restore(kind, id, { snapshot: obj.before }, obj.lastSeq);
       rec.actor.start();
       if (s !== "creating") rec.actor.send(obj.intent);

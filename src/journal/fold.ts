@@ -21,14 +21,22 @@ export interface FoldedObject {
   snapshot: Snapshot;
   /** Stream sequence of its last event. */
   lastSeq: number;
-  /** Its first event. */
-  createIntent: RecordedEvent;
+  /** Stream sequence of its first event (objects list in this order). */
+  firstSeq: number;
+  /** Its first event (absent when rebuilt from a snapshot past `creating`). */
+  createIntent?: RecordedEvent;
   /** When in a transient state: the intent that put it there … */
   intent?: RecordedEvent;
   /** … and the snapshot before that intent. */
   before?: Snapshot;
   /** Number of events folded. */
   events: number;
+  /** Sandboxes: the endpoints attached now (joining, joined, leaving), in join order. */
+  members?: string[];
+  /** Sandboxes: every endpoint that ever asked to join it (its history shows them). */
+  joins?: string[];
+  /** Endpoints: sequence of the join request of the current attachment (orders `members`). */
+  joinedSeq?: number;
 }
 
 /** An event that could not be applied, with the reason. */
@@ -45,6 +53,8 @@ export interface FoldState {
   warnings: FoldWarning[];
   /** Highest sequence folded. */
   lastSeq: number;
+  /** When set, every object an event changes is added (the snapshot writer's dirty set). */
+  touched?: Set<string>;
 }
 
 /** An empty fold. */
@@ -120,20 +130,27 @@ export function foldEvent(fold: FoldState, event: RecordedEvent): void {
       host: event.host,
       snapshot,
       lastSeq: event.seq,
+      firstSeq: event.seq,
       createIntent: event,
       intent: event,
       events: 1,
+      ...(event.kind === "sandbox" ? { members: [], joins: [] } : {}),
     });
+    fold.touched?.add(event.objectId);
     return;
   }
   obj.lastSeq = event.seq;
   obj.events++;
+  fold.touched?.add(obj.id);
   if (!obj.snapshot.can(event)) {
     return warn(`${event.type} does not apply in state ${stateOf(obj.snapshot)}`);
   }
   const before = obj.snapshot;
   const next = nextSnapshot(machine, before, event);
   obj.snapshot = next;
+  if (event.kind === "endpoint") {
+    relate(fold, obj, event, before.context.sandboxId, next.context.sandboxId);
+  }
   if (TRANSIENT_STATES.has(stateOf(next))) {
     obj.intent = event;
     obj.before = before;
@@ -141,6 +158,38 @@ export function foldEvent(fold: FoldState, event: RecordedEvent): void {
     obj.intent = undefined;
     obj.before = undefined;
   }
+}
+
+/** Keeps sandboxes' `members` and `joins` current as an endpoint's sandbox changes. */
+function relate(
+  fold: FoldState,
+  ep: FoldedObject,
+  event: RecordedEvent,
+  was: string | null | undefined,
+  now: string | null | undefined,
+): void {
+  if (event.type === "endpoint.join.requested" && now) {
+    const joins = fold.objects.get(now)?.joins;
+    if (joins && !joins.includes(ep.id)) joins.push(ep.id);
+    fold.touched?.add(now);
+  }
+  if (was === now) return;
+  if (was) fold.touched?.add(was);
+  if (now) fold.touched?.add(now);
+  if (was) {
+    const m = fold.objects.get(was)?.members;
+    const i = m ? m.indexOf(ep.id) : -1;
+    if (i >= 0) m!.splice(i, 1);
+    ep.joinedSeq = undefined;
+  }
+  if (!now) return;
+  ep.joinedSeq = event.seq;
+  const m = fold.objects.get(now)?.members;
+  if (!m) return;
+  // In order of joining, also when objects are folded one after another (replay's scan).
+  let i = m.length;
+  while (i > 0 && (fold.objects.get(m[i - 1])?.joinedSeq ?? 0) > event.seq) i--;
+  m.splice(i, 0, ep.id);
 }
 
 /** Folds a whole sequence of events. */

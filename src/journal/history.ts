@@ -11,7 +11,7 @@ import type { ErrorRecord } from "../errors.ts";
 import { InvalidArgumentError, NotFoundError } from "../errors.ts";
 import { foldAll, type FoldWarning, stateOf } from "./fold.ts";
 import { TRANSIENT_STATES } from "../../actors/mod.ts";
-import { decodeAt, type RawObject, scanStream } from "./replay.ts";
+import { decodeAt, type RawObject, scanStream } from "./scan.ts";
 import { borrowConnection, type NatsTarget } from "./watch.ts";
 
 /** One transition of an object. */

@@ -7,7 +7,6 @@
  */
 
 import type { NatsConnection } from "@nats-io/transport-node";
-import { headers } from "@nats-io/transport-node";
 import {
   DeliverPolicy,
   jetstream,
@@ -24,6 +23,8 @@ import {
   subjectOf,
 } from "./events.ts";
 import { ConflictError, errText, UnavailableError } from "../errors.ts";
+import { type Current, type CurrentOptions, loadCurrent } from "./current.ts";
+import { createPublisher } from "./publisher.ts";
 
 /** Options of {@link openJournal}. */
 export interface JournalOptions {
@@ -65,6 +66,12 @@ export interface Journal {
   last(kind: string, objectId: string): Promise<RecordedEvent | undefined>;
   /** Sequence of the newest message in the stream (0 when empty). */
   lastSeq(): Promise<number>;
+  /** The current fold: the snapshot plus the events after it (see current.ts). */
+  current(options?: Omit<CurrentOptions, "stream" | "prefix">): Promise<Current>;
+  /** The connection the journal uses. */
+  readonly nc: NatsConnection;
+  /** Fails appends still waiting for their PubAck (the connection stays open). */
+  close(): void;
 }
 
 /** The stream setting every cnm stream gets. */
@@ -104,7 +111,7 @@ export async function openJournal(
   }
   await ensureStream(jsm, stream, prefix, options.create ?? true);
   const js = jetstream(nc, { timeout });
-  return createJournal(js, jsm, stream, prefix, timeout);
+  return createJournal(nc, js, jsm, stream, prefix, timeout);
 }
 
 async function ensureStream(
@@ -156,26 +163,28 @@ export function isWrongLastSequence(err: unknown): boolean {
 }
 
 function createJournal(
+  nc: NatsConnection,
   js: JetStreamClient,
   jsm: JetStreamManager,
   stream: string,
   prefix: string,
   timeout: number,
 ): Journal {
+  const publisher = createPublisher(nc, timeout);
   return {
     stream,
     prefix,
+    nc,
+    close: () => publisher.close(),
+    current: (options = {}) => loadCurrent(nc, { ...options, stream, prefix }),
     async append(event, expectSeq) {
-      const h = headers();
-      h.set("Cnm-Type", event.type);
-      h.set("Cnm-Kind", event.kind);
       const subject = subjectOf(prefix, event.kind, event.objectId);
       try {
-        const ack = await js.publish(subject, encodeEvent(event), {
-          msgID: event.eventId,
-          expect: { lastSubjectSequence: expectSeq, streamName: stream },
-          headers: h,
-          timeout,
+        const ack = await publisher.publish(subject, encodeEvent(event), {
+          msgId: event.eventId,
+          expectLastSubjectSequence: expectSeq,
+          expectStream: stream,
+          headers: { "Cnm-Type": event.type, "Cnm-Kind": event.kind },
         });
         return { seq: ack.seq, duplicate: ack.duplicate };
       } catch (err) {
