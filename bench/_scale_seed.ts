@@ -13,19 +13,11 @@ import type { Driver } from "../drivers/driver.ts";
 import { type CnmEvent, encodeEvent, subjectOf } from "../src/journal/events.ts";
 import { streamConfig } from "../src/journal/journal.ts";
 import { newEventId, newObjectId } from "../src/ids.ts";
+import { noopDriver } from "../tests/cli/_fake_kernel.ts";
 
-/** A driver that programs nothing (like `null`, but any number of networks, with IPAM). */
+/** A driver that programs nothing, named `bench`. */
 export function benchDriver(): Driver {
-  return {
-    name: "bench",
-    capabilities: () => ({ dataScope: "local", connectivityScope: "local" }),
-    createNetwork: () => Promise.resolve(),
-    deleteNetwork: () => Promise.resolve(),
-    createEndpoint: () => Promise.resolve(),
-    deleteEndpoint: () => Promise.resolve(),
-    join: () => Promise.resolve(),
-    leave: () => Promise.resolve(),
-  };
+  return noopDriver("bench");
 }
 
 /** What the seeding made. */

@@ -24,6 +24,7 @@ import type {
   DeleteEndpointOptions,
 } from "../controller/inputs.ts";
 import { borrowConnection, type NatsTarget } from "../journal/watch.ts";
+import type { ReconcileReport } from "../controller/drift.ts";
 
 const Ref = z.string({ error: "must be a string" }).min(1, { error: "must not be empty" });
 const Options = z.record(z.string(), z.unknown());
@@ -45,6 +46,7 @@ export const ApiRequests = {
   endpoints: z.strictObject({ network: Ref.optional() }),
   sandbox: z.strictObject({ sandbox: Ref }),
   sandboxes: z.strictObject({}),
+  reconcile: z.strictObject({ dryRun: z.boolean().optional() }),
 } as const;
 
 /** One of the API's verbs. */
@@ -76,6 +78,13 @@ const SandboxInfoSchema = z.object({
   state: z.string(),
   endpointIds: z.array(z.string()),
 }).loose();
+const ReconcileSchema = z.object({
+  dryRun: z.boolean(),
+  findings: z.array(
+    z.object({ kind: z.string(), resource: z.string(), repaired: z.boolean() }).loose(),
+  ),
+  ms: z.number(),
+}).loose();
 const PingSchema = z.object({ hostId: z.string(), stream: z.string(), prefix: z.string() });
 
 /** Result schema of every verb (`null` for commands that return nothing or lookups that miss). */
@@ -95,6 +104,7 @@ export const ApiResults: Record<ApiVerb, z.ZodType> = {
   endpoints: z.array(EndpointInfoSchema),
   sandbox: SandboxInfoSchema.nullable(),
   sandboxes: z.array(SandboxInfoSchema),
+  reconcile: ReconcileSchema,
 };
 
 /** A reply: exactly one of `result` and `error`. */
@@ -153,6 +163,8 @@ export interface ApiClient {
   endpoints(filter?: { network?: string }): Promise<EndpointInfo[]>;
   sandbox(idOrName: string): Promise<SandboxInfo | undefined>;
   sandboxes(): Promise<SandboxInfo[]>;
+  /** Compares the journal's view with the kernel and, unless `dryRun`, repairs it. */
+  reconcile(options?: { dryRun?: boolean }): Promise<ReconcileReport>;
   /** Closes the connection the client opened (a borrowed one stays open). */
   close(): Promise<void>;
 }
@@ -230,6 +242,11 @@ export async function createApiClient(options: ApiClientOptions): Promise<ApiCli
       await call("endpoints", f?.network ? { network: f.network } : {}) as EndpointInfo[],
     sandbox: async (sandbox) => orUndefined<SandboxInfo>(await call("sandbox", { sandbox })),
     sandboxes: async () => await call("sandboxes", {}) as SandboxInfo[],
+    reconcile: async (o) =>
+      await call(
+        "reconcile",
+        o?.dryRun !== undefined ? { dryRun: o.dryRun } : {},
+      ) as ReconcileReport,
     close: release,
   };
 }

@@ -1,36 +1,34 @@
 /**
  * `cnm network|sandbox|endpoint ls|create|inspect|rm`, `cnm connect`, `cnm disconnect`.
- * Reads (ls, inspect) replay the stream and need no controller; writes go to the host's
- * controller through the NATS API.
+ * Reads (ls, inspect) come from the stream (its snapshot plus the events after it) and need
+ * no controller; they show `--host` (default: this machine) unless `--all-hosts`. Writes go to
+ * the host's controller through the NATS API; their options are checked before connecting.
  *
  * @module
  */
 
 import { type ApiClient, createApiClient } from "../api/client.ts";
 import { NotFoundError } from "../errors.ts";
-import type { ReplayState } from "../journal/replay.ts";
+import { replay, type ReplayState } from "../journal/replay.ts";
 import { type FlagSpecs, pairs, UsageError } from "./_args.ts";
-import { type Ctx, expectArgs, json, short, stateAt, table, type Verb } from "./_context.ts";
+import { type Ctx, expectArgs, json, progress, short, table, type Verb } from "./_context.ts";
+import { filtered, find, parseFilters, scoped } from "./_scope.ts";
 
-/** Replays the stream to its end (with a progress bar when slow). */
-export function currentState(ctx: Ctx): Promise<ReplayState> {
-  return stateAt(ctx, undefined, false);
-}
-
-/** Finds by exact id, then name, then unique id prefix. */
-export function find<T extends { id: string; name: string }>(
-  items: T[],
-  ref: string,
-  what: string,
-): T {
-  const hit = items.find((i) => i.id === ref) ?? items.find((i) => i.name === ref);
-  if (hit) return hit;
-  const pre = items.filter((i) => i.id.startsWith(ref));
-  if (pre.length === 1) return pre[0];
-  if (pre.length > 1) {
-    throw new UsageError(`${what} id prefix ${ref} is ambiguous (${pre.length} match)`);
+/** The current state of `kinds` (snapshot + tail; a progress bar when it is slow), in view. */
+export async function currentState(ctx: Ctx, kinds?: string[]): Promise<ReplayState> {
+  const bar = progress(ctx.io, "reading");
+  try {
+    const s = await replay({
+      nats: ctx.nats,
+      stream: ctx.stream,
+      prefix: ctx.prefix,
+      ...(kinds ? { kinds } : {}),
+      onProgress: bar.onProgress,
+    });
+    return scoped(ctx, s);
+  } finally {
+    bar.done();
   }
-  throw new NotFoundError(`${what} ${ref} not found`);
 }
 
 async function withApi<T>(ctx: Ctx, f: (api: ApiClient) => Promise<T>): Promise<T> {
@@ -41,6 +39,59 @@ async function withApi<T>(ctx: Ctx, f: (api: ApiClient) => Promise<T>): Promise<
     await api.close();
   }
 }
+
+const LS_FLAGS: FlagSpecs = {
+  quiet: { type: "boolean", short: "q", help: "print only ids" },
+  filter: {
+    type: "string",
+    multi: true,
+    arg: "KEY=VALUE",
+    help: "only matching objects: id (prefix), name (part), label, driver, scope, state, host",
+  },
+};
+
+/** Prints a listing: ids only with -q, JSON with --format json, else the table. */
+function listing<T extends { id: string }>(
+  ctx: Ctx,
+  items: T[],
+  header: string[],
+  row: (i: T) => (string | number | null | undefined)[],
+): void {
+  const shown = filtered(items, parseFilters(ctx.flags.filter as string[] | undefined));
+  if (ctx.flags.quiet) {
+    if (ctx.json) return json(ctx.io, shown.map((i) => i.id));
+    for (const i of shown) ctx.io.out(short(i.id));
+    return;
+  }
+  if (ctx.json) return json(ctx.io, shown);
+  table(ctx.io, header, shown.map(row));
+}
+
+/** `rm` of several refs; with `--force`, a missing one is not an error. */
+async function removeAll(
+  ctx: Ctx,
+  refs: string[],
+  rm: (api: ApiClient, ref: string) => Promise<void>,
+): Promise<void> {
+  const deleted: string[] = [];
+  await withApi(ctx, async (api) => {
+    for (const r of refs) {
+      try {
+        await rm(api, r);
+      } catch (err) {
+        if (ctx.flags.force === true && err instanceof NotFoundError) continue;
+        throw err;
+      }
+      deleted.push(r);
+      if (!ctx.json) ctx.io.out(r);
+    }
+  });
+  if (ctx.json) json(ctx.io, { deleted });
+}
+
+const RM_FORCE: FlagSpecs = {
+  force: { type: "boolean", short: "f", help: "do not fail when it does not exist" },
+};
 
 const LABEL: FlagSpecs = {
   label: { type: "string", multi: true, arg: "KEY=VALUE", help: "label" },
@@ -61,29 +112,89 @@ function inspect(kind: "networks" | "sandboxes" | "endpoints", what: string): Ve
     flags: {},
     async run(ctx) {
       const refs = expectArgs(ctx, 1, Infinity, `one or more ${what}s`);
-      const state = await currentState(ctx);
-      const items = state[kind] as unknown as { id: string; name: string }[];
-      json(ctx.io, refs.map((r) => find(items, r, what)));
+      const state = await currentState(ctx, [what]);
+      const items = state[kind] as unknown as { id: string; name: string; host: string }[];
+      json(ctx.io, refs.map((r) => find(ctx, items, r, what)));
     },
   };
+}
+
+/** Networks the host's controller could remove now: no endpoints, not predefined. */
+async function unused(api: ApiClient) {
+  const nets = await api.networks();
+  const eps = await api.endpoints();
+  const used = new Set(eps.map((e) => e.networkId));
+  return nets.filter((n) =>
+    !used.has(n.id) && !["null", "host"].includes(n.driver) &&
+    n.options["com.docker.network.bridge.default_bridge"] !== "true" &&
+    !["none", "host", "bridge"].includes(n.name)
+  );
+}
+
+/** The `network create` options, checked before connecting. */
+function networkOptions(ctx: Ctx, name: string) {
+  const f = ctx.flags;
+  const subnets = (f.subnet as string[] | undefined) ?? [];
+  const gateways = (f.gateway as string[] | undefined) ?? [];
+  const ranges = (f["ip-range"] as string[] | undefined) ?? [];
+  if (gateways.length > subnets.length || ranges.length > subnets.length) {
+    throw new UsageError("every --gateway and --ip-range needs a --subnet");
+  }
+  const aux = pairs(f["aux-address"] as string[], "aux-address");
+  if (Object.keys(aux).length && !subnets.length) {
+    throw new UsageError("--aux-address needs a --subnet");
+  }
+  const config = subnets.map((subnet, i) => ({
+    subnet,
+    ...(gateways[i] ? { gateway: gateways[i] } : {}),
+    ...(ranges[i] ? { ipRange: ranges[i] } : {}),
+  }));
+  // Each aux address goes with the subnet that contains it (the only one, when one is given).
+  for (const [k, ip] of Object.entries(aux)) {
+    const c = config.length === 1 ? config[0] : config.find((c) => contains(c.subnet, ip));
+    if (!c) throw new UsageError(`--aux-address ${k}=${ip} is in none of the --subnet ranges`);
+    (c as { auxAddresses?: Record<string, string> }).auxAddresses = {
+      ...(c as { auxAddresses?: Record<string, string> }).auxAddresses,
+      [k]: ip,
+    };
+  }
+  const ipamDriver = f["ipam-driver"] as string | undefined;
+  const ipamOptions = pairs(f["ipam-opt"] as string[], "ipam-opt");
+  const hasIpam = config.length || ipamDriver || Object.keys(ipamOptions).length;
+  return {
+    name,
+    ...(f.driver ? { driver: f.driver as string } : {}),
+    labels: pairs(f.label as string[], "label"),
+    options: pairs(f.opt as string[], "opt"),
+    internal: f.internal === true,
+    enableIPv6: f.ipv6 === true,
+    ...(hasIpam ? { ipam: { driver: ipamDriver ?? "default", config, options: ipamOptions } } : {}),
+  };
+}
+
+/** Whether IPv4 `ip` lies in `cidr` (a rough check for the CLI; the controller checks again). */
+function contains(cidr: string, ip: string): boolean {
+  const [base, bits] = cidr.split("/");
+  const n = (a: string) => a.split(".").reduce((v, o) => v * 256 + Number(o), 0);
+  if (!/^\d+\.\d+\.\d+\.\d+$/.test(ip) || !/^\d+\.\d+\.\d+\.\d+$/.test(base)) return false;
+  const size = 2 ** (32 - Number(bits));
+  return Math.floor(n(ip) / size) === Math.floor(n(base) / size);
 }
 
 /** `cnm network …` */
 export const network: Record<string, Verb> = {
   ls: {
-    usage: "cnm network ls",
+    usage: "cnm network ls [-q] [--filter KEY=VALUE]...",
     summary: "Lists networks (read from the stream; no controller needed).",
-    flags: {},
+    flags: LS_FLAGS,
     async run(ctx) {
       expectArgs(ctx, 0, 0, "no arguments");
-      const { networks } = await currentState(ctx);
-      if (ctx.json) return json(ctx.io, networks);
-      table(
-        ctx.io,
+      const { networks } = await currentState(ctx, ["network"]);
+      listing(
+        ctx,
+        networks,
         ["NETWORK ID", "NAME", "DRIVER", "SCOPE", "STATE", "SUBNETS", "HOST"],
-        networks.map((
-          n,
-        ) => [
+        (n) => [
           short(n.id),
           n.name,
           n.driver,
@@ -91,7 +202,7 @@ export const network: Record<string, Verb> = {
           n.state,
           n.ipam.config.map((c) => c.subnet).join(","),
           n.host,
-        ]),
+        ],
       );
     },
   },
@@ -108,7 +219,14 @@ export const network: Record<string, Verb> = {
         arg: "CIDR",
         help: "allocate from this sub-range",
       },
+      "aux-address": {
+        type: "string",
+        multi: true,
+        arg: "NAME=IP",
+        help: "reserve an address of a --subnet (never given to an endpoint)",
+      },
       "ipam-driver": { type: "string", arg: "NAME", help: "IPAM driver (default default)" },
+      "ipam-opt": { type: "string", multi: true, arg: "KEY=VALUE", help: "IPAM driver option" },
       internal: { type: "boolean", help: "no external connectivity" },
       ipv6: { type: "boolean", help: "enable IPv6" },
       ...LABEL,
@@ -117,48 +235,45 @@ export const network: Record<string, Verb> = {
     extra: "Example: cnm network create --driver bridge --subnet 10.10.0.0/24 web",
     async run(ctx) {
       const [name] = expectArgs(ctx, 1, 1, "a network name");
-      const f = ctx.flags;
-      const subnets = (f.subnet as string[] | undefined) ?? [];
-      const gateways = (f.gateway as string[] | undefined) ?? [];
-      const ranges = (f["ip-range"] as string[] | undefined) ?? [];
-      if (gateways.length > subnets.length || ranges.length > subnets.length) {
-        throw new UsageError("every --gateway and --ip-range needs a --subnet");
-      }
-      const config = subnets.map((subnet, i) => ({
-        subnet,
-        ...(gateways[i] ? { gateway: gateways[i] } : {}),
-        ...(ranges[i] ? { ipRange: ranges[i] } : {}),
-      }));
-      const ipamDriver = f["ipam-driver"] as string | undefined;
-      const info = await withApi(ctx, (api) =>
-        api.createNetwork({
-          name,
-          ...(f.driver ? { driver: f.driver as string } : {}),
-          labels: pairs(f.label as string[], "label"),
-          options: pairs(f.opt as string[], "opt"),
-          internal: f.internal === true,
-          enableIPv6: f.ipv6 === true,
-          ...(config.length || ipamDriver
-            ? { ipam: { driver: ipamDriver ?? "default", config } }
-            : {}),
-        }));
-      printed(ctx, info);
+      const options = networkOptions(ctx, name);
+      printed(ctx, await withApi(ctx, (api) => api.createNetwork(options)));
     },
   },
   inspect: inspect("networks", "network"),
   rm: {
-    usage: "cnm network rm NETWORK...",
-    summary: "Deletes networks (by id or name) on the host's controller.",
-    flags: {},
+    usage: "cnm network rm [-f] NETWORK...",
+    summary: "Deletes networks (by id, name or id prefix) on the host's controller.",
+    flags: RM_FORCE,
     async run(ctx) {
       const refs = expectArgs(ctx, 1, Infinity, "one or more networks");
-      await withApi(ctx, async (api) => {
-        for (const r of refs) {
-          await api.deleteNetwork(r);
-          if (!ctx.json) ctx.io.out(r);
+      await removeAll(ctx, refs, (api, r) => api.deleteNetwork(r));
+    },
+  },
+  prune: {
+    usage: "cnm network prune [-f]",
+    summary: "Deletes every network of the host that has no endpoints (not none, host, bridge).",
+    flags: {
+      force: { type: "boolean", short: "f", help: "accepted for docker's sake (no prompt)" },
+    },
+    async run(ctx) {
+      expectArgs(ctx, 0, 0, "no arguments");
+      const deleted = await withApi(ctx, async (api) => {
+        const out: string[] = [];
+        for (const n of await unused(api)) {
+          try {
+            await api.deleteNetwork(n.id);
+            out.push(n.name);
+            if (!ctx.json) ctx.io.out(n.name);
+          } catch (err) {
+            // Gained an endpoint meanwhile, or already gone: not ours to prune then.
+            if (!(err instanceof Error) || !/active endpoints|not found/.test(err.message)) {
+              throw err;
+            }
+          }
         }
+        return out;
       });
-      if (ctx.json) json(ctx.io, { deleted: refs });
+      if (ctx.json) json(ctx.io, { deleted });
     },
   },
 };
@@ -166,17 +281,17 @@ export const network: Record<string, Verb> = {
 /** `cnm sandbox …` */
 export const sandbox: Record<string, Verb> = {
   ls: {
-    usage: "cnm sandbox ls",
+    usage: "cnm sandbox ls [-q] [--filter KEY=VALUE]...",
     summary: "Lists sandboxes (read from the stream; no controller needed).",
-    flags: {},
+    flags: LS_FLAGS,
     async run(ctx) {
       expectArgs(ctx, 0, 0, "no arguments");
-      const { sandboxes } = await currentState(ctx);
-      if (ctx.json) return json(ctx.io, sandboxes);
-      table(
-        ctx.io,
+      const { sandboxes } = await currentState(ctx, ["sandbox"]);
+      listing(
+        ctx,
+        sandboxes,
         ["SANDBOX ID", "NAME", "STATE", "ENDPOINTS", "KEY", "HOST"],
-        sandboxes.map((s) => [short(s.id), s.name, s.state, s.endpointIds.length, s.key, s.host]),
+        (s) => [short(s.id), s.name, s.state, s.endpointIds.length, s.key, s.host],
       );
     },
   },
@@ -198,33 +313,26 @@ export const sandbox: Record<string, Verb> = {
     async run(ctx) {
       const [name] = expectArgs(ctx, 1, 1, "a sandbox name");
       const f = ctx.flags;
-      const info = await withApi(ctx, (api) =>
-        api.createSandbox({
-          name,
-          labels: pairs(f.label as string[], "label"),
-          ...(f.key ? { key: f.key as string } : {}),
-          ...(f.hostname ? { hostname: f.hostname as string } : {}),
-          ...(f.dns ? { dns: f.dns as string[] } : {}),
-          ...(f["dns-search"] ? { dnsSearch: f["dns-search"] as string[] } : {}),
-          ...(f["add-host"] ? { extraHosts: f["add-host"] as string[] } : {}),
-        }));
-      printed(ctx, info);
+      const options = {
+        name,
+        labels: pairs(f.label as string[], "label"),
+        ...(f.key ? { key: f.key as string } : {}),
+        ...(f.hostname ? { hostname: f.hostname as string } : {}),
+        ...(f.dns ? { dns: f.dns as string[] } : {}),
+        ...(f["dns-search"] ? { dnsSearch: f["dns-search"] as string[] } : {}),
+        ...(f["add-host"] ? { extraHosts: f["add-host"] as string[] } : {}),
+      };
+      printed(ctx, await withApi(ctx, (api) => api.createSandbox(options)));
     },
   },
   inspect: inspect("sandboxes", "sandbox"),
   rm: {
-    usage: "cnm sandbox rm SANDBOX...",
+    usage: "cnm sandbox rm [-f] SANDBOX...",
     summary: "Deletes sandboxes (leaving and deleting their endpoints first).",
-    flags: {},
+    flags: RM_FORCE,
     async run(ctx) {
       const refs = expectArgs(ctx, 1, Infinity, "one or more sandboxes");
-      await withApi(ctx, async (api) => {
-        for (const r of refs) {
-          await api.deleteSandbox(r);
-          if (!ctx.json) ctx.io.out(r);
-        }
-      });
-      if (ctx.json) json(ctx.io, { deleted: refs });
+      await removeAll(ctx, refs, (api, r) => api.deleteSandbox(r));
     },
   },
 };
@@ -233,6 +341,7 @@ const ADDRESS_FLAGS: FlagSpecs = {
   ip: { type: "string", arg: "IPV4", help: "IPv4 address" },
   ip6: { type: "string", arg: "IPV6", help: "IPv6 address" },
   mac: { type: "string", arg: "MAC", help: "MAC address" },
+  alias: { type: "string", multi: true, arg: "NAME", help: "extra name in the network" },
 };
 
 function endpointOptions(ctx: Ctx, name: string) {
@@ -244,30 +353,34 @@ function endpointOptions(ctx: Ctx, name: string) {
     ...(f.ip ? { ipv4Address: f.ip as string } : {}),
     ...(f.ip6 ? { ipv6Address: f.ip6 as string } : {}),
     ...(f.mac ? { macAddress: f.mac as string } : {}),
+    ...(f.alias ? { aliases: f.alias as string[] } : {}),
   };
 }
 
 /** `cnm endpoint …` */
 export const endpoint: Record<string, Verb> = {
   ls: {
-    usage: "cnm endpoint ls [--network NETWORK]",
+    usage: "cnm endpoint ls [-q] [--network NETWORK] [--filter KEY=VALUE]...",
     summary: "Lists endpoints (read from the stream; no controller needed).",
-    flags: { network: { type: "string", arg: "NETWORK", help: "only this network's endpoints" } },
+    flags: {
+      network: { type: "string", arg: "NETWORK", help: "only this network's endpoints" },
+      ...LS_FLAGS,
+    },
     async run(ctx) {
       expectArgs(ctx, 0, 0, "no arguments");
       const state = await currentState(ctx);
       let eps = state.endpoints;
       if (ctx.flags.network) {
-        const net = find(state.networks, ctx.flags.network as string, "network");
+        const net = find(ctx, state.networks, ctx.flags.network as string, "network");
         eps = eps.filter((e) => e.networkId === net.id);
       }
-      if (ctx.json) return json(ctx.io, eps);
       const netName = new Map(state.networks.map((n) => [n.id, n.name]));
       const sbName = new Map(state.sandboxes.map((s) => [s.id, s.name]));
-      table(
-        ctx.io,
+      listing(
+        ctx,
+        eps.map((e) => ({ ...e, networkName: netName.get(e.networkId) })),
         ["ENDPOINT ID", "NAME", "NETWORK", "SANDBOX", "STATE", "IPV4", "MAC"],
-        eps.map((e) => [
+        (e) => [
           short(e.id),
           e.name,
           netName.get(e.networkId) ?? short(e.networkId),
@@ -275,7 +388,7 @@ export const endpoint: Record<string, Verb> = {
           e.state,
           e.ipv4Address,
           e.macAddress,
-        ]),
+        ],
       );
     },
   },
@@ -285,8 +398,8 @@ export const endpoint: Record<string, Verb> = {
     flags: { ...ADDRESS_FLAGS, ...LABEL, ...OPT },
     async run(ctx) {
       const [net, name] = expectArgs(ctx, 2, 2, "a network and an endpoint name");
-      const info = await withApi(ctx, (api) => api.createEndpoint(net, endpointOptions(ctx, name)));
-      printed(ctx, info);
+      const options = endpointOptions(ctx, name);
+      printed(ctx, await withApi(ctx, (api) => api.createEndpoint(net, options)));
     },
   },
   inspect: inspect("endpoints", "endpoint"),
@@ -319,11 +432,12 @@ export const connectVerb: Verb = {
   },
   async run(ctx) {
     const [net, sb] = expectArgs(ctx, 2, 2, "a network and a sandbox");
+    const given = endpointOptions(ctx, "");
     const joined = await withApi(ctx, async (api) => {
       const box = await api.sandbox(sb);
       if (!box) throw new NotFoundError(`sandbox ${sb} not found`);
       const name = (ctx.flags.name as string | undefined) ?? box.name;
-      const ep = await api.createEndpoint(net, endpointOptions(ctx, name));
+      const ep = await api.createEndpoint(net, { ...given, name });
       try {
         return await api.join(ep.id, box.id);
       } catch (err) {

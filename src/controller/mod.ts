@@ -97,6 +97,8 @@ export interface ControllerOptions {
    * `false` folds the whole stream at start and writes nothing. Default true.
    */
   snapshots?: boolean | { flushMs?: number };
+  /** Told when the controller's NATS connection drops and comes back (for logs). */
+  onConnectionStatus?: (status: "disconnect" | "reconnect") => void;
   /**
    * Fault-injection points, for crash tests: called synchronously after an intent is durable
    * (before its effect starts), after an effect finished (before its outcome is appended),
@@ -246,7 +248,7 @@ async function start(
         : {}),
     },
   };
-  watchConnection(nc, ctx);
+  watchConnection(nc, ctx, options.onConnectionStatus);
 
   let closed = false;
   let snapshots: SnapshotWriter | undefined;

@@ -12,7 +12,7 @@ import type { EndpointContext } from "../../actors/endpoint.ts";
 import type { NetworkContext } from "../../actors/network.ts";
 import type { SandboxContext } from "../../actors/sandbox.ts";
 import type { Kind } from "../journal/events.ts";
-import { InvalidArgumentError } from "../errors.ts";
+import { ambiguousPrefix } from "../refs.ts";
 import type { Rec, Runtime } from "./runtime.ts";
 
 /** What an object is indexed under (names never change; an endpoint's sandbox does). */
@@ -152,17 +152,17 @@ function find(rt: Runtime, kind: Kind, ref: string, byName: boolean): Rec | unde
   if (!/^[0-9a-f]+$/.test(ref)) return undefined;
   const hits: Rec[] = [];
   for (const [id, r] of m) if (id.startsWith(ref)) hits.push(r);
-  if (hits.length > 1) throw ambiguous(kind, ref, hits.map((r) => r.id));
+  if (hits.length > 1) {
+    throw ambiguousPrefix(
+      ref,
+      hits.map((r) => ({
+        kind,
+        id: r.id,
+        name: String(rt.context<{ name?: string }>(r).name ?? ""),
+      })),
+    );
+  }
   return hits[0];
-}
-
-/** The error for an id prefix several objects share (the same wording everywhere). */
-export function ambiguous(kind: string, ref: string, ids: string[]): InvalidArgumentError {
-  return new InvalidArgumentError(
-    `${kind} id prefix ${ref} is ambiguous: it matches ${ids.length} ${kind}s (` +
-      ids.slice(0, 5).map((id) => id.slice(0, 12)).join(", ") +
-      `${ids.length > 5 ? ", …" : ""}); give more characters of the id`,
-  );
 }
 
 /** A network by id, name or unique id prefix. @throws {InvalidArgumentError} when ambiguous. */

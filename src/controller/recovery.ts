@@ -138,11 +138,16 @@ export async function recover(
 }
 
 /** Keeps the runtime told whether NATS is connected (a reconnect settles uncertain intents). */
-export function watchConnection(nc: NatsConnection, ctx: ControllerContext): void {
+export function watchConnection(
+  nc: NatsConnection,
+  ctx: ControllerContext,
+  onStatus?: (status: "disconnect" | "reconnect") => void,
+): void {
   (async () => {
     for await (const s of nc.status()) {
       if (s.type === "disconnect") ctx.runtime.setConnected(false);
       if (s.type === "reconnect") ctx.runtime.setConnected(true);
+      if (s.type === "disconnect" || s.type === "reconnect") onStatus?.(s.type);
     }
   })().catch(() => {});
 }

@@ -7,7 +7,14 @@
  */
 
 import { connect, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node";
-import { type ConsumerMessages, DeliverPolicy, jetstream, type JsMsg } from "@nats-io/jetstream";
+import {
+  type ConsumerMessages,
+  DeliverPolicy,
+  jetstream,
+  jetstreamManager,
+  type JsMsg,
+} from "@nats-io/jetstream";
+import { resolvePoint } from "./points.ts";
 import { Observable } from "rxjs";
 import { decodeEvent, type RecordedEvent } from "./events.ts";
 import { NotFoundError, UnavailableError } from "../errors.ts";
@@ -175,7 +182,11 @@ export function watch(options: WatchOptions): Observable<RecordedEvent> {
     (async () => {
       borrowed = await borrowConnection(options.nats);
       if (closed) return;
-      const consumer = await openConsumer(borrowed.nc, options, options.since);
+      // A concrete start sequence, so the ordered consumer, recreated after NATS restarts,
+      // resumes after the last event delivered — or at "now" when none was delivered yet.
+      const start = await startSequence(borrowed.nc, options, options.since);
+      if (closed) return;
+      const consumer = await openConsumer(borrowed.nc, options, start);
       deleteConsumer = () => consumer.delete().catch(() => {});
       if (closed) return;
       messages = await consumer.consume({ max_messages: 1024 });
@@ -198,6 +209,27 @@ export function watch(options: WatchOptions): Observable<RecordedEvent> {
       })();
     };
   });
+}
+
+/**
+ * The first sequence a watch delivers: `since` as a sequence, the first event at or after
+ * `since` as a time, or the one after the current end ("now").
+ */
+async function startSequence(
+  nc: NatsConnection,
+  sel: StreamSelection,
+  since: StreamPoint | undefined,
+): Promise<number> {
+  if (typeof since === "number") return Math.max(1, since);
+  const stream = sel.stream ?? "CNM";
+  if (since === undefined) {
+    const jsm = await jetstreamManager(nc);
+    const info = await jsm.streams.info(stream).catch((err) => streamError(err, stream));
+    return info.state.last_seq + 1;
+  }
+  const t = new Date(since);
+  if (Number.isNaN(t.getTime())) throw new TypeError(`invalid time ${String(since)}`);
+  return await resolvePoint(nc, sel, new Date(t.getTime() - 1)) + 1;
 }
 
 /** Options of {@link readEvents}. */

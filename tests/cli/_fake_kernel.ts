@@ -6,6 +6,7 @@
  */
 
 import type { Kernel } from "../../src/kernel/types.ts";
+import type { Driver } from "../../drivers/driver.ts";
 import type { ControllerOptions } from "../../src/controller/mod.ts";
 
 /** A do-nothing kernel: namespaces "exist", lists are empty. */
@@ -47,5 +48,19 @@ export function fakeOptions(
     prefix,
     stateDir,
     defaultBridge: false,
+  };
+}
+
+/** A driver that programs nothing (like `null`, but any number of networks, with IPAM). */
+export function noopDriver(name = "noop"): Driver {
+  return {
+    name,
+    capabilities: () => ({ dataScope: "local", connectivityScope: "local" }),
+    createNetwork: () => Promise.resolve(),
+    deleteNetwork: () => Promise.resolve(),
+    createEndpoint: () => Promise.resolve(),
+    deleteEndpoint: () => Promise.resolve(),
+    join: () => Promise.resolve(),
+    leave: () => Promise.resolve(),
   };
 }
