@@ -27,6 +27,10 @@ Deno.test("a separate Deno project (needs root, nats-server) depends on cnm and 
   let nats: Deno.ChildProcess | undefined;
   let key: string | undefined;
   let sandboxDir: string | undefined;
+  const stateDirs = ["/var/lib/cnm/h1/sandboxes", "/var/lib/cnm/h1", "/var/lib/cnm"];
+  const exists = (d: string) => Deno.stat(d).then(() => true, () => false);
+  const existed = await Promise.all(stateDirs.map(exists));
+  const madeDirs = stateDirs.filter((_, i) => !existed[i]);
   try {
     assert.ok(!project.startsWith(ROOT), "the project is outside the checkout");
     await Deno.writeTextFile(
@@ -98,10 +102,8 @@ Deno.test("a separate Deno project (needs root, nats-server) depends on cnm and 
     // The quick start's sandbox namespace (default prefix cnm-) and its files.
     if (key) await output(["ip", "netns", "delete", key.split("/").at(-1)!]);
     if (sandboxDir) await Deno.remove(sandboxDir, { recursive: true }).catch(() => {});
-    // …and the directories the default state dir needed, when nothing else is in them.
-    for (const d of ["/var/lib/cnm/h1/sandboxes", "/var/lib/cnm/h1", "/var/lib/cnm"]) {
-      await Deno.remove(d).catch(() => {});
-    }
+    // …and the directories of the default state dir that this test made, when empty.
+    for (const d of madeDirs) await Deno.remove(d).catch(() => {});
     await Deno.remove(project, { recursive: true }).catch(() => {});
     await Deno.remove(store, { recursive: true }).catch(() => {});
     await host.cleanup();
