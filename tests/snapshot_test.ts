@@ -14,6 +14,7 @@ import { loadCurrent } from "../src/journal/current.ts";
 import { readEvents } from "../src/journal/watch.ts";
 import type { RecordedEvent } from "../src/journal/events.ts";
 import { snapshotBucketOf, snapshotStreamOf } from "../src/journal/snapshot.ts";
+import { verifySnapshot } from "../src/journal/verify.ts";
 import { fakeOptions } from "./cli/_fake_kernel.ts";
 
 async function all(nc: NatsConnection, stream: string, prefix: string) {
@@ -75,6 +76,29 @@ Deno.test("snapshot (needs nats-server) gives the state a fold from the first ev
         assert.equal(cur.source, "snapshot");
         assert.ok(cur.tail >= 6, `tail ${cur.tail}`);
         assert.deepEqual(await replay(sel), replayEvents(await all(nc, "S1", "s1")));
+      },
+    );
+
+    await t.step(
+      "verifySnapshot (cnm state --verify) finds a record that disagrees with the events",
+      async () => {
+        assert.equal((await verifySnapshot(sel)).result, "matches");
+        const kv = await new Kvm(nc).open(snapshotBucketOf("S1"));
+        const key = `sandbox.${a.id}`;
+        const entry = await kv.get(key);
+        const record = JSON.parse(new TextDecoder().decode(entry!.value));
+        await kv.put(
+          key,
+          JSON.stringify({ ...record, context: { ...record.context, name: "forged" } }),
+        );
+        const check = await verifySnapshot(sel);
+        assert.equal(check.result, "differs");
+        assert.match(
+          check.differences.join("\n"),
+          /sandboxes [0-9a-f]{12}: name: "forged" \(snapshot\) ≠ "a" \(events\)/,
+        );
+        await kv.put(key, JSON.stringify(record));
+        assert.equal((await verifySnapshot(sel)).result, "matches");
       },
     );
 
