@@ -6,7 +6,7 @@
 
 import type { ObjectHistory, Transition } from "../journal/history.ts";
 import { duration, type Io, short, table } from "./_context.ts";
-import { reconciledNote } from "./journal.ts";
+import { reconciledNote } from "./events.ts";
 
 /** What an event says, in words. */
 function note(t: Transition, h: ObjectHistory): string {

@@ -22,7 +22,8 @@ import {
 } from "./_args.ts";
 import { type Io, makeCtx, stdio, type Verb } from "./_context.ts";
 import { connectVerb, disconnectVerb, endpoint, network, sandbox } from "./objects.ts";
-import { diff, events, exportVerb, historyVerb, importVerb, state } from "./journal.ts";
+import { diff, exportVerb, historyVerb, importVerb, state } from "./journal.ts";
+import { events } from "./events.ts";
 import { reconcileVerb, serveVerb } from "./serve.ts";
 import config from "../../deno.json" with { type: "json" };
 
