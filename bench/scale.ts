@@ -33,6 +33,7 @@ import { median } from "./_stats.ts";
 const EVENTS = Number(Deno.args[0] ?? 150_000);
 const LIVE = Number(Deno.args[1] ?? 10_000);
 const COMMANDS = 2048;
+const ROUNDS = 3;
 const IN_FLIGHT = 64;
 const HOST = "bench";
 const CNM = new URL("../cnm", import.meta.url).pathname;
@@ -73,7 +74,9 @@ async function cli(env: Record<string, string>, args: string[]): Promise<number>
 /** Raw JetStream appends (pre-encoded events, msgID + expected last subject sequence). */
 async function rawAppends(nc: NatsConnection, n: number): Promise<number> {
   const jsm = await jetstreamManager(nc);
-  await jsm.streams.add(streamConfig("SCALE_RAW", "raw"));
+  await jsm.streams.info("SCALE_RAW").catch(() =>
+    jsm.streams.add(streamConfig("SCALE_RAW", "raw"))
+  );
   const js = jetstream(nc, { timeout: 30_000 });
   const payloads = Array.from({ length: n }, (_, i) => {
     const e: CnmEvent = {
@@ -105,8 +108,8 @@ async function rawAppends(nc: NatsConnection, n: number): Promise<number> {
   return n / (ms / 1000);
 }
 
-/** Events/s of `COMMANDS` createEndpoint commands, 64 in flight, on a controller of `stream`. */
-async function commandRate(url: string, stream: string, prefix: string, nets: string[]) {
+/** A controller of `stream` (its snapshot writer caught up), and a way to measure its rate. */
+async function openController(url: string, stream: string, prefix: string, nets: string[]) {
   const stateDir = await Deno.makeTempDir({ prefix: "cnm-scale-" });
   const cnm = await createController({
     nats: { servers: url },
@@ -118,19 +121,27 @@ async function commandRate(url: string, stream: string, prefix: string, nets: st
     stateDir,
     defaultBridge: false,
   });
-  try {
-    const objects = cnm.recovery.objects;
-    const tag = Math.random().toString(36).slice(2, 6);
-    const ms = await window(
-      COMMANDS,
-      IN_FLIGHT,
-      (i) => cnm.createEndpoint(nets[i % nets.length], { name: `x${tag}${i}` }),
-    );
-    return { objects, eventsPerSec: (COMMANDS * 2) / (ms / 1000) };
-  } finally {
-    await cnm.close();
-    await Deno.remove(stateDir, { recursive: true }).catch(() => {});
-  }
+  await cnm.snapshots?.sync(60_000);
+  const objects = cnm.recovery.objects;
+  const tag = Math.random().toString(36).slice(2, 6);
+  let round = 0;
+  return {
+    objects,
+    /** Events/s of `COMMANDS` createEndpoint commands, 64 in flight. */
+    async rate() {
+      round++;
+      const ms = await window(
+        COMMANDS,
+        IN_FLIGHT,
+        (i) => cnm.createEndpoint(nets[i % nets.length], { name: `x${tag}${round}-${i}` }),
+      );
+      return (COMMANDS * 2) / (ms / 1000);
+    },
+    async close() {
+      await cnm.close();
+      await Deno.remove(stateDir, { recursive: true }).catch(() => {});
+    },
+  };
 }
 
 /** A cold controller start in a child process. */
@@ -222,14 +233,32 @@ async function main() {
     const inspectCli = await timed(3, () => cli(env, ["sandbox", "inspect", name]));
     const historyCli = await timed(3, () => cli(env, ["history", name]));
 
-    const raw = await rawAppends(nc, COMMANDS * 2);
-    const at1k = await commandRate(
+    // Rates in rounds (raw, 1k, 10k, three times; medians), so that a change of load on this
+    // shared machine hits all three alike.
+    const c1k = await openController(
       nats.url,
       "SCALE1K",
       "scale1k",
       small.networks.map((n) => n.name),
     );
-    const at10k = await commandRate(nats.url, "SCALE", "scale", big.networks.map((n) => n.name));
+    const c10k = await openController(nats.url, "SCALE", "scale", big.networks.map((n) => n.name));
+    const rates = { raw: [] as number[], at1k: [] as number[], at10k: [] as number[] };
+    try {
+      for (let r = 0; r < ROUNDS; r++) {
+        rates.raw.push(await rawAppends(nc, COMMANDS * 2));
+        rates.at1k.push(await c1k.rate());
+        rates.at10k.push(await c10k.rate());
+      }
+    } finally {
+      await c1k.close();
+      await c10k.close();
+    }
+    const raw = median(rates.raw);
+    const at1k = { objects: c1k.objects, eventsPerSec: median(rates.at1k) };
+    const at10k = { objects: c10k.objects, eventsPerSec: median(rates.at10k) };
+    console.error(
+      `rounds: ${JSON.stringify(rates, (_k, v) => typeof v === "number" ? Math.round(v) : v)}`,
+    );
 
     const perObject = (k: "rss1" | "heap1") =>
       (started[k] - empty[k]) / Math.max(1, started.objects - empty.objects);
@@ -247,13 +276,17 @@ async function main() {
       `< 1000 ms (empty stream: ${ms(empty.ms)})`,
     );
     row(
-      `events/s, ${IN_FLIGHT} commands in flight, at ${at10k.objects} objects`,
+      `events/s, ${IN_FLIGHT} commands in flight, at ${at10k.objects} objects (median of ${ROUNDS})`,
       at10k.eventsPerSec.toFixed(0),
       `≥ ${at1k.eventsPerSec.toFixed(0)} (at ${at1k.objects}) and ≥ ${
         (raw / 2).toFixed(0)
       } (0.5× raw)`,
     );
-    row(`raw JetStream appends/s, ${IN_FLIGHT} in flight`, raw.toFixed(0), "");
+    row(
+      `raw JetStream appends/s (js.publish), ${IN_FLIGHT} in flight (median of ${ROUNDS})`,
+      raw.toFixed(0),
+      `ratio ${(at10k.eventsPerSec / raw).toFixed(2)}×`,
+    );
     row(
       `memory per live object at ${started.objects} (rss / heap)`,
       `${(perObject("rss1") / 1024).toFixed(1)} KB / ${(perObject("heap1") / 1024).toFixed(1)} KB`,

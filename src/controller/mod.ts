@@ -303,6 +303,10 @@ async function start(
       });
       const writer = snapshots;
       runtime.onAppended((e) => writer.offer(e));
+      // The snapshot an actor reached after its latest event: the writer need not fold it.
+      runtime.onChange((rec, removed) => {
+        if (!removed) writer.offerSnapshot(rec.lastSeq, rec.id, rec.actor.getSnapshot());
+      });
     }
   } catch (err) {
     await controller.close().catch(() => {});

@@ -59,6 +59,11 @@ export interface SnapshotWriter {
   /** Hands over an event this process appended, so the follower need not decode it. */
   offer(event: RecordedEvent): void;
   /**
+   * Hands over the snapshot an actor reached by applying the event at `seq` to object `id`,
+   * so the follower need not compute it (fold.ts checks it is in the event's `to` state).
+   */
+  offerSnapshot(seq: number, id: string, snapshot: unknown): void;
+  /**
    * Resolves once the watermark covers everything in the stream at the time of the call
    * (only when writing; otherwise at once with false).
    */
@@ -112,7 +117,7 @@ export async function startSnapshotWriter(
     flushedSeq: number;
   } | undefined;
   const dirty = new Set<string>();
-  const known = new Map<number, RecordedEvent>();
+  const known = new Map<number, { event?: RecordedEvent; id?: string; snapshot?: unknown }>();
   let messages: ConsumerMessages | undefined;
   let timer: ReturnType<typeof setTimeout> | undefined;
   let flushing: Promise<void> | undefined;
@@ -192,9 +197,10 @@ export async function startSnapshotWriter(
         const s = state;
         if (!s || !writing) break;
         if (m.seq <= s.fold.lastSeq) continue;
-        let e = known.get(m.seq);
-        if (e) known.delete(m.seq);
-        else {
+        const k = known.get(m.seq);
+        if (k) known.delete(m.seq);
+        let e = k?.event;
+        if (!e) {
           try {
             e = { ...decodeEvent(m.data), seq: m.seq };
           } catch (err) {
@@ -202,7 +208,8 @@ export async function startSnapshotWriter(
           }
         }
         if (e) {
-          foldEvent(s.fold, e); // adds what it changed to `dirty` (fold.touched)
+          // (adds what it changed to `dirty`: fold.touched)
+          foldEvent(s.fold, e, k?.id === e.objectId ? k.snapshot : undefined);
           s.at = e.at;
         }
         s.fold.lastSeq = m.seq;
@@ -342,7 +349,16 @@ export async function startSnapshotWriter(
       return writing;
     },
     offer(event) {
-      if (writing && state && event.seq > state.fold.lastSeq) known.set(event.seq, event);
+      if (!writing || !state || event.seq <= state.fold.lastSeq) return;
+      const k = known.get(event.seq);
+      if (k) k.event = event;
+      else known.set(event.seq, { event });
+    },
+    offerSnapshot(seq, id, snapshot) {
+      if (!writing || !state || seq <= state.fold.lastSeq) return;
+      const k = known.get(seq);
+      if (k) Object.assign(k, { id, snapshot });
+      else known.set(seq, { id, snapshot });
     },
     async sync(timeoutMs = 10_000) {
       if (!writing || !state) return false;

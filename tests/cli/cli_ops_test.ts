@@ -81,7 +81,7 @@ Deno.test("cnm CLI (needs nats-server): names, prefixes, hosts and paths as an o
           assert.match(
             r.err,
             new RegExp(
-              `InvalidArgumentError: id prefix ${shared} is ambiguous: it matches \\d+ objects \\(sandbox`,
+              `InvalidArgumentError: id prefix ${shared} is ambiguous: it matches \\d+ objects \\(.*sandbox [0-9a-f]{12} "p`,
             ),
           );
         }
