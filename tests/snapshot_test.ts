@@ -180,6 +180,18 @@ Deno.test("snapshot writer (needs nats-server): one per stream; a stand-by takes
     assert.equal(await h1.snapshots?.sync(), true); // h1 writes h2's objects too
     let cur = await loadCurrent(nc, { stream: "S2", prefix: "s2" });
     assert.equal(cur.tail, 0);
+    // Both hosts appending at once: h2's events fill the gaps between h1's own.
+    await Promise.all([
+      ...Array.from({ length: 20 }, (_, i) => h1.createSandbox({ name: `a${i}` })),
+      ...Array.from({ length: 20 }, (_, i) => h2.createSandbox({ name: `b${i}` })),
+    ]);
+    assert.equal(await h1.snapshots?.sync(), true);
+    cur = await loadCurrent(nc, { stream: "S2", prefix: "s2" });
+    assert.equal(cur.tail, 0);
+    assert.deepEqual(
+      await replay({ nats: nc, stream: "S2", prefix: "s2" }),
+      replayEvents(await all(nc, "S2", "s2")),
+    );
     await h1.close();
     for (let i = 0; i < 50 && !h2.snapshots?.writing; i++) {
       await new Promise((r) => setTimeout(r, 100));
