@@ -1,8 +1,8 @@
 /**
  * One cold controller start for the scale benchmark, in a process of its own so memory and
  * start time are not polluted by the benchmark's other work. Prints one JSON line:
- * `{ ms, objects, events, rss0, rss1, heap0, heap1 }` (bytes; `*0` before connecting, `*1`
- * once the controller is ready, both after a full GC).
+ * `{ ms, objects, events, rss0, rss1, heap0, heap1, rss2, heap2 }` (bytes; `*0` before
+ * connecting, `*1` once the controller is ready, `*2` after 3 s idle; each after a full GC).
  *
  * Usage: `deno run -A --v8-flags=--expose-gc bench/_scale_start.ts URL STREAM PREFIX HOST`.
  *
@@ -30,10 +30,14 @@ const cnm = await createController({
   defaultBridge: false,
 });
 const ms = performance.now() - t0;
+// Resident memory of a running controller, past the start-up peak: idle a moment, collect.
 await new Promise((r) => setTimeout(r, 200));
 gc();
-gc();
 const m1 = Deno.memoryUsage();
+await new Promise((r) => setTimeout(r, 3000));
+gc();
+gc();
+const m2 = Deno.memoryUsage();
 console.log(JSON.stringify({
   ms,
   objects: cnm.recovery.objects,
@@ -42,6 +46,12 @@ console.log(JSON.stringify({
   rss1: m1.rss,
   heap0: m0.heapUsed,
   heap1: m1.heapUsed,
+  rss2: m2.rss,
+  heap2: m2.heapUsed,
+  total0: m0.heapTotal,
+  total2: m2.heapTotal,
+  ext0: m0.external,
+  ext2: m2.external,
 }));
 await cnm.close();
 await Deno.remove(stateDir, { recursive: true }).catch(() => {});

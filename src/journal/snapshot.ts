@@ -194,7 +194,7 @@ export async function readRecords(
   try {
     const info = await consumer.info(true);
     if (info.num_pending === 0) return out;
-    const messages = await consumer.consume({ max_messages: 4096 });
+    const messages = await consumer.consume({ max_messages: 512 });
     try {
       for await (const m of messages) {
         const op = m.headers?.get("KV-Operation");
