@@ -11,7 +11,7 @@
  * @module
  */
 
-import { type AnyActorRef, createActor, fromCallback, type Subscription } from "xstate";
+import { createActor, fromCallback } from "xstate";
 import { type Observable, Subject } from "rxjs";
 import { MACHINES, outcomeTarget, TRANSIENT_STATES, verbOf } from "../../actors/mod.ts";
 import type { EffectInput } from "../../actors/_common.ts";
@@ -23,6 +23,7 @@ import { newEventId } from "../ids.ts";
 import { KeyedMutex } from "./locks.ts";
 import { createUncertainIntents } from "./uncertain.ts";
 import { createWaiters } from "./waiters.ts";
+import { type ChangeListener, createRegistry, type Rec } from "./registry.ts";
 
 /** Where {@link RuntimeOptions.hook} is called (crash tests kill the process there). */
 export type CrashPoint = "intent-appended" | "effect-done" | "outcome-appended";
@@ -33,14 +34,7 @@ export interface Outcome {
   data: Record<string, unknown>;
 }
 
-/** One live object: its actor and the stream sequence of its last event. */
-export interface Rec {
-  kind: Kind;
-  id: string;
-  actor: AnyActorRef;
-  lastSeq: number;
-  sub?: Subscription;
-}
+export type { ChangeListener, Rec } from "./registry.ts";
 
 /** Options of {@link createRuntime}. */
 export interface RuntimeOptions {
@@ -56,9 +50,6 @@ export interface RuntimeOptions {
   /** Fault-injection points (crash tests). */
   hook?(point: CrashPoint, event: CnmEvent): void;
 }
-
-/** Told when an object enters the registry, changes its snapshot, or leaves (`removed`). */
-export type ChangeListener = (rec: Rec, removed: boolean) => void;
 
 /** The write path and the actor registry. */
 export interface Runtime {
@@ -139,27 +130,13 @@ export function createRuntime(options: RuntimeOptions): Runtime {
   const hook = options.hook ?? (() => {});
   const events = new Subject<RecordedEvent>();
   const locks = new KeyedMutex();
-  const objects: Record<Kind, Map<string, Rec>> = {
-    network: new Map(),
-    endpoint: new Map(),
-    sandbox: new Map(),
-  };
+  const registry = createRegistry();
+  const { objects, register, unregister } = registry;
   const waiters = createWaiters(options.commandTimeoutMs);
   let connected = true;
   let closed = false;
   let fenced: string | undefined;
-  const changeListeners = new Set<ChangeListener>();
   const appendListeners = new Set<(event: RecordedEvent) => void>();
-  const changed = (rec: Rec, removed: boolean) => {
-    for (const l of changeListeners) l(rec, removed);
-  };
-  const unregister = (rec: Rec) => {
-    rec.sub?.unsubscribe();
-    if (objects[rec.kind].get(rec.id) === rec) {
-      objects[rec.kind].delete(rec.id);
-      changed(rec, true);
-    }
-  };
 
   const state = (rec: Rec) => stateOf(rec.actor.getSnapshot());
   const context = <C>(rec: Rec) => rec.actor.getSnapshot().context as C;
@@ -268,19 +245,6 @@ export function createRuntime(options: RuntimeOptions): Runtime {
       return () => (cancelled = true);
     });
     return MACHINES[kind].provide({ actors: { effect } });
-  };
-
-  const register = (kind: Kind, id: string, actor: AnyActorRef, lastSeq: number): Rec => {
-    const rec: Rec = { kind, id, actor, lastSeq };
-    const old = objects[kind].get(id);
-    if (old) unregister(old);
-    objects[kind].set(id, rec);
-    changed(rec, false);
-    rec.sub = actor.subscribe((snap: { value: unknown }) => {
-      if (stateOf(snap) === "deleted") unregister(rec);
-      else if (objects[kind].get(id) === rec) changed(rec, false);
-    });
-    return rec;
   };
 
   const restore: Runtime["restore"] = (kind, id, from, lastSeq) => {
@@ -396,10 +360,7 @@ export function createRuntime(options: RuntimeOptions): Runtime {
     events$: events.asObservable(),
     locks,
     objects,
-    onChange(listener) {
-      changeListeners.add(listener);
-      return () => void changeListeners.delete(listener);
-    },
+    onChange: registry.onChange,
     onAppended(listener) {
       appendListeners.add(listener);
       return () => void appendListeners.delete(listener);
