@@ -12,7 +12,13 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { foldEvent, type FoldState, type FoldWarning } from "./fold.ts";
 import type { RecordedEvent } from "./events.ts";
-import { readMeta, readRecord, readRecords, type SnapshotMeta } from "./snapshot.ts";
+import {
+  readMeta,
+  readRecord,
+  readRecords,
+  SNAPSHOT_SCHEMA,
+  type SnapshotMeta,
+} from "./snapshot.ts";
 import { foldScan, scanStream, scanTime } from "./scan.ts";
 import { readEvents, streamError } from "./watch.ts";
 
@@ -67,7 +73,11 @@ export async function loadCurrent(
   const found = options.noSnapshot ? undefined : await readMeta(jsm, stream, created);
   if (!found) return await scanAll(nc, stream, prefix, created, options);
   const { meta, revision } = found;
-  const records = await readRecords(nc, stream, options.kinds);
+  // A sandbox's endpoints are derived from the endpoints' records (see rebuildMembers).
+  const kinds = options.kinds?.includes("sandbox") && !options.kinds.includes("endpoint")
+    ? [...options.kinds, "endpoint"]
+    : options.kinds;
+  const records = await readRecords(nc, stream, kinds);
   // The end is read after the records, so none reflects an event past it.
   info = await jsm.streams.info(stream).catch((err) => streamError(err, stream));
   const end = info.state.last_seq;
@@ -86,7 +96,10 @@ export async function loadCurrent(
       tail.push(e);
     }
   }
+  rebuildMembers(fold);
   await applyTail(nc, jsm, { stream, prefix }, fold, tail, revisions);
+  // Again: a sandbox the tail created missed the joins of endpoints whose records are newer.
+  rebuildMembers(fold);
   fold.lastSeq = end;
   return {
     fold,
@@ -99,6 +112,24 @@ export async function loadCurrent(
     revisions,
     metaRevision: revision,
   };
+}
+
+/**
+ * Sets each sandbox's `members` from the endpoints' records (in order of joining). A sandbox's
+ * own record may have been written at another moment than its endpoints' (a writer stopped
+ * between two records), so members are never taken from it: they follow from the endpoints,
+ * and the tail's endpoint events then move them exactly as a fold from the first event does.
+ */
+export function rebuildMembers(fold: FoldState): void {
+  for (const o of fold.objects.values()) if (o.kind === "sandbox") o.members = [];
+  const joined = [...fold.objects.values()]
+    .filter((o) => o.kind === "endpoint" && o.snapshot.context.sandboxId)
+    .sort((a, b) => (a.joinedSeq ?? 0) - (b.joinedSeq ?? 0));
+  for (const e of joined) {
+    const sb = fold.objects.get(e.snapshot.context.sandboxId);
+    sb?.members?.push(e.id);
+    if (sb?.joins && !sb.joins.includes(e.id)) sb.joins.push(e.id);
+  }
 }
 
 /**
@@ -181,7 +212,7 @@ export function metaOf(
 ): SnapshotMeta {
   const warnings: FoldWarning[] = fold.warnings.slice(-100);
   return {
-    s: 1,
+    s: SNAPSHOT_SCHEMA,
     seq: fold.lastSeq,
     events,
     at,

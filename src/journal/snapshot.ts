@@ -23,7 +23,7 @@ import type { FoldedObject, FoldWarning } from "./fold.ts";
  * Version of the record format and of the fold that produced it. Bump it whenever a
  * machine's context or the fold changes shape: older snapshots are then ignored and rebuilt.
  */
-export const SNAPSHOT_SCHEMA = 1;
+export const SNAPSHOT_SCHEMA = 2;
 
 /** The KV bucket of a stream's snapshot. */
 export function snapshotBucketOf(stream: string): string {
@@ -76,11 +76,15 @@ export interface SnapshotRecord {
   /** The machine snapshot: top-level (or nested) state value and context. */
   value: unknown;
   context: unknown;
-  /** In a transient state: the intent that put it there and the snapshot before it. */
+  /**
+   * In a transient state: the intent that put it there and the snapshot before it. (A
+   * sandbox's current endpoints are not stored: they follow from the endpoints' records.)
+   */
   intent?: RecordedEvent;
   before?: { value: unknown; context: unknown };
-  members?: string[];
+  /** Sandboxes: every endpoint that ever asked to join (a set: order does not matter). */
   joins?: string[];
+  /** Endpoints: sequence of the join of the current attachment (orders sandbox members). */
   joinedSeq?: number;
 }
 
@@ -98,7 +102,6 @@ export function recordOf(o: FoldedObject): SnapshotRecord {
     context: o.snapshot.context,
     ...(o.intent ? { intent: o.intent } : {}),
     ...(o.before ? { before: { value: o.before.value, context: o.before.context } } : {}),
-    ...(o.members ? { members: o.members } : {}),
     ...(o.joins ? { joins: o.joins } : {}),
     ...(o.joinedSeq !== undefined ? { joinedSeq: o.joinedSeq } : {}),
   };
@@ -122,7 +125,7 @@ export function foldedOf(r: SnapshotRecord): FoldedObject | undefined {
     ...(r.intent ? { intent: r.intent } : {}),
     ...(r.intent?.type === `${r.kind}.create.requested` ? { createIntent: r.intent } : {}),
     ...(r.before ? { before: resolve(r.before) } : {}),
-    ...(r.members ? { members: [...r.members] } : {}),
+    ...(r.kind === "sandbox" ? { members: [] } : {}), // set from the endpoints (current.ts)
     ...(r.joins ? { joins: [...r.joins] } : {}),
     ...(r.joinedSeq !== undefined ? { joinedSeq: r.joinedSeq } : {}),
   };

@@ -16,7 +16,12 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
 import type { KV } from "@nats-io/kv";
-import { jetstreamManager } from "@nats-io/jetstream";
+import {
+  type ConsumerMessages,
+  DeliverPolicy,
+  jetstream,
+  jetstreamManager,
+} from "@nats-io/jetstream";
 import { decodeEvent, type RecordedEvent } from "./events.ts";
 import { foldEvent, type FoldState, stateOf } from "./fold.ts";
 import { type Current, loadCurrent, metaOf } from "./current.ts";
@@ -31,7 +36,6 @@ import {
 } from "./snapshot.ts";
 import { errText } from "../errors.ts";
 import { isWrongLastSequence } from "./journal.ts";
-import { readEvents } from "./watch.ts";
 import { createPublisher } from "./publisher.ts";
 
 /** Options of {@link startSnapshotWriter}. */
@@ -72,8 +76,6 @@ export interface SnapshotWriter {
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-/** How often an idle writer looks for events others appended. */
-const POLL_MS = 1000;
 
 interface LeaseValue {
   instance: string;
@@ -99,6 +101,7 @@ export async function startSnapshotWriter(
   const writer = `${options.hostId} pid ${Deno.pid}`;
   const kv: KV = await new Kvm(nc).create(snapshotBucketOf(stream), { history: 1 });
   const jsm = await jetstreamManager(nc);
+  const js = jetstream(nc);
   const publisher = createPublisher(nc, 10_000);
 
   let closed = false;
@@ -115,9 +118,7 @@ export async function startSnapshotWriter(
   } | undefined;
   const dirty = new Set<string>();
   const known = new Map<number, { event?: RecordedEvent; id?: string; snapshot?: unknown }>();
-  let gapSince: number | undefined;
-  let closing = false;
-  let lastPoll = 0;
+  let messages: ConsumerMessages | undefined;
   let timer: ReturnType<typeof setTimeout> | undefined;
   let flushing: Promise<void> | undefined;
   const counters = { flushes: 0, written: 0, purged: 0 };
@@ -180,113 +181,58 @@ export async function startSnapshotWriter(
       }
     }
     state.fold.touched = dirty;
-    lastPoll = 0; // look for what was appended meanwhile at the first tick
-    schedule(0);
+    schedule(dirty.size ? 0 : flushMs);
+    await follow(state.fold.lastSeq + 1);
   }
 
-  /** Applies event `seq` (known, or read) to the fold; the fold then covers `seq`. */
-  function apply(s: NonNullable<typeof state>, seq: number, e?: RecordedEvent, snapshot?: unknown) {
-    if (e) {
-      // (adds what it changed to `dirty`: fold.touched)
-      foldEvent(s.fold, e, snapshot);
-      s.at = e.at;
-    }
-    s.fold.lastSeq = seq;
-    s.events++;
-  }
-
-  /** Applies the known events that follow the fold without a gap. */
-  function advance(s: NonNullable<typeof state>): void {
-    for (let k = known.get(s.fold.lastSeq + 1); k; k = known.get(s.fold.lastSeq + 1)) {
-      known.delete(s.fold.lastSeq + 1);
-      apply(s, s.fold.lastSeq + 1, k.event, k.id === k.event?.objectId ? k.snapshot : undefined);
-    }
-  }
-
-  /**
-   * Reads the events `from..to` this process did not append (another host's, an import's)
-   * and applies them with the known ones, in order.
-   */
-  async function fill(s: NonNullable<typeof state>, from: number, to: number): Promise<void> {
-    const read = new Map<number, RecordedEvent | undefined>();
-    if (to - from < 64) {
-      await Promise.all(Array.from({ length: to - from + 1 }, async (_, i) => {
-        const m = await jsm.direct.getMessage(stream, { seq: from + i }).catch(() => null);
-        read.set(from + i, m ? decodeOr(s, m.data, from + i) : undefined);
-      }));
-    } else {
-      for await (const e of readEvents(nc, { stream, prefix, since: from, until: to, onInvalid })) {
-        read.set(e.seq, e);
+  async function follow(from: number): Promise<void> {
+    const consumer = await js.consumers.get(stream, {
+      filter_subjects: `${prefix}.>`,
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: from,
+    });
+    messages = await consumer.consume({ max_messages: 1024 });
+    (async () => {
+      for await (const m of messages!) {
+        const s = state;
+        if (!s || !writing) break;
+        if (m.seq <= s.fold.lastSeq) continue;
+        const k = known.get(m.seq);
+        if (k) known.delete(m.seq);
+        let e = k?.event;
+        if (!e) {
+          try {
+            e = { ...decodeEvent(m.data), seq: m.seq };
+          } catch (err) {
+            s.fold.warnings.push({ seq: m.seq, objectId: "", type: "", reason: errText(err) });
+          }
+        }
+        if (e) {
+          // (adds what it changed to `dirty`: fold.touched)
+          foldEvent(s.fold, e, k?.id === e.objectId ? k.snapshot : undefined);
+          s.at = e.at;
+        }
+        s.fold.lastSeq = m.seq;
+        s.events++;
+        schedule(flushMs);
       }
-    }
-    for (let seq = from; seq <= to && s.fold.lastSeq < seq; seq++) {
-      const k = known.get(seq);
-      known.delete(seq);
-      const e = k?.event ?? read.get(seq);
-      apply(s, seq, e, k && e && k.id === e.objectId ? k.snapshot : undefined);
-    }
-    advance(s);
-  }
-
-  const onInvalid = (err: Error, seq: number) =>
-    state?.fold.warnings.push({ seq, objectId: "", type: "", reason: errText(err) });
-
-  function decodeOr(s: NonNullable<typeof state>, data: Uint8Array, seq: number) {
-    try {
-      return { ...decodeEvent(data), seq };
-    } catch (err) {
-      s.fold.warnings.push({ seq, objectId: "", type: "", reason: errText(err) });
-      return undefined;
-    }
-  }
-
-  /**
-   * One step of following the stream: apply what this process appended; fill gaps (events of
-   * others) and, when nothing is known, look at the stream's end once a second; then flush.
-   * The stream is read only for what this process did not append itself.
-   */
-  async function tick(final = false): Promise<void> {
-    const s = state;
-    if (!s || !writing) return;
-    advance(s);
-    if (final) {
-      const end = (await jsm.streams.info(stream)).state.last_seq;
-      if (end > s.fold.lastSeq) await fill(s, s.fold.lastSeq + 1, end);
-    } else if (known.size) {
-      let first = Infinity;
-      for (const seq of known.keys()) if (seq < first) first = seq;
-      // A gap that outlived a flush interval: someone else appended there.
-      if (
-        first > s.fold.lastSeq + 1 && gapSince !== undefined && Date.now() - gapSince >= flushMs
-      ) {
-        await fill(s, s.fold.lastSeq + 1, first - 1);
-        gapSince = undefined;
-      } else if (first > s.fold.lastSeq + 1) gapSince ??= Date.now();
-    } else if (Date.now() - lastPoll >= POLL_MS) {
-      lastPoll = Date.now();
-      const end = (await jsm.streams.info(stream)).state.last_seq;
-      if (end > s.fold.lastSeq) await fill(s, s.fold.lastSeq + 1, end);
-    }
-    await doFlush();
+    })().catch(onError);
   }
 
   function schedule(ms: number): void {
-    if (timer !== undefined || closed || closing) return;
+    if (timer !== undefined || closed) return;
     timer = setTimeout(() => {
       timer = undefined;
       void flush();
     }, ms);
   }
 
-  /** Runs one tick (at most one at a time), then schedules the next. */
-  function flush(final = false): Promise<void> {
+  function flush(): Promise<void> {
     if (flushing) return flushing;
-    flushing = tick(final).catch((err) => {
+    flushing = doFlush().catch((err) => {
       onError(err);
-    }).finally(() => {
-      flushing = undefined;
-      if (writing && !closed) schedule(known.size || dirty.size ? flushMs : POLL_MS);
-    });
+      schedule(Math.max(flushMs, 500)); // try again
+    }).finally(() => (flushing = undefined));
     return flushing;
   }
 
@@ -341,6 +287,7 @@ export async function startSnapshotWriter(
     s.flushedSeq = upTo;
     if (s.fold.warnings.length > 100) s.fold.warnings.splice(0, s.fold.warnings.length - 100);
     counters.flushes++;
+    if (dirty.size) schedule(flushMs);
   }
 
   /**
@@ -365,6 +312,8 @@ export async function startSnapshotWriter(
     state = undefined;
     known.clear();
     dirty.clear();
+    messages?.stop();
+    messages = undefined;
   }
 
   async function acquire(): Promise<void> {
@@ -404,7 +353,6 @@ export async function startSnapshotWriter(
       const k = known.get(event.seq);
       if (k) k.event = event;
       else known.set(event.seq, { event });
-      schedule(flushMs);
     },
     offerSnapshot(seq, id, snapshot) {
       if (!writing || !state || seq <= state.fold.lastSeq) return;
@@ -415,8 +363,6 @@ export async function startSnapshotWriter(
     async sync(timeoutMs = 10_000) {
       if (!writing || !state) return false;
       const target = (await jsm.streams.info(stream)).state.last_seq;
-      lastPoll = 0; // look at the stream's end at the next tick
-      schedule(0);
       const deadline = Date.now() + timeoutMs;
       while (writing && state && state.flushedSeq < target) {
         if (Date.now() > deadline) return false;
@@ -427,13 +373,12 @@ export async function startSnapshotWriter(
     stats: () => ({ ...counters, seq: state?.flushedSeq ?? 0 }),
     async close() {
       if (closed) return;
-      closing = true;
       if (timer !== undefined) clearTimeout(timer);
       timer = undefined;
       clearInterval(leaseTimer);
       if (writing) {
         await flushing;
-        await flush(true).catch(() => {});
+        await flush().catch(() => {});
         await kv.delete(WRITER_KEY, { previousSeq: leaseRev }).catch(() => {});
       }
       closed = true;
