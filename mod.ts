@@ -80,6 +80,8 @@ export { NatsUnreachableError, readEvents, watch } from "./src/journal/watch.ts"
 export type { ReadOptions, StreamPoint, WatchOptions } from "./src/journal/watch.ts";
 export { replay, replayEvents } from "./src/journal/replay.ts";
 export type { ReplayOptions, ReplayPoint, ReplayState } from "./src/journal/replay.ts";
+export { verifySnapshot } from "./src/journal/verify.ts";
+export type { SnapshotCheck, VerifyOptions } from "./src/journal/verify.ts";
 export { history } from "./src/journal/history.ts";
 export type { HistoryOptions, ObjectHistory, Transition } from "./src/journal/history.ts";
 export { apiSubject, createApiClient, NoControllerError } from "./src/api/client.ts";
