@@ -453,7 +453,12 @@ Deno.test("docker CLI (root, nats-server, docker CLI) manages cnm networks throu
         const cnmCli = new URL("../../../cnm", import.meta.url).pathname;
         const o = await new Deno.Command(cnmCli, {
           args: ["network", "inspect", "--format", "docker", "intern", "bridge"],
-          env: { CNM_NATS_URL: d.env.nats.url, CNM_STREAM: d.env.stream, CNM_PREFIX: d.env.prefix },
+          env: {
+            CNM_NATS_URL: d.env.nats.url,
+            CNM_STREAM: d.env.stream,
+            CNM_PREFIX: d.env.prefix,
+            CNM_HOST_ID: d.cnm.hostId,
+          },
         }).output();
         const r = await docker("network", "inspect", "intern", "bridge");
         assert.equal(r.code, 0, r.stderr);
