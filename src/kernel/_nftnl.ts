@@ -1,9 +1,9 @@
 /**
  * nf_tables over nfnetlink (NETLINK_NETFILTER): the messages `nft` sends for tables, base
- * chains and rules made of the expressions payload, meta, cmp, counter, immediate and nat;
- * the transaction that carries them (one batch between NFNL_MSG_BATCH_BEGIN and _END: the
- * kernel commits all of it or none); and parsers of what the kernel dumps back. Pure wire
- * work over `_netlink.ts`'s builder and `_ffi.ts`'s calls; `nat_table.ts` says which rules.
+ * chains and rules (their expressions: `_nft_expr.ts`); the transaction that carries them (one
+ * batch between NFNL_MSG_BATCH_BEGIN and _END: the kernel commits all of it or none); and the
+ * dumps that read them back. Wire work over `_netlink.ts`'s builder and `_ffi.ts`'s calls;
+ * `nat_table.ts` says which rules.
  *
  * Wire format (include/uapi/linux/netfilter/nf_tables.h and nfnetlink.h, as libnftnl builds
  * it): nlmsghdr, then nfgenmsg { family, version 0, res_id (big-endian) }, then attributes;
@@ -32,7 +32,15 @@ import {
 } from "./_ffi.ts";
 import { inNetns } from "./in_netns.ts";
 import {
-  attrBytes,
+  decodeComment,
+  decodeExpr,
+  encodeComment,
+  encodeExpr,
+  type Expr,
+  NLA_F_NESTED,
+} from "./_nft_expr.ts";
+import {
+  type Attrs,
   attrString,
   host,
   MessageBuilder,
@@ -59,7 +67,6 @@ const NFT_MSG_GETCHAIN = 4;
 const NFT_MSG_NEWRULE = 6;
 const NFT_MSG_GETRULE = 7;
 const NLM_F_APPEND = 0x800;
-const NLA_F_NESTED = 0x8000;
 const HDR = 16;
 /** Batch members ask for an ACK (nft asks for none and polls; an ACK each is simpler to read). */
 const MEMBER = NLM_F_ACK;
@@ -78,46 +85,14 @@ const NFTA_RULE_CHAIN = 2;
 const NFTA_RULE_HANDLE = 3;
 const NFTA_RULE_EXPRESSIONS = 4;
 const NFTA_RULE_USERDATA = 7;
-const NFTA_LIST_ELEM = 1;
-const NFTA_EXPR_NAME = 1;
-const NFTA_EXPR_DATA = 2;
-const NFTA_DATA_VALUE = 1;
-const NFTNL_UDATA_RULE_COMMENT = 0;
 const NF_ACCEPT = 1;
 
 /** NFPROTO_IPV4: the `ip` family. */
 export const NFPROTO_IPV4 = 2;
-/** The first register as nft numbers them (the 16-byte NFT_REG_1; then 2, 3, 4). */
-export const NFT_REG_1 = 1;
-/** Payload bases. */
-export const NFT_PAYLOAD_NETWORK_HEADER = 1;
-export const NFT_PAYLOAD_TRANSPORT_HEADER = 2;
-/** The meta key `l4proto`. */
-export const NFT_META_L4PROTO = 16;
-export const NFT_CMP_EQ = 0;
-export const NFT_NAT_SNAT = 0;
-export const NFT_NAT_DNAT = 1;
-export const NF_NAT_RANGE_MAP_IPS = 1;
-export const NF_NAT_RANGE_PROTO_SPECIFIED = 2;
+export type { Expr } from "./_nft_expr.ts";
+
 /** Netfilter hook numbers of the inet families, by nft's names. */
 export const HOOKS = { prerouting: 0, input: 1, forward: 2, output: 3, postrouting: 4 } as const;
-
-/** One expression of a rule, as nft encodes it (the kinds a NAT rule needs, else `other`). */
-export type Expr =
-  | { type: "payload"; dreg: number; base: number; offset: number; len: number }
-  | { type: "meta"; key: number; dreg: number }
-  | { type: "cmp"; sreg: number; op: number; data: Uint8Array }
-  | { type: "counter" }
-  | { type: "immediate"; dreg: number; data: Uint8Array }
-  | {
-    type: "nat";
-    nat: number;
-    family: number;
-    regAddr?: number;
-    regProto?: number;
-    flags?: number;
-  }
-  | { type: "other"; name: string };
 
 /** A base chain as nft declares it (`type <type> hook <hook> priority <n>; policy accept;`). */
 export interface BaseChain {
@@ -184,112 +159,11 @@ export function newRule(
     .begin(NFTA_RULE_EXPRESSIONS | NLA_F_NESTED);
   for (const e of exprs) encodeExpr(b, e);
   b.end();
-  if (comment !== undefined) {
-    // libnftnl's udata TLV: type (1 byte), length (1 byte), the NUL-terminated text.
-    const text = new TextEncoder().encode(comment);
-    const tlv = new Uint8Array(text.byteLength + 3);
-    tlv.set([NFTNL_UDATA_RULE_COMMENT, text.byteLength + 1]);
-    tlv.set(text, 2);
-    b.attr(NFTA_RULE_USERDATA, tlv);
-  }
+  if (comment !== undefined) b.attr(NFTA_RULE_USERDATA, encodeComment(comment));
   return { build: b, what: where.what };
 }
 
-function encodeExpr(b: MessageBuilder, e: Expr): void {
-  if (e.type === "other") throw new Error(`nf_tables: cannot encode expression ${e.name}`);
-  b.begin(NFTA_LIST_ELEM | NLA_F_NESTED).attrStr(NFTA_EXPR_NAME, e.type)
-    .begin(NFTA_EXPR_DATA | NLA_F_NESTED);
-  const value = (type: number, data: Uint8Array) =>
-    b.begin(type | NLA_F_NESTED).attr(NFTA_DATA_VALUE, data).end();
-  switch (e.type) {
-    case "payload": // NFTA_PAYLOAD_DREG, _BASE, _OFFSET, _LEN
-      b.attrBe32(1, e.dreg).attrBe32(2, e.base).attrBe32(3, e.offset).attrBe32(4, e.len);
-      break;
-    case "meta": // NFTA_META_KEY, then NFTA_META_DREG (nft's order)
-      b.attrBe32(2, e.key).attrBe32(1, e.dreg);
-      break;
-    case "cmp": // NFTA_CMP_SREG, _OP, _DATA { NFTA_DATA_VALUE }
-      b.attrBe32(1, e.sreg).attrBe32(2, e.op);
-      value(3, e.data);
-      break;
-    case "counter": // no attributes: the kernel starts it at zero
-      break;
-    case "immediate": // NFTA_IMMEDIATE_DREG, _DATA { NFTA_DATA_VALUE }
-      b.attrBe32(1, e.dreg);
-      value(2, e.data);
-      break;
-    case "nat": // NFTA_NAT_TYPE, _FAMILY, _REG_ADDR_MIN, _REG_PROTO_MIN, _FLAGS
-      b.attrBe32(1, e.nat).attrBe32(2, e.family);
-      if (e.regAddr !== undefined) b.attrBe32(3, e.regAddr);
-      if (e.regProto !== undefined) b.attrBe32(5, e.regProto);
-      if (e.flags) b.attrBe32(7, e.flags);
-      break;
-  }
-  b.end().end();
-}
-
 const be32 = (v: DataView | undefined) => v && v.byteLength >= 4 ? v.getUint32(0, false) : 0;
-const copy = (v: DataView | undefined) => new Uint8Array(attrBytes(v) ?? []);
-
-function decodeExpr(elem: DataView): Expr {
-  const a = parseAttrs(elem, 0);
-  const name = attrString(a.get(NFTA_EXPR_NAME)) ?? "";
-  const d = parseAttrs(a.get(NFTA_EXPR_DATA) ?? new DataView(new ArrayBuffer(0)), 0);
-  const value = (type: number) => {
-    const nest = d.get(type);
-    return copy(nest && parseAttrs(nest, 0).get(NFTA_DATA_VALUE));
-  };
-  switch (name) {
-    case "payload":
-      return {
-        type: "payload",
-        dreg: be32(d.get(1)),
-        base: be32(d.get(2)),
-        offset: be32(d.get(3)),
-        len: be32(d.get(4)),
-      };
-    case "meta":
-      return d.has(1) ? { type: "meta", key: be32(d.get(2)), dreg: be32(d.get(1)) } : other(name);
-    case "cmp":
-      return { type: "cmp", sreg: be32(d.get(1)), op: be32(d.get(2)), data: value(3) };
-    case "counter":
-      return { type: "counter" };
-    case "immediate":
-      return d.has(2) ? { type: "immediate", dreg: be32(d.get(1)), data: value(2) } : other(name);
-    case "nat": {
-      const e: Expr = { type: "nat", nat: be32(d.get(1)), family: be32(d.get(2)) };
-      // The kernel reports a range's max register too; it equals min in the rules we make.
-      if (d.has(3)) e.regAddr = be32(d.get(3));
-      if (d.has(5)) e.regProto = be32(d.get(5));
-      if (d.has(7)) e.flags = be32(d.get(7));
-      if (
-        (d.has(4) && be32(d.get(4)) !== e.regAddr) || (d.has(6) && be32(d.get(6)) !== e.regProto)
-      ) {
-        return other("nat (a range)");
-      }
-      return e;
-    }
-    default:
-      return other(name);
-  }
-}
-
-const other = (name: string): Expr => ({ type: "other", name });
-
-/** The comment in a rule's userdata (libnftnl's TLVs), if any. */
-function decodeComment(v: DataView | undefined): string | undefined {
-  const bytes = attrBytes(v);
-  for (let off = 0; bytes && off + 2 <= bytes.byteLength;) {
-    const [type, len] = [bytes[off], bytes[off + 1]];
-    if (type === NFTNL_UDATA_RULE_COMMENT && off + 2 + len <= bytes.byteLength) {
-      const text = bytes.subarray(off + 2, off + 2 + len);
-      const nul = text.indexOf(0);
-      return new TextDecoder().decode(nul >= 0 ? text.subarray(0, nul) : text);
-    }
-    off += 2 + len;
-  }
-  return undefined;
-}
 
 /**
  * The datagram of one transaction: BATCH_BEGIN (sequence number `begin`), the requests
@@ -410,13 +284,17 @@ export class NftSocket {
     return code === 0;
   }
 
+  /** The attributes of every object a dump of `msg` lists in `table`. */
+  #dumpIn(msg: number, family: number, table: string, what: string): Attrs[] {
+    // NFTA_CHAIN_TABLE and NFTA_RULE_TABLE are both 1; the kernel filters, and so do we.
+    const build = nftMessage(msg, NLM_F_DUMP, family).attrStr(NFTA_CHAIN_TABLE, table);
+    return this.#sock.dump(build, `${what} of ${table}`).map((m) => parseAttrs(m.data, 4))
+      .filter((a) => attrString(a.get(NFTA_CHAIN_TABLE)) === table);
+  }
+
   /** The chains of a table. */
   chains(family: number, table: string): ChainInfo[] {
-    const build = nftMessage(NFT_MSG_GETCHAIN, NLM_F_DUMP, family).attrStr(NFTA_CHAIN_TABLE, table);
-    const out: ChainInfo[] = [];
-    for (const m of this.#sock.dump(build, `list chains of ${table}`)) {
-      const a = parseAttrs(m.data, 4);
-      if (attrString(a.get(NFTA_CHAIN_TABLE)) !== table) continue;
+    return this.#dumpIn(NFT_MSG_GETCHAIN, family, table, "list chains").map((a) => {
       const c: ChainInfo = { name: attrString(a.get(NFTA_CHAIN_NAME)) ?? "" };
       const hook = a.get(NFTA_CHAIN_HOOK);
       if (hook) {
@@ -426,18 +304,13 @@ export class NftSocket {
         const type = attrString(a.get(NFTA_CHAIN_TYPE));
         if (type !== undefined) c.type = type;
       }
-      out.push(c);
-    }
-    return out;
+      return c;
+    });
   }
 
   /** The rules of a table, in chain order. */
   rules(family: number, table: string): RuleInfo[] {
-    const build = nftMessage(NFT_MSG_GETRULE, NLM_F_DUMP, family).attrStr(NFTA_RULE_TABLE, table);
-    const out: RuleInfo[] = [];
-    for (const m of this.#sock.dump(build, `list rules of ${table}`)) {
-      const a = parseAttrs(m.data, 4);
-      if (attrString(a.get(NFTA_RULE_TABLE)) !== table) continue;
+    return this.#dumpIn(NFT_MSG_GETRULE, family, table, "list rules").map((a) => {
       const h = a.get(NFTA_RULE_HANDLE);
       const exprs: Expr[] = [];
       const list = a.get(NFTA_RULE_EXPRESSIONS);
@@ -449,9 +322,8 @@ export class NftSocket {
       };
       const comment = decodeComment(a.get(NFTA_RULE_USERDATA));
       if (comment !== undefined) r.comment = comment;
-      out.push(r);
-    }
-    return out;
+      return r;
+    });
   }
 
   /**
