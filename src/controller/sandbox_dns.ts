@@ -26,7 +26,7 @@ import { readHostResolvConf, RESOLVER_ADDRESS } from "../dns/resolv_conf.ts";
 import type { ControllerContext } from "./context.ts";
 import type { Finding } from "./drift.ts";
 import { createDnsFeed, type DnsFeed } from "./dns_feed.ts";
-import { endpointsOf, networkContext } from "./objects.ts";
+import { endpointsOfSandbox, networkContext } from "./objects.ts";
 import { resolvConf, writeIfChanged } from "./sandbox_config.ts";
 
 /** Options of {@link createSandboxDns}. */
@@ -107,7 +107,7 @@ export function createSandboxDns(
     return false;
   };
   const joinedTo = (sandboxId: string) =>
-    endpointsOf(rt, (e) => e.sandboxId === sandboxId)
+    endpointsOfSandbox(rt, sandboxId)
       .filter((r) => rt.state(r) === "joined")
       .map((r) => r.id);
   const start = async (sb: SandboxContext, replacing = false) => {
@@ -162,6 +162,7 @@ export function createSandboxDns(
       );
     },
     async restartAll() {
+      if (!ctx.settings.embeddedDns) return { started: 0, failed: [] };
       const queue = readySandboxes().filter((sb) => needs(joinedTo(sb.id)));
       const failed: string[] = [];
       let started = 0;
