@@ -3,7 +3,8 @@
  * (needs root and nats-server), checked in the kernel: `vxlanPort` gives a new network's VXLAN
  * devices that port on every host (the network records it) while an existing network keeps
  * its port, also when its device is made again; `advertiseAddress` reaches the next joins,
- * of existing networks too — the journaled join carries it and the other host programs it.
+ * of existing networks too — the journaled join carries it and the other host programs it —
+ * and set back to null the next join's VTEP is auto-detected again, without a restart.
  */
 
 import assert from "node:assert/strict";
@@ -141,6 +142,13 @@ Deno.test("overlay configuration (root, nats-server): vxlanPort reaches new netw
       await sh(["ip", "-n", lab.hosts[0].ns, "addr", "add", `${second}/24`, "dev", "ul0"]);
       const r = await api(0).configureDriver("overlay", { advertiseAddress: second });
       assert.deepEqual(r.config, { vxlanPort: 4800, advertiseAddress: second });
+      assert.deepEqual(r.changed, {
+        advertiseAddress: { from: null, to: second, appliesTo: "next joins" },
+      });
+      assert.deepEqual(r.warnings, [
+        "advertiseAddress applies to the next joins, of existing overlay networks too: " +
+        "endpoints joined before keep what they joined with until they join again",
+      ]);
       const c5 = await sandbox(0, "c5");
       const e5 = await joinNew(0, "old", c5.sb, "c5");
       assert.equal(await journaledVtep(lab, e5), second, "the journaled join carries it");
@@ -153,6 +161,29 @@ Deno.test("overlay configuration (root, nats-server): vxlanPort reaches new netw
       await until("c2 -> c5 via 192.0.2.101", () => ping(c2.ns, ipOf(e5.ipv4Address)));
       assert.equal(await journaledVtep(lab, c1.ep), lab.hosts[0].vtep);
     });
+
+    await t.step(
+      "advertiseAddress null: the next join is auto-detected again, no restart",
+      async () => {
+        const r = await api(0).configureDriver("overlay", { advertiseAddress: null });
+        assert.deepEqual(r.config, { vxlanPort: 4800 });
+        assert.deepEqual(r.changed, {
+          advertiseAddress: { from: second, to: null, appliesTo: "next joins" },
+        });
+        const c6 = await sandbox(0, "c6");
+        const e6 = await joinNew(0, "old", c6.sb, "c6");
+        assert.equal(
+          await journaledVtep(lab, e6),
+          lab.hosts[0].vtep,
+          "the default route's address",
+        );
+        await until(
+          "h2 sends c6 to 192.0.2.1",
+          async () => (await fdb(lab, 1, old)).includes(`${e6.macAddress} ${lab.hosts[0].vtep}`),
+        );
+        await until("c2 -> c6 via 192.0.2.1", () => ping(c2.ns, ipOf(e6.ipv4Address)));
+      },
+    );
   } finally {
     await lab.cleanup();
   }
