@@ -1,8 +1,8 @@
 /**
- * The overlay driver's configuration (driver.Config), declared ahead of the driver so that
- * the driver imports it and the controller, the CLI and the docs share one definition.
- * Until the overlay driver is registered, `configureDriver("overlay", …)` is refused like any
- * unknown driver (`unknown driver "overlay"`).
+ * The overlay driver's configuration (driver.Config): what `configureDriver("overlay", …)`
+ * and the controller option `driverConfig.overlay` take (the overlay driver is built in),
+ * in its own file so that the driver, the controller, the CLI and the docs share one
+ * definition.
  *
  * | key                | default | reaches      | what it does                                   |
  * | ------------------ | ------- | ------------ | ---------------------------------------------- |
