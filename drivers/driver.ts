@@ -168,6 +168,12 @@ export interface Driver {
    */
   readonly configNewNetworksOnly?: readonly string[];
   /**
+   * Keys whose change reaches the next joins of every network, existing ones included, while
+   * endpoints joined before keep what they joined with (the overlay's VTEP). The controller
+   * says so (`appliesTo: "next joins"`, and a warning). Default: none.
+   */
+  readonly configNextJoins?: readonly string[];
+  /**
    * Applies the configuration in force (already validated by {@link configSchema}): at start
    * with the journaled one, then after each `driver.configured` event is durable, before the
    * next command that uses the driver. Synchronous and without side effects outside the

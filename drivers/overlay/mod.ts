@@ -55,6 +55,7 @@ import { checkAddress, detectVtep, isIPv4, macOf, vethOf } from "./_endpoint.ts"
 import { ipsecRefusal, probeIpsec } from "./_ipsec.ts";
 import {
   OVERLAY_NEW_NETWORKS_ONLY,
+  OVERLAY_NEXT_JOINS,
   OverlayConfigSchema,
   type OverlayDriverConfig,
 } from "./config.ts";
@@ -85,8 +86,10 @@ export type { OverlayPeer, PeerEntry, PeerState } from "./_peers.ts";
 export interface OverlayDriverOptions {
   /**
    * This host's VTEP (underlay IPv4 address): put into join facts, and peers with it are this
-   * host's own and never programmed. Default: the first IPv4 address of the device holding
-   * the host namespace's default route.
+   * host's own and never programmed. A configured `advertiseAddress` overrides it; set back to
+   * none, this one is in force again. Default: the first IPv4 address of the device holding
+   * the host namespace's default route (detected at the first join after start or after the
+   * configured address is removed).
    */
   advertiseAddress?: string;
   /** Controller identity in ownership marks, e.g. `ownerId(stream, hostId)`. Default `ownerId("CNM", hostname)`. */
@@ -253,10 +256,11 @@ export function createOverlayDriver(options: OverlayDriverOptions = {}): Overlay
     name: "overlay",
     configSchema: OverlayConfigSchema,
     configNewNetworksOnly: OVERLAY_NEW_NETWORKS_ONLY,
+    configNextJoins: OVERLAY_NEXT_JOINS,
     configure(config) {
-      // This host's VTEP from the configuration in force (joins from now on record it).
-      const c = config as OverlayDriverConfig;
-      if (c.advertiseAddress !== undefined) vtep = c.advertiseAddress;
+      // This host's VTEP from the configuration in force (joins from now on record it); none
+      // configured: the factory's, else detected again at the next join.
+      vtep = (config as OverlayDriverConfig).advertiseAddress ?? options.advertiseAddress;
     },
     capabilities: () => ({
       dataScope: "global",

@@ -18,6 +18,7 @@ import type {
 } from "../driver.ts";
 import { DriverError, NotFoundError } from "../../src/errors.ts";
 import { parseIp } from "../../src/ipam/cidr.ts";
+import { macProblem } from "../../src/mac.ts";
 import {
   Empty,
   NotImplementedError,
@@ -130,8 +131,12 @@ async function ignoreNotImplemented(p: Promise<unknown>): Promise<void> {
   }
 }
 
-/** Facts of CreateEndpoint: the addresses and MAC the plugin decided, if any. */
+/**
+ * Facts of CreateEndpoint: the addresses and MAC the plugin decided, if any. A MAC no
+ * interface can have (multicast, broadcast, zero) is refused as the user's is at create.
+ */
 function endpointFacts(
+  plugin: string,
   endpoint: DriverEndpoint,
   answer: z.infer<typeof CreateEndpoint>["Interface"],
 ): Record<string, string> {
@@ -149,6 +154,13 @@ function endpointFacts(
       throw new DriverError(
         `remote: NetworkDriver.CreateEndpoint: plugin answered Interface.${field} ${value}` +
           ` but ${given} was given`,
+      );
+    }
+    const problem = field === "MacAddress" && !given ? macProblem(value) : undefined;
+    if (problem) {
+      throw new DriverError(
+        `remote: NetworkDriver.CreateEndpoint: plugin ${JSON.stringify(plugin)} answered an ` +
+          `unusable Interface.MacAddress: ${problem}`,
       );
     }
     if (!given) facts[fact] = value;
@@ -204,7 +216,13 @@ function networkDriver(
           MacAddress: endpoint.macAddress ?? "",
         },
       }, CreateEndpoint);
-      return endpointFacts(endpoint, res.Interface);
+      try {
+        return endpointFacts(name, endpoint, res.Interface);
+      } catch (err) {
+        // libnetwork's errorWithRollback: the plugin made an endpoint cnm will not use.
+        await call("DeleteEndpoint", ids(network, endpoint), Empty).catch(() => {});
+        throw err;
+      }
     },
     async deleteEndpoint(network, endpoint) {
       await call("DeleteEndpoint", ids(network, endpoint), Empty);

@@ -8,6 +8,7 @@
 import { z } from "zod";
 import { formatIssues } from "../journal/events.ts";
 import { InvalidArgumentError } from "../errors.ts";
+import { macProblem } from "../mac.ts";
 import { LIMITS } from "./limits.ts";
 import {
   AliasInput,
@@ -45,20 +46,6 @@ export const CreateNetworkInput = z.strictObject({
 });
 /** Parsed {@link CreateNetworkInput}. */
 export type CreateNetworkOptions = z.input<typeof CreateNetworkInput>;
-
-/**
- * What is wrong with a MAC address for an interface, if anything: the kernel refuses (with
- * EADDRNOTAVAIL, at join) multicast addresses — the broadcast address among them — and zero.
- */
-function macProblem(mac: string): string | undefined {
-  if (!/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/.test(mac)) {
-    return "must be a MAC address like 02:42:ac:11:00:02";
-  }
-  if (/^(ff:){5}ff$/i.test(mac)) return `${mac} is the broadcast address`;
-  if (parseInt(mac.slice(0, 2), 16) & 1) return `${mac} is a multicast address`;
-  if (/^(00:){5}00$/.test(mac)) return `${mac} is the zero address`;
-  return undefined;
-}
 
 /** Input of `createEndpoint`. */
 export const CreateEndpointInput = z.strictObject({

@@ -61,7 +61,9 @@ async function normal(method: string, b: Body): Promise<Body | undefined> {
       const iface: Body = {};
       if (!b.Interface?.Address) iface.Address = "10.200.0.50/24";
       if (!b.Interface?.MacAddress) {
-        iface.MacAddress = `02:42:0a:c8:00:${(++macs + 0x30).toString(16)}`;
+        // A network made with `-o test.mac=M` gets M for every endpoint (unusable ones too).
+        const generic = networks.get(b.NetworkID)?.["com.docker.network.generic"] ?? {};
+        iface.MacAddress = generic["test.mac"] ?? `02:42:0a:c8:00:${(++macs + 0x30).toString(16)}`;
       }
       return Object.keys(iface).length ? { Interface: iface } : {};
     }
