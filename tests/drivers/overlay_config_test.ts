@@ -184,6 +184,24 @@ Deno.test("overlay configuration (root, nats-server): vxlanPort reaches new netw
         await until("c2 -> c6 via 192.0.2.1", () => ping(c2.ns, ipOf(e6.ipv4Address)));
       },
     );
+
+    await t.step(
+      "a restart keeps an endpoint joined under the old address local: no FDB entry to it on its own host",
+      async () => {
+        // c5 joined with 192.0.2.101 on h1; h1 now detects 192.0.2.1. Recovery hands the driver
+        // the whole peer table: c5 is h1's own endpoint, whatever VTEP it joined with.
+        await lab.kill(0);
+        await lab.start(0);
+        const e5 = (await api(0).endpoints()).find((e) => e.name === "c5")!;
+        const own = await fdb(lab, 0, old);
+        assert.ok(
+          !own.some((row) => row.startsWith(`${e5.macAddress} `)),
+          `h1 programs its own c5 as a remote peer: ${own.join(", ")}`,
+        );
+        assert.ok((await fdb(lab, 1, old)).includes(`${e5.macAddress} ${second}`));
+        assert.deepEqual((await api(0).reconcile({ dryRun: true })).findings, []);
+      },
+    );
   } finally {
     await lab.cleanup();
   }
