@@ -30,7 +30,6 @@ import type { SandboxContext } from "../../actors/sandbox.ts";
 import type { EffectContext } from "../../drivers/driver.ts";
 import type { PublishedRules } from "../../drivers/bridge/mod.ts";
 import { CnmError, DriverError, errText } from "../errors.ts";
-import type { FoldWarning } from "../journal/fold.ts";
 import type { PortAllocator, PortMapping } from "../ports/mod.ts";
 import { familyOf } from "../ports/binding.ts";
 import { newEventId } from "../ids.ts";
@@ -39,50 +38,8 @@ import { hasFirewall } from "./drift.ts";
 import { driverEndpoint, driverNetwork } from "./effects.ts";
 import { networkContext } from "./objects.ts";
 import { chooseGateway, type SandboxMember } from "./sandbox_config.ts";
-
-/** What one sandbox publishes, and on which endpoint. */
-export interface Publication {
-  sandboxId: string;
-  /** The publishing (gateway) endpoint. */
-  endpointId: string;
-  networkId: string;
-  /** The union of the members' ports, less those of a family the gateway has no address of. */
-  mappings: PortMapping[];
-}
-
-/** Options of {@link SandboxPorts.sync}. */
-export interface SyncOptions {
-  /** Rethrow a failure (a join, a repair); otherwise it is logged and left to reconcile. */
-  strict?: boolean;
-  /** Program even when nothing changed (a rebuilt interface lost its hairpin mode). */
-  force?: boolean;
-}
-
-/** The controller's port publishing state. */
-export interface SandboxPorts {
-  /** Host port decisions (endpoint_ports.ts). */
-  readonly allocator: PortAllocator;
-  /**
-   * Makes the sandbox publish what `members` ask, on their gateway.
-   *
-   * @throws the wrapped driver error, when `strict`.
-   */
-  sync(sandboxId: string, members: SandboxMember[], options?: SyncOptions): Promise<void>;
-  /** Revokes the sandbox's publication when `endpointId`, about to leave, publishes it. */
-  beforeLeave(sandboxId: string, endpointId: string): Promise<void>;
-  /** What every ready sandbox should publish now (reconcile's expectation). */
-  expected(): Publication[];
-  /** What this process last programmed for a sandbox. */
-  published(sandboxId: string): Publication | undefined;
-  /**
-   * At start, before interrupted effects and reconcile (see the module doc). `resuming`: ids
-   * of objects whose interrupted effect runs again next (their actors still show the state
-   * before it): they are no members, their effect publishes or revokes for them.
-   */
-  republish(warnings: FoldWarning[], resuming: ReadonlySet<string>): Promise<void>;
-  /** Removes what an endpoint publishes (or published before a crash), through its driver. */
-  revokeEndpoint(networkId: string, endpointId: string, mappings?: PortMapping[]): Promise<void>;
-}
+import type { Publication, SandboxPorts, SyncOptions } from "./sandbox_types.ts";
+export type { Publication, SandboxPorts, SyncOptions } from "./sandbox_types.ts";
 
 const keyOf = (p: Publication | undefined) =>
   p ? `${p.endpointId} ${p.mappings.map((m) => JSON.stringify(m)).join(",")}` : "";
