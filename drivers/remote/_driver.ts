@@ -19,6 +19,7 @@ import type {
 import { DriverError, NotFoundError } from "../../src/errors.ts";
 import { parseIp } from "../../src/ipam/cidr.ts";
 import { macProblem } from "../../src/mac.ts";
+import { libnetworkPortOptions } from "../../src/ports/binding.ts";
 import {
   Empty,
   NotImplementedError,
@@ -123,6 +124,16 @@ function networkOptions(n: DriverNetwork): Record<string, unknown> {
   };
 }
 
+/**
+ * CreateEndpoint's `Options`: the endpoint's options and, when it asked for any, the port
+ * bindings as asked and its exposed ports (libnetwork's `CreateOptionPortMapping` /
+ * `CreateOptionExposedPorts`, which Docker's daemon always passes together).
+ */
+function endpointOptions(e: DriverEndpoint): Record<string, unknown> {
+  if (!e.portBindings?.length && !e.exposedPorts?.length) return e.options;
+  return { ...e.options, ...libnetworkPortOptions(e.portBindings ?? [], e.exposedPorts ?? []) };
+}
+
 async function ignoreNotImplemented(p: Promise<unknown>): Promise<void> {
   try {
     await p;
@@ -209,7 +220,7 @@ function networkDriver(
     async createEndpoint(network, endpoint) {
       const res = await call("CreateEndpoint", {
         ...ids(network, endpoint),
-        Options: endpoint.options,
+        Options: endpointOptions(endpoint),
         Interface: {
           Address: endpoint.ipv4Address ?? "",
           AddressIPv6: endpoint.ipv6Address ?? "",
@@ -260,12 +271,6 @@ function networkDriver(
             staticRoutes: result.staticRoutes ?? [],
           });
         }
-        await ignoreNotImplemented(
-          call("ProgramExternalConnectivity", {
-            ...ids(network, endpoint),
-            Options: sandbox.labels,
-          }, Empty),
-        );
       } catch (err) {
         // Roll back so a failed join leaves nothing half-made; report the first failure.
         await driver.leave(network, endpoint, sandbox, ctx).catch(() => {});
@@ -282,9 +287,6 @@ function networkDriver(
           errors.push(err);
         }
       };
-      await step(() =>
-        ignoreNotImplemented(call("RevokeExternalConnectivity", ids(network, endpoint), Empty))
-      );
       await step(() => call("Leave", ids(network, endpoint), Empty));
       await step(() => detachFromSandbox(ctx, endpoint.id, sandbox));
       if (errors.length === 1) throw errors[0];
@@ -294,6 +296,22 @@ function networkDriver(
           `remote: leave of endpoint ${endpoint.id}: ${errors.length} failures`,
         );
       }
+    },
+    // Only on the sandbox's gateway endpoint, as libnetwork (the controller follows the
+    // gateway): the sandbox's labels with its bindings as asked; the plugin publishes.
+    async programGatewayConnectivity(network, endpoint, request) {
+      await ignoreNotImplemented(call("ProgramExternalConnectivity", {
+        ...ids(network, endpoint),
+        Options: {
+          ...request.labels,
+          ...libnetworkPortOptions(request.portBindings, request.exposedPorts),
+        },
+      }, Empty));
+    },
+    async revokeGatewayConnectivity(network, endpoint) {
+      await ignoreNotImplemented(
+        call("RevokeExternalConnectivity", ids(network, endpoint), Empty),
+      );
     },
     async endpointOperInfo(network, endpoint) {
       try {

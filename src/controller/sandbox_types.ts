@@ -8,6 +8,7 @@
  */
 
 import type { SandboxContext } from "../../actors/sandbox.ts";
+import type { GatewayConnectivity } from "../../drivers/driver.ts";
 import type { Resolver } from "../dns/resolver.ts";
 import type { FoldWarning } from "../journal/fold.ts";
 import type { PortAllocator, PortMapping } from "../ports/mod.ts";
@@ -86,6 +87,8 @@ export interface SandboxPorts {
   expected(): Publication[];
   /** What this process last programmed for a sandbox. */
   published(sandboxId: string): Publication | undefined;
+  /** The plugin side: what a sandbox's gateway plugin was told. */
+  readonly plugins: Pick<PluginPorts, "told">;
   /**
    * At start, before interrupted effects and reconcile (see the module doc). `resuming`: ids
    * of objects whose interrupted effect runs again next (their actors still show the state
@@ -94,4 +97,33 @@ export interface SandboxPorts {
   republish(warnings: FoldWarning[], resuming: ReadonlySet<string>): Promise<void>;
   /** Removes what an endpoint publishes (or published before a crash), through its driver. */
   revokeEndpoint(networkId: string, endpointId: string, mappings?: PortMapping[]): Promise<void>;
+}
+
+/** What a sandbox asks of its gateway endpoint's plugin. */
+export interface PluginPublication {
+  sandboxId: string;
+  /** The gateway endpoint. */
+  endpointId: string;
+  networkId: string;
+  request: GatewayConnectivity;
+}
+
+/** The plugin side of a sandbox's publishing. */
+export interface PluginPorts {
+  /** What `members` ask of their gateway's plugin; undefined when the gateway is no plugin's. */
+  desired(sandboxId: string, members: SandboxMember[]): PluginPublication | undefined;
+  /** Revokes what was told to a gateway that `want` no longer names (before any program). */
+  revokeStale(sandboxId: string, want: PluginPublication | undefined): Promise<void>;
+  /**
+   * Tells `want`'s gateway, unless it was told exactly that. A failure is Docker's
+   * `driver failed programming external connectivity …` (the caller wraps it); the plugin
+   * hears RevokeExternalConnectivity then, so nothing stays half-programmed.
+   */
+  program(want: PluginPublication | undefined): Promise<void>;
+  /** Revokes the sandbox's publication when `endpointId`, about to leave, is its gateway. */
+  beforeLeave(sandboxId: string, endpointId: string): Promise<void>;
+  /** At start: what every ready sandbox's gateway was told, from the journal; no calls. */
+  restore(): void;
+  /** What a sandbox's gateway plugin was last told (tests, inspection). */
+  told(sandboxId: string): PluginPublication | undefined;
 }

@@ -91,9 +91,14 @@ async function normal(method: string, b: Body): Promise<Body | undefined> {
     }
     case "NetworkDriver.ProgramExternalConnectivity":
     case "NetworkDriver.RevokeExternalConnectivity": {
-      // A network made with `-o test.noext=true` behaves like a plugin without these calls.
+      // A network made with `-o test.noext=true` behaves like a plugin without these calls;
+      // with `-o test.pecerr=true` it refuses to publish (a host port it cannot have).
       const generic = networks.get(b.NetworkID)?.["com.docker.network.generic"] ?? {};
-      return generic["test.noext"] === "true" ? undefined : {};
+      if (generic["test.noext"] === "true") return undefined;
+      if (generic["test.pecerr"] === "true" && method.endsWith("ProgramExternalConnectivity")) {
+        return { Err: "port 8080 is taken on this plugin's host" };
+      }
+      return {};
     }
     case "NetworkDriver.Leave":
       return {};
