@@ -175,6 +175,22 @@ Deno.test("docker connect (root, nats-server, docker CLI, dockerode) honours Dri
           [["--ip6", "fd00:13::1", "dual", "c2"], "Address already in use"],
           [["--ip6", "10.13.0.9", "dual", "c2"], "Invalid IPv6 address: 10.13.0.9"],
           [["--ip", "fd00:13::9", "dual", "c2"], "Invalid IPv4 address: fd00:13::9"],
+          [
+            ["--ip6", "fd00:12::5", "v4", "c2"],
+            "user specified IP address is supported only when connecting to networks with user configured subnets",
+          ],
+          [
+            ["--ip", "172.17.0.50", "bridge", "c2"],
+            "user specified IP address is supported on user defined networks only",
+          ],
+          [
+            ["--ip6", "fd00:13::11", "host", "c2"],
+            "user specified IP address is supported on user defined networks only",
+          ],
+          [
+            ["--alias", "web", "bridge", "c2"],
+            "network-scoped alias is supported only for containers in user defined networks",
+          ],
         ];
         for (const [args, message] of cases) {
           r = await docker("network", "connect", ...args);
@@ -198,6 +214,27 @@ Deno.test("docker connect (root, nats-server, docker CLI, dockerode) honours Dri
         ]);
         assert.deepEqual(await refusal(v6("fd00:13::10")), [403, "Address already in use"]);
         assert.deepEqual(await refusal(v6("nonsense")), [400, "Invalid IPv6 address: nonsense"]);
+        assert.deepEqual(
+          await refusal(
+            api.getNetwork("v4").connect({
+              Container: "c2",
+              EndpointConfig: { IPAMConfig: { IPv6Address: "fd00:12::5" } },
+            }),
+          ),
+          [
+            400,
+            "user specified IP address is supported only when connecting to networks with user configured subnets",
+          ],
+        );
+        assert.deepEqual(
+          await refusal(
+            api.getNetwork("bridge").connect({
+              Container: "c2",
+              EndpointConfig: { Aliases: ["web"] },
+            }),
+          ),
+          [400, "network-scoped alias is supported only for containers in user defined networks"],
+        );
       },
     );
 
