@@ -4,12 +4,12 @@
  * endpoint is deleted again when the join fails); disconnect leaves and deletes the
  * sandbox's endpoints in the network (`Force` deletes even when the leave fails).
  *
- * From `EndpointConfig` cnm uses `IPAMConfig.IPv4Address`/`IPv6Address`, `MacAddress`,
- * `DriverOpts` (the endpoint's options: journaled and handed to its driver, as dockerd hands
- * them over — a remote plugin gets them as `CreateEndpoint`'s `Options`, the bridge ignores
- * them) and `Aliases` (the endpoint's `aliases`: names the embedded DNS resolver answers on
- * the network); everything else CLI 28 sends (`Links`, `GwPriority`, `DNSNames`, …) is
- * ignored, as dockerd 20.10 ignores it.
+ * From `EndpointConfig` cnm uses `IPAMConfig.IPv4Address`/`IPv6Address`, `MacAddress` (in
+ * any form Go's `net.ParseMAC` reads), `DriverOpts` (the endpoint's options: journaled and
+ * handed to its driver, as dockerd hands them over — a remote plugin gets them as
+ * `CreateEndpoint`'s `Options`, the bridge ignores them) and `Aliases` (the endpoint's
+ * `aliases`: names the embedded DNS resolver answers on the network); everything else CLI 28
+ * sends (`Links`, `GwPriority`, `DNSNames`, …) is ignored, as dockerd 20.10 ignores it.
  *
  * @module
  */
@@ -18,6 +18,7 @@ import { DockerApiError } from "./_errors.ts";
 import { readJsonBody, type Reply, type RequestContext } from "./_http.ts";
 import { ipFamily } from "./_ipam_check.ts";
 import { decodeStruct, F } from "./_json.ts";
+import { dockerMac } from "./_mac.ts";
 import { type DockerBackend, findNetwork, findSandbox } from "./_lookup.ts";
 import { isPredefined } from "./network_resource.ts";
 import type { NetworkInfo } from "../../info.ts";
@@ -120,13 +121,14 @@ export async function connect(backend: DockerBackend, ctx: RequestContext): Prom
   }
   if (v4 && ipFamily(v4) !== 4) throw new DockerApiError(400, `Invalid IPv4 address: ${v4}`);
   if (v6 && ipFamily(v6) !== 6) throw new DockerApiError(400, `Invalid IPv6 address: ${v6}`);
+  const mac = cfg.MacAddress ? dockerMac(cfg.MacAddress) : undefined;
   const ep = await backend.createEndpoint(net.id, {
     name: sb.name,
     options: cfg.DriverOpts ?? {},
     ...(aliases.length ? { aliases } : {}),
     ...(v4 ? { ipv4Address: v4 } : {}),
     ...(v6 ? { ipv6Address: v6 } : {}),
-    ...(cfg.MacAddress ? { macAddress: cfg.MacAddress } : {}),
+    ...(mac ? { macAddress: mac } : {}),
   });
   try {
     await backend.join(ep.id, sb.id);

@@ -57,7 +57,7 @@ Deno.test("docker connect (root, nats-server, docker CLI, dockerode) honours Dri
     const api = new Docker({ socketPath: d.path });
     const c1 = await cnm.createSandbox({ name: "c1" });
     const c2 = await cnm.createSandbox({ name: "c2" });
-    await cnm.createSandbox({ name: "c3" });
+    const c3 = await cnm.createSandbox({ name: "c3" });
     let r = await docker("network", "create", "--subnet", "10.12.0.0/24", "v4");
     assert.equal(r.code, 0, r.stderr);
     r = await docker(
@@ -255,6 +255,25 @@ Deno.test("docker connect (root, nats-server, docker CLI, dockerode) honours Dri
       },
     );
 
+    await t.step(
+      "MacAddress in the forms Go's ParseMAC reads (dashes, dots) is that MAC",
+      async () => {
+        await api.getNetwork("dual").connect({
+          Container: "c3",
+          EndpointConfig: { MacAddress: "02-42-0A-0D-00-63" },
+        });
+        await api.getNetwork("v4").connect({
+          Container: "c3",
+          EndpointConfig: { MacAddress: "0242.0a0c.0063" },
+        });
+        const macs = cnm.endpoints().filter((e) => e.sandboxId === c3.id).map((e) => e.macAddress)
+          .sort();
+        assert.deepEqual(macs, ["02:42:0a:0c:00:63", "02:42:0a:0d:00:63"]);
+        const links = await kernelLinks(c3.key);
+        assert.deepEqual(Object.values(links).map((l) => l.mac).sort(), macs);
+      },
+    );
+
     await t.step("bad MACs are refused with 400 before anything is made", async () => {
       const c4 = await cnm.createSandbox({ name: "c4" });
       const mac = (MacAddress: string) =>
@@ -262,6 +281,7 @@ Deno.test("docker connect (root, nats-server, docker CLI, dockerode) honours Dri
       const multicast = "invalid endpoint options: macAddress: 01:00:5e:00:00:01 is a multicast " +
         "address";
       assert.deepEqual(await refusal(mac("01:00:5e:00:00:01")), [400, multicast]);
+      assert.deepEqual(await refusal(mac("01-00-5E-00-00-01")), [400, multicast]);
       assert.deepEqual(await refusal(mac("ff:ff:ff:ff:ff:ff")), [
         400,
         "invalid endpoint options: macAddress: ff:ff:ff:ff:ff:ff is the broadcast address",
@@ -269,6 +289,18 @@ Deno.test("docker connect (root, nats-server, docker CLI, dockerode) honours Dri
       assert.deepEqual(await refusal(mac("00:00:00:00:00:00")), [
         400,
         "invalid endpoint options: macAddress: 00:00:00:00:00:00 is the zero address",
+      ]);
+      assert.deepEqual(await refusal(mac("02:42:ac:11:00")), [
+        400,
+        "invalid MAC address 02:42:ac:11:00",
+      ]);
+      assert.deepEqual(await refusal(mac("02:42-ac:11:00:02")), [
+        400,
+        "invalid MAC address 02:42-ac:11:00:02",
+      ]);
+      assert.deepEqual(await refusal(mac("02:42:ac:11:00:02:00:01")), [
+        400,
+        "invalid MAC address 02:42:ac:11:00:02:00:01: an interface's MAC address has 6 bytes, not 8",
       ]);
       assert.deepEqual(cnm.endpoints().filter((e) => e.name === "c4"), []);
       assert.deepEqual(await kernelLinks(c4.key), {});
