@@ -8,7 +8,9 @@ import assert from "node:assert/strict";
 import { InvalidArgumentError } from "../../../mod.ts";
 import { serveDocker } from "../../../src/api/docker/mod.ts";
 import { output } from "../../_harness/command.ts";
+import { CNM, startServe } from "../../_harness/cnm_serve.ts";
 import { rawExchange, startDockerEnv } from "../../_harness/docker.ts";
+import { startEnv } from "../../_harness/env.ts";
 
 const GID = 12345; // no group needs to exist: root may give a socket any group id
 const ping = "GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
@@ -133,5 +135,80 @@ Deno.test("serveDocker (root, nats-server) gives its socket the mode and group a
   } finally {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
     await d.cleanup();
+  }
+});
+
+Deno.test("cnm serve --docker-group (root, nats-server) gives the Docker socket that group; bad values are usage errors", async (t) => {
+  const env = await startEnv("dksg");
+  const dir = await Deno.makeTempDir({ prefix: "cnm-docker-sock-" });
+  const sock = `${dir}/docker.sock`;
+  const setup = (args: string[]) => ({
+    env: {
+      CNM_NATS_URL: env.nats.url,
+      CNM_STREAM: env.stream,
+      CNM_PREFIX: env.prefix,
+      CNM_HOST_ID: "h1",
+    },
+    hostNamespace: env.host.path,
+    namePrefix: `${env.host.prefix}-`,
+    stateDir: env.stateDir,
+    args,
+  });
+  try {
+    await t.step(
+      "--docker-socket PATH --docker-group GID: the socket's group, mode 0660",
+      async () => {
+        const server = await startServe(
+          setup(["-q", "--docker-socket", sock, "--docker-group", `${GID}`]),
+        );
+        try {
+          const st = await Deno.stat(sock);
+          assert.equal(st.gid, GID);
+          assert.equal(st.mode! & 0o7777, 0o660);
+          assert.equal((await rawExchange(sock, ping)).status, 200);
+          assert.equal(await server.stop(), 0);
+        } finally {
+          await server.cleanup();
+        }
+        assert.equal(await exists(sock), false);
+      },
+    );
+
+    await t.step(
+      "a bad --docker-group is a usage error (exit 2) before NATS is tried",
+      async () => {
+        // NATS is unreachable here: a usage error must come first.
+        const down = { ...setup([]).env, CNM_NATS_URL: "127.0.0.1:1" };
+        const run = (args: string[]) =>
+          output([CNM, "serve", "--namespace", env.host.path, ...args], { env: down });
+        const usage = (message: string) =>
+          `cnm serve: ${message}\nRun 'cnm serve --help' for usage.\n`;
+        for (const g of ["docker", "-1", "1.5", "", "4294967295", "99999999999"]) {
+          const r = await run(["--docker-socket", sock, "--docker-group", g]);
+          assert.deepEqual(
+            [r.code, r.stdout, r.stderr],
+            [
+              2,
+              "",
+              usage(
+                `--docker-group takes a numeric group id (0 to 4294967294), got ${
+                  JSON.stringify(g)
+                }`,
+              ),
+            ],
+            g,
+          );
+        }
+        const r = await run(["--docker-group", `${GID}`]);
+        assert.deepEqual(
+          [r.code, r.stdout, r.stderr],
+          [2, "", usage("--docker-group needs --docker-socket")],
+        );
+        assert.equal(await exists(sock), false);
+      },
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    await env.cleanup();
   }
 });
