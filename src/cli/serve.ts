@@ -104,7 +104,7 @@ export const serveVerb: Verb = {
     "docker-group": {
       type: "string",
       arg: "GID",
-      help: "group id to give the Docker socket (default: unchanged)",
+      help: "group id to give the Docker socket (default: the process's)",
     },
     quiet: { type: "boolean", short: "q", help: "do not log requests on stderr" },
     "exit-with-parent": {
@@ -121,8 +121,14 @@ export const serveVerb: Verb = {
       throw new UsageError(`invalid --replicas ${JSON.stringify(f.replicas)}: 1 to 5`);
     }
     const group = f["docker-group"] as string | undefined;
-    if (group !== undefined && !/^\d+$/.test(group)) {
-      throw new UsageError(`--docker-group takes a numeric group id, got ${JSON.stringify(group)}`);
+    // 4294967295 is (gid_t)-1: chown would leave the group unchanged.
+    if (group !== undefined && !(/^\d{1,10}$/.test(group) && Number(group) <= 4294967294)) {
+      throw new UsageError(
+        `--docker-group takes a numeric group id (0 to 4294967294), got ${JSON.stringify(group)}`,
+      );
+    }
+    if (group !== undefined && !f["docker-socket"]) {
+      throw new UsageError("--docker-group needs --docker-socket");
     }
     const hostId = ctx.host;
     const say = (text: string) => ctx.io.err(redact(text, ctx.natsSettings.secrets));

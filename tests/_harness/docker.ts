@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { Controller } from "../../mod.ts";
+import type { Controller, ControllerOptions } from "../../mod.ts";
 import type { ValidateNetworkOptions } from "../../drivers/driver.ts";
 import { type DockerBackend, type DockerServer, serveDocker } from "../../src/api/docker/mod.ts";
 import { type CommandOutput, output } from "./command.ts";
@@ -70,15 +70,21 @@ export interface RawResponse {
   body: string;
 }
 
-/** Starts nats-server, a throwaway host, a controller and the Docker socket. */
-export async function startDockerEnv(label: string): Promise<DockerEnv> {
+/**
+ * Starts nats-server, a throwaway host, a controller (with `extra` options, e.g.
+ * `pluginDirs`) and the Docker socket.
+ */
+export async function startDockerEnv(
+  label: string,
+  extra: Partial<ControllerOptions> = {},
+): Promise<DockerEnv> {
   const { cli, major } = await dockerCliInfo();
   const env = await startEnv(label);
   const dir = await Deno.makeTempDir({ prefix: "cnm-docker-" });
   const path = `${dir}/docker.sock`;
   let server: DockerServer | undefined;
   try {
-    const cnm = await env.open();
+    const cnm = await env.open(extra);
     const createFlags: (ValidateNetworkOptions | undefined)[] = [];
     // The controller as the socket sees it, recording what createNetwork is asked.
     const backend: DockerBackend & { stream: string; prefix: string } = {

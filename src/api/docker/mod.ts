@@ -28,6 +28,7 @@
  * @module
  */
 
+import { InvalidArgumentError } from "../../errors.ts";
 import type { NatsTarget } from "../../journal/watch.ts";
 import { connect, disconnect } from "./_connect.ts";
 import { createNetwork } from "./_create.ts";
@@ -47,11 +48,14 @@ export interface DockerServeOptions {
   /** Path of the unix socket. A stale socket there (nobody answering) is replaced. */
   path: string;
   /**
-   * Permissions of the socket. Default `0o660`: its owner (root) and group may use it —
-   * as with Docker's socket, whoever may connect may manage the host's networks.
+   * Permissions of the socket, `0` to `0o777`. Default `0o660`: its owner (root) and group
+   * may use it — as with Docker's socket, whoever may connect may manage the host's networks.
    */
   mode?: number;
-  /** Group id to give the socket (like Docker's `docker` group). Default: unchanged. */
+  /**
+   * Group id to give the socket (like Docker's `docker` group), `0` to `4294967294`.
+   * Default: the process's.
+   */
   group?: number;
   /**
    * The journal's NATS, for `GET /events` with `since`/`until` (the whole history). Without
@@ -93,10 +97,52 @@ async function clearStaleSocket(path: string): Promise<void> {
   throw new Error(`${path} is in use by a running server`);
 }
 
+/** Checks `mode` and `group` before anything is made. */
+function checkAccess(options: DockerServeOptions): void {
+  const { mode, group } = options;
+  const bad = (field: string, problem: string, value: string) =>
+    new InvalidArgumentError(
+      `invalid Docker socket options: ${field}: must be ${problem}, got ${value}`,
+    );
+  // 4294967295 is (gid_t)-1, which chown reads as "leave the group unchanged".
+  if (group !== undefined && !(Number.isInteger(group) && group >= 0 && group <= 4294967294)) {
+    throw bad("group", "a group id (an integer from 0 to 4294967294)", String(group));
+  }
+  if (mode !== undefined && !(Number.isInteger(mode) && mode >= 0 && mode <= 0o777)) {
+    const shown = Number.isInteger(mode) && mode >= 0 ? `0o${mode.toString(8)}` : String(mode);
+    throw bad("mode", "permission bits from 0 to 0o777", shown);
+  }
+}
+
+/** Gives the socket its mode and group; a refusal (EPERM: not root, not in the group) says which. */
+async function setAccess(path: string, mode: number, group: number | undefined): Promise<void> {
+  try {
+    await Deno.chmod(path, mode);
+  } catch (err) {
+    throw new Error(
+      `cannot set the Docker socket ${path} to mode 0o${mode.toString(8)}: ${
+        (err as Error).message
+      }`,
+      { cause: err },
+    );
+  }
+  if (group === undefined) return;
+  try {
+    await Deno.chown(path, null, group);
+  } catch (err) {
+    throw new Error(
+      `cannot give the Docker socket ${path} group ${group}: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+}
+
 /**
  * Serves the Docker Engine API for `controller`'s networks on a unix socket.
  *
- * @throws {Error} when the path is taken (a live socket, or not a socket).
+ * @throws {InvalidArgumentError} for a `mode` or `group` that is not one; nothing is made.
+ * @throws {Error} when the path is taken (a live socket, or not a socket), or when the
+ *   socket cannot be given its mode or group (it is removed again, nothing keeps running).
  * @example
  * ```ts ignore
  * const docker = await serveDocker(cnm, { path: "/tmp/cnm.sock", nats });
@@ -107,6 +153,7 @@ export async function serveDocker(
   controller: DockerBackend & { readonly stream?: string; readonly prefix?: string },
   options: DockerServeOptions,
 ): Promise<DockerServer> {
+  checkAccess(options);
   const events = createEventSource(controller, {
     ...(options.nats ? { nats: options.nats } : {}),
     stream: options.stream ?? controller.stream ?? "CNM",
@@ -140,8 +187,14 @@ export async function serveDocker(
     onError: () => new Response(null, { status: 500 }),
   }, handler);
   await listening.promise;
-  await Deno.chmod(options.path, options.mode ?? 0o660);
-  if (options.group !== undefined) await Deno.chown(options.path, null, options.group);
+  try {
+    await setAccess(options.path, options.mode ?? 0o660, options.group);
+  } catch (err) {
+    await events.closeAll();
+    await server.shutdown();
+    await Deno.remove(options.path).catch(() => {});
+    throw err;
+  }
   let closing: Promise<void> | undefined;
   return {
     path: options.path,

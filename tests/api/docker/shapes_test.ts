@@ -12,6 +12,7 @@ import {
 import type { EndpointInfo, NetworkInfo, SandboxInfo } from "../../../mod.ts";
 import { DockerApiError, toDockerError } from "../../../src/api/docker/_errors.ts";
 import { validateIpam } from "../../../src/api/docker/_ipam_check.ts";
+import { dockerMac } from "../../../src/api/docker/_mac.ts";
 import { decodeStruct, F, goJson, parseBody } from "../../../src/api/docker/_json.ts";
 import {
   formatInspect,
@@ -226,4 +227,31 @@ Deno.test("toDockerError maps cnm's errors to dockerd's statuses and words", () 
     [400, "Invalid address 1.2.3.4: It does not belong to any of this network's subnets"],
   );
   assert.deepEqual(m(new Error("boom")), [500, "boom"]);
+});
+
+Deno.test("dockerMac reads MacAddress in Go's ParseMAC forms, refuses the rest with dockerd's words", () => {
+  assert.equal(dockerMac("02:42:AC:11:00:02"), "02:42:ac:11:00:02");
+  assert.equal(dockerMac("02-42-ac-11-00-02"), "02:42:ac:11:00:02");
+  assert.equal(dockerMac("0242.AC11.0002"), "02:42:ac:11:00:02");
+  const refused = (text: string) => {
+    try {
+      dockerMac(text);
+    } catch (err) {
+      assert.ok(err instanceof DockerApiError);
+      return [err.status, err.message];
+    }
+    throw new Error(`${text} was accepted`);
+  };
+  for (const bad of ["", "0242ac110002", "02:42:ac:11:00", "02:42-ac:11:00:02", "0242.ac11.002"]) {
+    assert.deepEqual(refused(bad), [400, `invalid MAC address ${bad}`]);
+  }
+  const ipoib = Array.from({ length: 20 }, (_, i) => (i + 0x10).toString(16)).join(":");
+  assert.deepEqual(refused(ipoib), [
+    400,
+    `invalid MAC address ${ipoib}: an interface's MAC address has 6 bytes, not 20`,
+  ]);
+  assert.deepEqual(refused("0200.5e10.0000.0001"), [
+    400,
+    "invalid MAC address 0200.5e10.0000.0001: an interface's MAC address has 6 bytes, not 8",
+  ]);
 });
