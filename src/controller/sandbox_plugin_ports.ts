@@ -20,7 +20,7 @@
 
 import type { EndpointContext } from "../../actors/endpoint.ts";
 import type { SandboxContext } from "../../actors/sandbox.ts";
-import type { EffectContext, GatewayConnectivity } from "../../drivers/driver.ts";
+import type { EffectContext } from "../../drivers/driver.ts";
 import type { ExposedPort } from "../ports/binding.ts";
 import type { ControllerContext } from "./context.ts";
 import { driverEndpoint, driverNetwork } from "./effects.ts";
