@@ -78,7 +78,8 @@ export interface PortDecision {
  * network's lock, before the intent is appended).
  *
  * @throws {InvalidArgumentError} a malformed binding, an internal network
- *   (`network X is internal: it publishes no ports`), a driver that publishes nothing.
+ *   (`network X is internal: it publishes no ports`), a driver that publishes nothing, a
+ *   publishing bridge (the gateway bridge, for a global network) without a firewall.
  * @throws {ConflictError} `Bind for 0.0.0.0:8080 failed: port is already allocated` (not
  *   for a plugin's network: its plugin decides).
  * @throws {UnavailableError} `all ports are allocated`.
