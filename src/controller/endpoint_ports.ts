@@ -6,6 +6,10 @@
  * Drivers that publish ports themselves (remote plugins, `programGatewayConnectivity`) get
  * the bindings as asked, journaled the same way, and no decision: as in libnetwork, the
  * plugin chooses its host ports (and refuses its own conflicts).
+ * Global (overlay) networks give their endpoints no gateway: an overlay-only sandbox is
+ * joined to the gateway bridge (gwbridge.ts), and that bridge endpoint publishes the
+ * sandbox's ports, as Docker's `docker_gwbridge` endpoint does. Their host ports are decided
+ * here like a bridge endpoint's, with the gateway bridge's defaults ({@link viaGatewayBridge}).
  * The decisions go into the create intent (`ports`); they are given back when the endpoint
  * is deleted or its create fails, and rebuilt from the journal at start, in journal order.
  *
@@ -31,6 +35,15 @@ import {
 } from "../ports/mod.ts";
 import type { ControllerContext } from "./context.ts";
 import { hasFirewall } from "./drift.ts";
+import { isGlobal } from "./global.ts";
+import type { Runtime } from "./runtime.ts";
+
+/**
+ * The gateway bridge network's name: gwbridge.ts's `GWBRIDGE` (importing it here would close
+ * an import cycle through endpoints.ts; tests/integration/overlay_ports_test.ts checks that
+ * the two agree).
+ */
+export const GATEWAY_BRIDGE_NAME = "cnm_gwbridge";
 
 /** Most bindings (and exposed ports) one endpoint may ask for (`-p 8000-8999:8000-8999`). */
 export const MAX_PORT_BINDINGS = 1024;
@@ -65,7 +78,8 @@ export interface PortDecision {
  * network's lock, before the intent is appended).
  *
  * @throws {InvalidArgumentError} a malformed binding, an internal network
- *   (`network X is internal: it publishes no ports`), a driver that publishes nothing.
+ *   (`network X is internal: it publishes no ports`), a driver that publishes nothing, a
+ *   publishing bridge (the gateway bridge, for a global network) without a firewall.
  * @throws {ConflictError} `Bind for 0.0.0.0:8080 failed: port is already allocated` (not
  *   for a plugin's network: its plugin decides).
  * @throws {UnavailableError} `all ports are allocated`.
@@ -88,25 +102,72 @@ export function decidePorts(
   if (!driver?.programExternalConnectivity && driver?.programGatewayConnectivity) {
     return { data: { ...base, portBindings: bindings }, release: () => {} };
   }
-  if (!driver?.programExternalConnectivity) {
+  const publisher = driver?.programExternalConnectivity
+    ? publisherOf(nc)
+    : isGlobal(nc)
+    ? viaGatewayBridge(ctx, nc)
+    : undefined;
+  if (!publisher) {
     throw new InvalidArgumentError(
       `network ${nc.name} (driver ${nc.driver}) publishes no ports: its driver cannot`,
     );
   }
-  if (nc.driver === "bridge" && !hasFirewall(nc)) {
+  if (!publisher.firewall) {
     throw new InvalidArgumentError(
-      `network ${nc.name} was created without a firewall (firewallBackend none): ` +
+      `network ${publisher.name} was created without a firewall (firewallBackend none): ` +
         "it publishes no ports",
     );
   }
-  const hostIp = nc.options[BridgeOptions.hostBinding];
   const ports = ctx.ports.allocator.allocate(endpointId, bindings, {
-    ipv6: nc.enableIPv6,
-    ...(hostIp ? { defaultHostIp: hostIp } : {}),
+    ipv6: publisher.ipv6,
+    ...(publisher.hostIp ? { defaultHostIp: publisher.hostIp } : {}),
   });
   return {
     data: { ...base, portBindings: bindings, ports },
     release: () => ctx.ports.allocator.release(endpointId),
+  };
+}
+
+/** The gateway bridge network of this host, if made. */
+export function gatewayBridgeNetwork(rt: Runtime): NetworkContext | undefined {
+  for (const r of rt.objects.network.values()) {
+    const c = rt.context<NetworkContext>(r);
+    if (c.name === GATEWAY_BRIDGE_NAME && !isGlobal(c)) return c;
+  }
+}
+
+/** What a decision needs of the network that publishes an endpoint's ports. */
+interface Publisher {
+  name: string;
+  /** Whether it writes rules (a bridge made with `firewallBackend: "none"` does not). */
+  firewall: boolean;
+  ipv6: boolean;
+  /** `host_binding_ipv4`. */
+  hostIp?: string;
+}
+
+const publisherOf = (nc: NetworkContext): Publisher => ({
+  name: nc.name,
+  firewall: nc.driver !== "bridge" || hasFirewall(nc),
+  ipv6: nc.enableIPv6,
+  ...(nc.options[BridgeOptions.hostBinding]
+    ? { hostIp: nc.options[BridgeOptions.hostBinding] }
+    : {}),
+});
+
+/**
+ * What publishes for an endpoint of a global network: the gateway bridge, whose options
+ * (`host_binding_ipv4`, IPv6, its firewall) shape the decision. Until it exists, what it
+ * will be made with: IPv4 only, host address `0.0.0.0`, and a firewall unless the bridge
+ * driver's `firewallBackend` is `none` now.
+ */
+function viaGatewayBridge(ctx: ControllerContext, nc: NetworkContext): Publisher {
+  const gw = gatewayBridgeNetwork(ctx.runtime);
+  if (gw) return publisherOf(gw);
+  return {
+    name: `${GATEWAY_BRIDGE_NAME} (the gateway bridge of network ${nc.name})`,
+    firewall: ctx.driverConfigs.get("bridge")?.config.firewallBackend !== "none",
+    ipv6: false,
   };
 }
 

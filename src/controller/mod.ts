@@ -49,6 +49,7 @@ import { createWorld } from "./world.ts";
 import { createPeerProgrammer } from "./peers.ts";
 import { networkPeers } from "./drift_overlay.ts";
 import { ensureGatewayBridge, sweepGatewayBridges } from "./gwbridge.ts";
+import { requireGatewayPublication } from "./gwbridge_ports.ts";
 import { createSandboxDns, type SandboxDns } from "./sandbox_dns.ts";
 import { emptyFold, forkFold } from "../journal/fold.ts";
 import * as sandboxes from "./sandboxes.ts";
@@ -246,10 +247,14 @@ async function start(
     sandboxes: () => sandboxes.sandboxes(ctx),
     createEndpoint: (net, o) => endpoints.createEndpoint(ctx, net, o),
     deleteEndpoint: (id, o) => endpoints.deleteEndpoint(ctx, id, o),
-    // A sandbox whose networks are all global gets (or loses) the gateway bridge after.
+    // A sandbox whose networks are all global gets (or loses) the gateway bridge after; its
+    // endpoint there publishes the sandbox's ports, or the join fails.
     join: async (id, sb) => {
       const ep = await endpoints.join(ctx, id, sb);
-      if (ep.sandboxId) await ensureGatewayBridge(ctx, ep.sandboxId);
+      if (ep.sandboxId) {
+        await ensureGatewayBridge(ctx, ep.sandboxId);
+        await requireGatewayPublication(ctx, ep.id, ep.sandboxId);
+      }
       return ctx.runtime.objects.endpoint.has(ep.id) ? endpoints.endpoint(ctx, ep.id)! : ep;
     },
     leave: async (id, sb) => {

@@ -3,11 +3,13 @@
  * (needs root and nats-server): containers on all hosts reach each other over VXLAN, the
  * kernel holds exactly one neighbour and one FDB entry per remote endpoint, leaves and deletes
  * remove them everywhere, a moved IP ends at its new VTEP, reconcile repairs a hand-deleted
- * entry, and a controller killed with SIGKILL leaves the others' traffic alone and converges
- * on restart.
+ * entry, a port published by an overlay-only container (on its cnm_gwbridge endpoint) is
+ * reachable over the underlay, and a controller killed with SIGKILL leaves the others'
+ * traffic alone and converges on restart.
  */
 
 import assert from "node:assert/strict";
+import { parsePortSpec } from "../../mod.ts";
 import type { ApiClient, EndpointInfo, NetworkInfo } from "../../mod.ts";
 import { ownerId } from "../../src/ids.ts";
 import { sh } from "../_harness/command.ts";
@@ -124,6 +126,43 @@ Deno.test("overlay across three hosts, one controller process each (root, nats-s
         // The endpoint is the host's own, not a peer of the overlay.
         const own = (await api(0).endpoints({ network: "cnm_gwbridge" })).map((e) => e.name);
         assert.deepEqual(own, [`gateway_${eps[0].sandboxId!.slice(0, 12)}`]);
+      },
+    );
+
+    await t.step(
+      "a port an overlay-only container publishes is reachable over the underlay",
+      async () => {
+        const sb = await api(0).createSandbox({ name: "pub" });
+        const ep = await api(0).createEndpoint("ov", {
+          name: "pub",
+          portBindings: parsePortSpec("8080:80"),
+        });
+        assert.deepEqual(ep.ports, [{
+          proto: "tcp",
+          containerPort: 80,
+          hostIp: "0.0.0.0",
+          hostPort: 8080,
+        }]);
+        await api(0).join(ep.id, sb.id);
+        const server = await serveTcp(nsOf(sb.key), 80, "0.0.0.0");
+        const [h1, h2] = [lab.hosts[0], lab.hosts[1]];
+        try {
+          // From another host's namespace: the container sees that host's address.
+          assert.equal(await connectTcp(h2.ns, h1.vtep, 8080), `ok ${h2.vtep}`);
+          // From a container on h2, out through h2's own cnm_gwbridge (masqueraded).
+          assert.equal(await connectTcp(sbs[1], h1.vtep, 8080), `ok ${h2.vtep}`);
+          // From h1's host namespace itself.
+          assert.equal(await connectTcp(h1.ns, h1.vtep, 8080), `ok ${h1.vtep}`);
+          assert.deepEqual((await api(0).reconcile({ dryRun: true })).findings, []);
+          // Deleting the sandbox (its endpoints leave) removes the rules and frees the port.
+          await api(0).deleteSandbox(sb.id);
+          assert.equal(await connectTcp(h2.ns, h1.vtep, 8080), null);
+          const ss = await sh(["ip", "netns", "exec", h1.ns, "ss", "-Hlnt", "sport", "= :8080"]);
+          assert.equal(ss.trim(), "", "the host port is free");
+          assert.deepEqual((await api(0).reconcile({ dryRun: true })).findings, []);
+        } finally {
+          await server.close();
+        }
       },
     );
 
