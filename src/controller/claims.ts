@@ -43,10 +43,16 @@ export interface Claims {
    * answers (a claim must not outlive its object because a release met an election).
    */
   releaseSoon(key: string, objectId: string): void;
-  /** Stops the background releases. */
-  close(): void;
+  /**
+   * Stops the background releases, after waiting (at most `waitMs`, default 2000) for the
+   * ones under way or due: a clean stop right after a delete must not leave its claims held
+   * (the next start would sweep them, but other hosts may want the value before that).
+   */
+  close(waitMs?: number): Promise<void>;
   /** The holder of `key`, if any. */
   holder(key: string): Promise<ClaimHolder | undefined>;
+  /** Every claim whose key starts with `<prefix>.`, with its holder. */
+  list(prefix: string): Promise<{ key: string; holder: ClaimHolder }[]>;
 }
 
 /** Claim keys. */
@@ -105,17 +111,23 @@ export async function openClaims(
   };
   const later = new Map<string, string>();
   let timer: ReturnType<typeof setInterval> | undefined;
-  const retry = async () => {
-    for (const [key, objectId] of [...later]) {
-      try {
-        await release(key, objectId);
-        later.delete(key);
-      } catch { /* still unavailable: next round */ }
-    }
-    if (!later.size && timer !== undefined) {
-      clearInterval(timer);
-      timer = undefined;
-    }
+  const running = new Set<Promise<void>>();
+  const retry = (): Promise<void> => {
+    const run = (async () => {
+      for (const [key, objectId] of [...later]) {
+        try {
+          await release(key, objectId);
+          later.delete(key);
+        } catch { /* still unavailable: next round */ }
+      }
+      if (!later.size && timer !== undefined) {
+        clearInterval(timer);
+        timer = undefined;
+      }
+    })();
+    running.add(run);
+    run.finally(() => running.delete(run));
+    return run;
   };
   return {
     async claim(key, objectId, isStale) {
@@ -154,12 +166,33 @@ export async function openClaims(
         Deno.unrefTimer(timer as unknown as number);
       }
     },
-    close() {
+    async close(waitMs = 2000) {
       if (timer !== undefined) clearInterval(timer);
       timer = undefined;
+      if (!later.size && !running.size) return;
+      let bound: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        Promise.all([...running, ...(later.size ? [retry()] : [])]),
+        new Promise<void>((r) => (bound = setTimeout(r, waitMs))),
+      ]);
+      clearTimeout(bound);
     },
     async holder(key) {
       return (await read(key))?.holder;
+    },
+    async list(prefix) {
+      const out: { key: string; holder: ClaimHolder }[] = [];
+      try {
+        const keys: string[] = [];
+        for await (const k of await kv.keys(`${prefix}.>`)) keys.push(k);
+        for (const key of keys) {
+          const now = await read(key);
+          if (now) out.push({ key, holder: now.holder });
+        }
+      } catch (err) {
+        throw unavailable("list claims", err);
+      }
+      return out;
     },
   };
 }

@@ -29,7 +29,8 @@ import {
 } from "../errors.ts";
 import { shortId } from "../ids.ts";
 import { GlobalDefault } from "../ipam/mod.ts";
-import { type ClaimHolder, claimKey } from "./claims.ts";
+import { claimKey } from "./claims.ts";
+import { staleIn } from "./claims_sweep.ts";
 import type { ControllerContext } from "./context.ts";
 import {
   allocateEndpoint,
@@ -51,17 +52,6 @@ export const FIRST_VNI = 4096;
 /** The largest VXLAN id (24 bits). */
 export const MAX_VNI = (1 << 24) - 1;
 const ATTEMPTS = 64;
-/**
- * A claim whose object has not reached the journal this long after it was made is dead (its
- * host failed between the claim and the intent, or during an election) and may be taken.
- */
-const STALE_CLAIM_MS = 60_000;
-
-/** Claims whose object never reached the journal (see {@link STALE_CLAIM_MS}). */
-function staleIn(ctx: ControllerContext): (holder: ClaimHolder) => boolean {
-  return (h) =>
-    !ctx.world.fold.objects.has(h.objectId) && Date.now() - Date.parse(h.at) > STALE_CLAIM_MS;
-}
 
 /**
  * Claims for one object: every key tried is remembered, so giving them back also covers a

@@ -434,7 +434,8 @@ async function start(
       closed = true;
       ctx.peers.close();
       ctx.world.close();
-      claims.close();
+      // Claims given back by the last deletes are released before the connection goes.
+      await claims.close();
       runtime.close();
       const errors: unknown[] = [];
       // The listeners stop answering; their DNAT tables stay, like the rest of the kernel.
