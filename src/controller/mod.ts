@@ -408,8 +408,13 @@ async function start(
     sandbox: (ref) => sandboxes.sandbox(ctx, ref),
     sandboxes: () => sandboxes.sandboxes(ctx),
     createEndpoint: (net, o) => endpoints.createEndpoint(ctx, net, o),
-    deleteEndpoint: (id, o) => endpoints.deleteEndpoint(ctx, id, o),
-    // A sandbox whose networks are all global gets (or loses) the gateway bridge after.
+    // A sandbox whose networks are all global gets (or loses) the gateway bridge after a
+    // join, a leave, and a forced delete of a joined endpoint (a leave too).
+    deleteEndpoint: async (id, o) => {
+      const sandboxId = endpoints.endpoint(ctx, id)?.sandboxId;
+      await endpoints.deleteEndpoint(ctx, id, o);
+      if (sandboxId) await ensureGatewayBridge(ctx, sandboxId);
+    },
     join: async (id, sb) => {
       const ep = await endpoints.join(ctx, id, sb);
       if (ep.sandboxId) await ensureGatewayBridge(ctx, ep.sandboxId);
