@@ -3,7 +3,9 @@
  * (root, nats-server): a join of an overlay-only sandbox attaches `cnm_gwbridge`, and a
  * leave — or a forced delete of the joined endpoint, which is a leave too (libnetwork's
  * `sbLeave`) — of its last overlay endpoint detaches it. The forced delete kept it attached
- * for good on a host that never restarted (found by the crash test, docs/crash.md).
+ * for good on a host that never restarted; and a gwbridge endpoint that is not joined (a
+ * crash between its steps) was not found again, so it leaked (both found by the crash test,
+ * docs/crash.md; the crash itself is in tests/crash/overlay_crash_test.ts).
  */
 
 import assert from "node:assert/strict";
@@ -56,6 +58,23 @@ Deno.test("gwbridge is detached by a leave and by a forced delete of the last ov
         await c.deleteSandbox(sb.id);
       });
     }
+    await t.step(
+      "a gwbridge endpoint that is not joined is found by its name: joined again while needed, deleted after",
+      async () => {
+        const sb = await c.createSandbox({ name: "s-left" });
+        const ep = await c.createEndpoint("ov", { name: "e-left" });
+        await c.join(ep.id, sb.id);
+        const [gw] = gateways(sb);
+        // Left by hand (as a crash between two steps leaves it): the sandbox still needs it.
+        await c.leave(gw.id, sb.id);
+        assert.equal(c.endpoint(gw.id)?.state, "joined", "joined again");
+        assert.equal((await defaultRoutes(sb)).length, 1);
+        await c.leave(ep.id, sb.id);
+        assert.equal(c.endpoint(gw.id), undefined, "deleted with the last overlay endpoint");
+        assert.deepEqual(await defaultRoutes(sb), []);
+        await c.deleteSandbox(sb.id);
+      },
+    );
   } finally {
     await cnm?.close();
     await nats.cleanup();
