@@ -15,6 +15,7 @@
 
 import type { NatsConnection } from "@nats-io/transport-node";
 import { type KV, Kvm } from "@nats-io/kv";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { errText, UnavailableError } from "../errors.ts";
 
 /** Who holds a claim. */
@@ -183,9 +184,17 @@ export async function openClaims(
     async list(prefix) {
       const out: { key: string; holder: ClaimHolder }[] = [];
       try {
-        const keys: string[] = [];
-        for await (const k of await kv.keys(`${prefix}.>`)) keys.push(k);
-        for (const key of keys) {
+        // The keys from the bucket stream's per-subject state, not `kv.keys()`: its consumer
+        // can wait forever for the end of a listing while other hosts write claims (seen here
+        // under the crash test), and a controller's start must not.
+        const bucket = claimBucketOf(options.stream);
+        const subject = `$KV.${bucket}.`;
+        const jsm = await jetstreamManager(nc);
+        const info = await jsm.streams.info(`KV_${bucket}`, {
+          subjects_filter: `${subject}${prefix}.>`,
+        });
+        const keys = Object.keys(info.state.subjects ?? {}).map((s) => s.slice(subject.length));
+        for (const key of keys.sort()) {
           const now = await read(key);
           if (now) out.push({ key, holder: now.holder });
         }
