@@ -9,7 +9,7 @@
 import type { Controller, EndpointInfo, NetworkInfo, SandboxInfo } from "../mod.ts";
 import { ipOf, type Verdict } from "./_crash_model.ts";
 import { userEndpoints, userNetworks } from "./_crash_workload.ts";
-import { base, ipAddrs } from "./_crash_kernel.ts";
+import { base, ipAddrs } from "./_crash_probe.ts";
 import { heldSockets } from "./_crash_ports.ts";
 import { parsePortSpec } from "../mod.ts";
 

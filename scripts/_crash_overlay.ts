@@ -16,7 +16,7 @@
 
 import type { Controller, EndpointInfo, NetworkInfo } from "../mod.ts";
 import { ownerId } from "../src/ids.ts";
-import { ipAddrs, netnsWithPrefix, overlayNsPrefix, type Site } from "./_crash_kernel.ts";
+import { ipAddrs, netnsWithPrefix, overlayNsPrefix, run, type Site } from "./_crash_probe.ts";
 import { ipOf, type Verdict } from "./_crash_model.ts";
 import { GWBRIDGE_LABEL, vnisOf } from "./_crash_workload.ts";
 
@@ -27,14 +27,6 @@ export interface OverlaySite extends Site {
   /** Its VTEP (underlay address). */
   vtep: string;
   stream: string;
-}
-
-async function run(cmd: string, args: string[]): Promise<string> {
-  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
-  if (!out.success) {
-    throw new Error(`${cmd} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr).trim()}`);
-  }
-  return new TextDecoder().decode(out.stdout);
 }
 
 const hex6 = (vni: number) => vni.toString(16).padStart(6, "0");

@@ -12,7 +12,7 @@
  */
 
 import type { Controller, EndpointInfo, PortInfo } from "../mod.ts";
-import { nftRuleset, type Site } from "./_crash_kernel.ts";
+import { nftRuleset, type Site } from "./_crash_probe.ts";
 import type { Verdict } from "./_crash_model.ts";
 
 const ipOf = (cidr?: string) => cidr?.split("/")[0];

@@ -12,7 +12,7 @@
 import type { Controller, NetworkInfo, SandboxInfo } from "../mod.ts";
 import { claimKey } from "../src/controller/claims.ts";
 import { ping } from "../tests/_harness/multihost.ts";
-import { base } from "./_crash_kernel.ts";
+import { base } from "./_crash_probe.ts";
 import { ipOf, type Verdict } from "./_crash_model.ts";
 import { globalNets, overlaps, type OverlaySite } from "./_crash_overlay.ts";
 import { vnisOf } from "./_crash_workload.ts";

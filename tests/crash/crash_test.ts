@@ -19,7 +19,8 @@ import { ForbiddenError } from "../../mod.ts";
 import type { Controller, CrashPoint } from "../../mod.ts";
 import { hostVethName } from "../../drivers/bridge/mod.ts";
 import type { ChildConfig, ChildLine, KillTarget, Op } from "../../scripts/_crash_child.ts";
-import { cnmFirewall, compareKernel, ipAddrs, nftRuleset } from "../../scripts/_crash_kernel.ts";
+import { compareKernel } from "../../scripts/_crash_kernel.ts";
+import { cnmFirewall, ipAddrs, nftRuleset } from "../../scripts/_crash_probe.ts";
 import { compareModel, newModel, resync, type Verdict } from "../../scripts/_crash_model.ts";
 import { startEnv, type TestEnv } from "../_harness/env.ts";
 
