@@ -91,6 +91,8 @@ export type {
   ReplayPoint,
   ReplayState,
 } from "./src/journal/replay.ts";
+export { verifySnapshot } from "./src/journal/verify.ts";
+export type { SnapshotCheck, VerifyOptions } from "./src/journal/verify.ts";
 export { describeMapping, parsePortSpec } from "./src/ports/binding.ts";
 export type { ExposedPort, PortBinding, PortMapping, PortProto } from "./src/ports/binding.ts";
 export { BridgeConfigSchema } from "./drivers/bridge/config.ts";

@@ -7,16 +7,26 @@
  */
 
 import type { AnyStateMachine } from "xstate";
-import { endpointMachine } from "./endpoint.ts";
-import { networkMachine } from "./network.ts";
-import { sandboxMachine } from "./sandbox.ts";
-import type { Kind } from "../src/journal/events.ts";
+import { endpointContextFrom, endpointMachine } from "./endpoint.ts";
+import { networkContextFrom, networkMachine } from "./network.ts";
+import { sandboxContextFrom, sandboxMachine } from "./sandbox.ts";
+import type { CnmEvent, Kind } from "../src/journal/events.ts";
 
 /** The machine of each object kind. */
 export const MACHINES: Record<Kind, AnyStateMachine> = {
   network: networkMachine,
   endpoint: endpointMachine,
   sandbox: sandboxMachine,
+};
+
+/**
+ * The context each machine starts with, from its `<kind>.create.requested` event (what the
+ * machines' own `context` factories compute). Every object starts in `creating`.
+ */
+export const CONTEXT_FROM: Record<Kind, (event: CnmEvent) => unknown> = {
+  network: networkContextFrom,
+  endpoint: endpointContextFrom,
+  sandbox: sandboxContextFrom,
 };
 
 /** States in which a driver effect is running. */

@@ -17,6 +17,8 @@ export interface SandboxContext extends BaseContext {
   /** True when cnm created the namespace (and so removes it). */
   owned: boolean;
   labels: Record<string, string>;
+  /** Directory of its hosts and resolv.conf, as journaled (absent in older events). */
+  stateDir?: string;
   /** Options that shape the sandbox's hosts and resolv.conf files. */
   config?: { hostname?: string; dns?: string[]; dnsSearch?: string[]; extraHosts?: string[] };
   facts: Record<string, unknown>;
@@ -32,6 +34,7 @@ export function sandboxContextFrom(event: CnmEvent): SandboxContext {
     key: d.key,
     owned: d.owned,
     labels: d.labels ?? {},
+    ...(d.stateDir ? { stateDir: d.stateDir } : {}),
     ...(d.config ? { config: d.config } : {}),
     facts: {},
     ...intentFields(event, "failed"),

@@ -45,7 +45,10 @@ export interface NetworkInfo {
   enableIPv6: boolean;
   labels: Record<string, string>;
   options: Record<string, string>;
-  ipam: { driver: string; config: IpamConfigInfo[] };
+  /** IPAM: its driver, options (when given) and one entry per subnet. */
+  ipam: { driver: string; options?: Record<string, string>; config: IpamConfigInfo[] };
+  /** One of the networks made at first start (`none`, `host`, `bridge`): cannot be removed. */
+  predefined?: boolean;
   /** Facts the driver decided (e.g. `bridge`). */
   driverInfo: Record<string, unknown>;
   /**
@@ -107,6 +110,8 @@ export interface SandboxInfo {
 
 /** Builds a {@link NetworkInfo}. */
 export function networkInfo(state: string, c: NetworkContext): NetworkInfo {
+  const ipamOptions = (c.ipam as { options?: Record<string, string> } | undefined)?.options ??
+    c.ipamRequest?.options;
   const config: IpamConfigInfo[] = [...(c.ipam?.ipv4 ?? []), ...(c.ipam?.ipv6 ?? [])].map((e) => ({
     subnet: e.pool,
     ...(e.subPool ? { ipRange: e.subPool } : {}),
@@ -123,7 +128,12 @@ export function networkInfo(state: string, c: NetworkContext): NetworkInfo {
     enableIPv6: c.enableIPv6,
     labels: { ...c.labels },
     options: { ...c.options },
-    ipam: { driver: c.ipam?.driver ?? c.ipamRequest?.driver ?? "default", config },
+    ipam: {
+      driver: c.ipam?.driver ?? c.ipamRequest?.driver ?? "default",
+      ...(ipamOptions && Object.keys(ipamOptions).length ? { options: { ...ipamOptions } } : {}),
+      config,
+    },
+    ...(c.predefined ? { predefined: true } : {}),
     driverInfo: { ...c.facts },
     ...(c.driverConfig ? { driverConfig: structuredClone(c.driverConfig) } : {}),
     created: c.createdAt,

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { createController } from "../mod.ts";
 import { startNats } from "./_harness/nats.ts";
 import { history } from "../src/journal/history.ts";
+import { replay } from "../src/journal/replay.ts";
 import { InvalidArgumentError, NotFoundError } from "../src/errors.ts";
 import { fakeOptions } from "./cli/_fake_kernel.ts";
 
@@ -57,6 +58,33 @@ Deno.test("history (needs nats-server) of an endpoint: transitions, causes, dura
       () => history("", { nats: { servers: nats.url }, stream: "H1", prefix: "h1" }),
       (e: Error) => e instanceof InvalidArgumentError && /must not be empty/.test(e.message),
     );
+  } finally {
+    await nats.cleanup();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("long reads (needs nats-server) report progress: a scan without a snapshot, history of a deleted object", async () => {
+  const nats = await startNats();
+  const dir = await Deno.makeTempDir();
+  try {
+    const cnm = await createController({
+      ...fakeOptions(nats.url, "H3", "h3", dir),
+      snapshots: false,
+    });
+    const gone = await cnm.createSandbox({ name: "gone" });
+    await cnm.deleteSandbox(gone.id);
+    for (let i = 0; i < 700; i++) await cnm.createEndpoint("none", { name: `e${i}` });
+    await cnm.close();
+    const sel = { nats: { servers: nats.url }, stream: "H3", prefix: "h3" };
+    const calls: [number, number][] = [];
+    const s = await replay({ ...sel, snapshot: false, onProgress: (n, t) => calls.push([n, t]) });
+    assert.equal(s.endpoints.length, 700);
+    assert.ok(calls.length >= 1 && calls.every(([n, t]) => n <= t), JSON.stringify(calls));
+    calls.length = 0;
+    const h = await history("gone", { ...sel, onProgress: (n, t) => calls.push([n, t]) });
+    assert.equal(h.state, "deleted");
+    assert.ok(calls.length >= 1, "the scan for a deleted object reported progress");
   } finally {
     await nats.cleanup();
     await Deno.remove(dir, { recursive: true });

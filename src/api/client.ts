@@ -92,6 +92,13 @@ const SandboxInfoSchema = z.object({
   state: z.string(),
   endpointIds: z.array(z.string()),
 }).loose();
+const ReconcileSchema = z.object({
+  dryRun: z.boolean(),
+  findings: z.array(
+    z.object({ kind: z.string(), resource: z.string(), repaired: z.boolean() }).loose(),
+  ),
+  ms: z.number(),
+}).loose();
 const PingSchema = z.object({ hostId: z.string(), stream: z.string(), prefix: z.string() });
 const ConfigureDriverSchema = z.object({
   driver: z.string(),
@@ -121,8 +128,7 @@ export const ApiResults: Record<ApiVerb, z.ZodType> = {
   endpoints: z.array(EndpointInfoSchema),
   sandbox: SandboxInfoSchema.nullable(),
   sandboxes: z.array(SandboxInfoSchema),
-  reconcile: z.object({ dryRun: z.boolean(), findings: z.array(z.unknown()), ms: z.number() })
-    .loose(),
+  reconcile: ReconcileSchema,
   networkPeers: z.object({ networkId: z.string() }).loose().nullable(),
 };
 

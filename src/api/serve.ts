@@ -22,8 +22,13 @@ export interface ServeOptions {
   prefix?: string;
   /** Host id in the subjects. Default: the controller's. */
   hostId?: string;
-  /** Called after each request with verb, milliseconds and the error, if any. */
-  onRequest?: (verb: string, ms: number, error?: Error) => void;
+  /**
+   * Called after each request with verb, milliseconds, the error if any, and the object it
+   * named (`web`, `endpoint 3f2a…`, the new object's name), if any.
+   */
+  onRequest?: (verb: string, ms: number, error?: Error, object?: string) => void;
+  /** Called when the server's own connection disconnects or reconnects. */
+  onStatus?: (status: "disconnect" | "reconnect", server: string) => void;
   /** How long the start-up ping waits for another server's answer, in ms. Default 500. */
   probeTimeoutMs?: number;
 }
@@ -122,6 +127,16 @@ export async function serve(controller: Controller, options: ServeOptions): Prom
     );
   }
   const sub = nc.subscribe(subject, { queue: `cnm-api-${hostId}` });
+  if (options.onStatus) {
+    const onStatus = options.onStatus;
+    (async () => {
+      for await (const st of nc.status()) {
+        if (st.type === "disconnect" || st.type === "reconnect") {
+          onStatus(st.type, String((st as { server?: string }).server ?? ""));
+        }
+      }
+    })().catch(() => {});
+  }
   const inFlight = new Set<Promise<void>>();
   const loop = (async () => {
     for await (const msg of sub) {
@@ -146,11 +161,24 @@ async function drain(sub: Subscription, nc: NatsConnection): Promise<void> {
   await sub.drain().catch(() => sub.unsubscribe());
 }
 
+/** The object a request names, for the log. */
+function describeRequest(r: Record<string, unknown>): string | undefined {
+  const parts: string[] = [];
+  for (const k of ["network", "endpoint", "sandbox"]) {
+    if (typeof r[k] === "string") parts.push(`${k} ${r[k]}`);
+  }
+  const name = (r.options as { name?: unknown } | undefined)?.name;
+  if (typeof name === "string") parts.push(`name ${name}`);
+  if (r.dryRun === true) parts.push("dry run");
+  return parts.length ? parts.join(", ") : undefined;
+}
+
 async function answer(controller: Controller, msg: Msg, options: ServeOptions): Promise<void> {
   const verb = msg.subject.slice(msg.subject.lastIndexOf(".") + 1);
   const started = performance.now();
   let reply: unknown;
   let error: Error | undefined;
+  let object: string | undefined;
   try {
     if (!(API_VERBS as string[]).includes(verb) || !(verb in ApiRequests)) {
       throw new InvalidArgumentError(
@@ -164,13 +192,14 @@ async function answer(controller: Controller, msg: Msg, options: ServeOptions): 
       throw new InvalidArgumentError(`invalid ${verb} request: not JSON`);
     }
     const request = parseRequest(verb as ApiVerb, body);
+    object = describeRequest(request as Record<string, unknown>);
     const result = await handlers[verb as ApiVerb](controller, request);
     reply = { result: result ?? null };
   } catch (err) {
     error = err as Error;
     reply = { error: toErrorRecord(err) };
   }
-  options.onRequest?.(verb, performance.now() - started, error);
+  options.onRequest?.(verb, performance.now() - started, error, object);
   if (msg.reply) {
     try {
       msg.respond(enc.encode(JSON.stringify(reply)));

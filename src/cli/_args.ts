@@ -22,9 +22,6 @@ export const Exit = {
 } as const;
 
 /** The exit codes, as --help prints them. */
-export const EXIT_CODES = "Exit codes: 0 ok, 1 operation failed, 2 usage, 3 NATS unreachable, " +
-  "4 no controller for the host, 5 NATS refused the credentials or TLS failed";
-
 /** A wrong command line (exit code 2). */
 export class UsageError extends Error {
   constructor(message: string, readonly verb?: string) {
@@ -99,6 +96,10 @@ export const GLOBAL_FLAGS: FlagSpecs = {
     env: "CNM_HOST_ID",
     arg: "ID",
     help: "controller host id (default: this hostname)",
+  },
+  "all-hosts": {
+    type: "boolean",
+    help: "read verbs: show every host's objects (default: --host's only)",
   },
   format: { type: "string", arg: "table|json", help: "output format (default table)" },
   help: { type: "boolean", short: "h", help: "show help" },
@@ -202,27 +203,59 @@ export function parsePoint(s: string, flag: string, now = Date.now()): number | 
   );
 }
 
-/** Renders a verb's help text. */
+/** Wraps `text` to `width` columns, continuation lines indented by `indent`. */
+export function wrap(text: string, width = 80, indent = 0): string {
+  const out: string[] = [];
+  for (const para of text.split("\n")) {
+    const lead = /^ */.exec(para)![0];
+    let line = lead;
+    for (const word of para.slice(lead.length).split(/ +/)) {
+      if (line.trim() && line.length + 1 + word.length > width) {
+        out.push(line.trimEnd());
+        line = " ".repeat(indent) + word;
+      } else line = line.trim() ? `${line} ${word}` : line + word;
+    }
+    out.push(line.trimEnd());
+  }
+  return out.join("\n");
+}
+
+/** Two columns, the right one wrapped to 80 columns. */
+export function columns(left: string, right: string, at = 31): string {
+  const lines = wrap(right, 80 - at).split("\n");
+  const first = left.length >= at
+    ? [left, " ".repeat(at) + lines[0]]
+    : [left.padEnd(at) + lines[0]];
+  return [...first, ...lines.slice(1).map((l) => " ".repeat(at) + l)].join("\n");
+}
+
+/** Renders a verb's help text (80 columns). */
 export function helpText(usage: string, summary: string, specs: FlagSpecs, extra = ""): string {
   const line = ([n, s]: [string, FlagSpec]) => {
     const left = `  ${s.short ? `-${s.short}, ` : ""}--${n}${
       s.type === "string" ? ` ${s.arg ?? "VALUE"}` : ""
     }`;
     const env = s.env ? ` [${[s.env].flat().map((e) => `$${e}`).join(", ")}]` : "";
-    return `${left.padEnd(30)} ${s.help}${s.multi ? " (repeatable)" : ""}${env}`;
+    return columns(left, `${s.help}${s.multi ? " (repeatable)" : ""}${env}`);
   };
   const own = Object.entries(specs).map(line);
   const global = Object.entries(GLOBAL_FLAGS).map(line);
   return [
-    `Usage: ${usage}`,
+    wrap(`Usage: ${usage}`, 80, 7),
     "",
-    summary,
+    wrap(summary),
     ...(own.length ? ["", "Options:", ...own] : []),
     "",
     "Global options:",
     ...global,
-    ...(extra ? ["", extra] : []),
+    ...(extra ? ["", wrap(extra)] : []),
     "",
-    EXIT_CODES,
+    EXIT_HELP,
   ].join("\n");
 }
+
+/** The exit codes, for help texts. */
+export const EXIT_HELP = wrap(
+  "Exit codes: 0 ok, 1 operation failed, 2 usage, 3 NATS unreachable, 4 no controller for the " +
+    "host, 5 NATS refused the credentials or TLS failed",
+);

@@ -6,6 +6,7 @@
 
 import type { ObjectHistory, Transition } from "../journal/history.ts";
 import { duration, type Io, short, table } from "./_context.ts";
+import { reconciledNote } from "./events.ts";
 
 /** What an event says, in words. */
 function note(t: Transition, h: ObjectHistory): string {
@@ -35,6 +36,8 @@ function note(t: Transition, h: ObjectHistory): string {
     }
     parts.push(s);
   }
+  const reconciled = reconciledNote(t.event);
+  if (reconciled) parts.push(reconciled);
   if (t.host !== h.host) parts.push(`by host ${t.host}`);
   return parts.join("; ");
 }
@@ -62,7 +65,17 @@ export function printHistory(io: Io, h: ObjectHistory): void {
     table(
       io,
       ["TIME", "SEQ", "ENDPOINT", "EVENT", "NOTE"],
-      h.related.map((t) => [t.at, `#${t.seq}`, short(t.event.objectId), t.type, note(t, h)]),
+      h.related.map((t) => [
+        t.at,
+        `#${t.seq}`,
+        t.endpoint
+          ? `${short(t.endpoint.id)} "${t.endpoint.name}" in ${
+            t.endpoint.network.name || short(t.endpoint.network.id)
+          }`
+          : short(t.event.objectId),
+        t.type,
+        note(t, h),
+      ]),
     );
   }
   io.out("");
@@ -77,9 +90,11 @@ export function printHistory(io: Io, h: ObjectHistory): void {
   }
   for (const w of h.warnings) io.out(`warning: #${w.seq} ${w.type}: ${w.reason}`);
   if (h.others.length) {
+    const kinds = [...new Set(h.others.map((o) => o.kind))].filter((k) => k !== h.kind);
     io.out(
       `also named "${h.name}": ` +
-        h.others.map((o) => `${o.kind} ${short(o.id)} (created ${o.created})`).join(", "),
+        h.others.map((o) => `${o.kind} ${short(o.id)} (created ${o.created})`).join(", ") +
+        (kinds.length ? `; show one with ${kinds.map((k) => `--kind ${k}`).join(" or ")}` : ""),
     );
   }
 }

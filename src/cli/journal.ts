@@ -1,134 +1,66 @@
 /**
- * The audit verbs: `cnm events`, `cnm history`, `cnm state`, `cnm diff`, `cnm export`,
- * `cnm import`. All read (or, for import, write) the stream directly; no controller needed.
+ * The audit verbs: `cnm history`, `cnm state`, `cnm diff`, `cnm export`, `cnm import`
+ * (`cnm events` is events.ts). All read (or, for import, write) the stream directly; no controller needed.
  *
  * @module
  */
 
 import { headers } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { type RecordedEvent, subjectOf, validateEvent } from "../journal/events.ts";
+import { subjectOf, validateEvent } from "../journal/events.ts";
 import { ConflictError, InvalidArgumentError } from "../errors.ts";
 import { streamConfig } from "../journal/journal.ts";
 import type { ReplayState } from "../journal/replay.ts";
+import { kindsOf } from "./events.ts";
+import { verifySnapshot } from "../journal/verify.ts";
+import { scoped, scopeHost } from "./_scope.ts";
 import { history } from "../journal/history.ts";
-import { borrowConnection, readEvents, watch } from "../journal/watch.ts";
+import { borrowConnection, readEvents } from "../journal/watch.ts";
 import { parsePoint, UsageError } from "./_args.ts";
-import { type Ctx, expectArgs, json, short, stateAt, table, type Verb } from "./_context.ts";
+import {
+  type Ctx,
+  expectArgs,
+  json,
+  progress,
+  short,
+  stateAt,
+  table,
+  type Verb,
+} from "./_context.ts";
 import { printHistory } from "./_timeline.ts";
 
 const point = (ctx: Ctx, flag: string) =>
   ctx.flags[flag] === undefined ? undefined : parsePoint(ctx.flags[flag] as string, flag);
 
-function eventRow(e: RecordedEvent): (string | number)[] {
-  const d = e.data as { elapsedMs?: number; error?: { message: string } };
-  const note = d.error
-    ? `error: ${d.error.message}`
-    : d.elapsedMs !== undefined
-    ? `${d.elapsedMs}ms`
-    : "";
-  return [
-    e.seq,
-    e.at,
-    e.type,
-    `${e.kind} ${short(e.objectId)}`,
-    `${e.from ?? "∅"} → ${e.to}`,
-    e.host,
-    note,
-  ];
-}
-const EVENT_HEADER = ["SEQ", "TIME", "TYPE", "OBJECT", "TRANSITION", "HOST", "NOTE"];
-
-/** `cnm events` */
-export const events: Verb = {
-  usage: "cnm events [--follow] [--since T|SEQ] [--until T|SEQ] [--kind K]... [--object ID]",
-  summary: "Prints journal events in stream order; --follow keeps printing new ones.",
-  flags: {
-    follow: { type: "boolean", short: "f", help: "keep following (default: stop at the end)" },
-    since: { type: "string", arg: "T|SEQ", help: "start at a sequence, time or duration ago" },
-    until: { type: "string", arg: "T|SEQ", help: "stop after a sequence or time" },
-    kind: {
-      type: "string",
-      multi: true,
-      arg: "KIND",
-      help: "only network, endpoint, sandbox, driver or host",
-    },
-    object: { type: "string", arg: "ID", help: "only this object's events (full id)" },
-  },
-  extra: "With --format json, prints one event per line (JSON lines).",
-  async run(ctx) {
-    expectArgs(ctx, 0, 0, "no arguments");
-    const sel = {
-      stream: ctx.stream,
-      prefix: ctx.prefix,
-      kinds: ctx.flags.kind as string[] | undefined,
-      objectId: ctx.flags.object as string | undefined,
-      onInvalid: (err: Error, seq: number) =>
-        ctx.io.err(`warning: skipping #${seq}: ${err.message}`),
-    };
-    const since = point(ctx, "since");
-    const until = point(ctx, "until");
-    // Fixed widths: with --follow the rows are not known in advance.
-    const widths = [7, 25, 27, 22, 22, 12];
-    const line = (cells: (string | number)[]) =>
-      cells.map((c, i) => (i < widths.length ? String(c).padEnd(widths[i]) : String(c))).join(" ")
-        .trimEnd();
-    const print = (e: RecordedEvent) =>
-      ctx.io.out(ctx.json ? JSON.stringify(e) : line(eventRow(e)));
-    if (!ctx.json) ctx.io.out(line(EVENT_HEADER));
-    if (!ctx.flags.follow) {
-      const { nc, release } = await borrowConnection(await ctx.connect());
-      try {
-        for await (const e of readEvents(nc, { ...sel, since: since ?? 1, until })) print(e);
-      } finally {
-        await release();
-      }
-      return;
-    }
-    const untilSeq = typeof until === "number" ? until : Infinity;
-    const untilTime = until instanceof Date ? until.getTime() : Infinity;
-    const nc = await ctx.connect({ reconnect: true });
-    await new Promise<void>((resolve, reject) => {
-      const sub = watch({ ...sel, nats: nc, since })
-        .subscribe({
-          next(e) {
-            if (e.seq > untilSeq || Date.parse(e.at) > untilTime) {
-              sub.unsubscribe();
-              return resolve();
-            }
-            print(e);
-            if (e.seq === untilSeq) {
-              sub.unsubscribe();
-              resolve();
-            }
-          },
-          error: reject,
-          complete: resolve,
-        });
-      const stop = () => {
-        sub.unsubscribe();
-        resolve();
-      };
-      Deno.addSignalListener("SIGINT", stop);
-      Deno.addSignalListener("SIGTERM", stop);
-    });
-  },
-};
-
 /** `cnm history` */
 export const historyVerb: Verb = {
-  usage: "cnm history [--kind KIND] OBJECT",
+  usage: "cnm history [--kind KIND] OBJECT | cnm history --host HOST",
   summary: "Tells the story of one object (id, id prefix or name): each transition, " +
-    "how long it stayed in each state, what caused it, and the errors it met.",
+    "how long it stayed in each state, what caused it, and the errors it met. Without OBJECT, " +
+    "the host's own events (what reconcile removed).",
   flags: { kind: { type: "string", arg: "KIND", help: "only look for this kind" } },
+  extra: "A name several kinds share picks the sandbox, then the network, then the endpoint " +
+    "(the others are listed; choose with --kind). Looks on --host unless --all-hosts.",
   async run(ctx) {
-    const [ref] = expectArgs(ctx, 1, 1, "an object id, id prefix or name");
-    const h = await history(ref, {
-      nats: await ctx.connect(),
-      stream: ctx.stream,
-      prefix: ctx.prefix,
-      ...(ctx.flags.kind ? { kind: ctx.flags.kind as string } : {}),
-    });
+    const [ref] = expectArgs(ctx, 0, 1, "an object id, id prefix or name");
+    const kind = kindsOf(ctx, false)?.[0];
+    if (ref === undefined && ctx.flags.host === undefined) {
+      throw new UsageError("expected an object id, id prefix or name (or --host HOST alone)");
+    }
+    const bar = progress(ctx.io, "scanning");
+    let h;
+    try {
+      h = await history(ref ?? ctx.host, {
+        nats: await ctx.connect(),
+        stream: ctx.stream,
+        prefix: ctx.prefix,
+        ...(ref === undefined ? { kind: "host" } : kind ? { kind } : {}),
+        ...(scopeHost(ctx) !== undefined ? { host: ctx.host } : {}),
+        onProgress: bar.onProgress,
+      });
+    } finally {
+      bar.done();
+    }
     if (ctx.json) return json(ctx.io, h);
     printHistory(ctx.io, h);
   },
@@ -143,13 +75,23 @@ export const state: Verb = {
     at: { type: "string", arg: "T|SEQ", help: "sequence, time or duration ago (default: now)" },
     verify: {
       type: "boolean",
-      help: "fold every event, also of deleted objects, and report misfits",
+      help: "fold every event, also of deleted objects, report misfits, and check the snapshot",
     },
   },
   async run(ctx) {
     expectArgs(ctx, 0, 0, "no arguments");
-    const s = await stateAt(ctx, point(ctx, "at"), ctx.flags.verify === true);
-    if (ctx.json) return json(ctx.io, s);
+    const s = scoped(ctx, await stateAt(ctx, point(ctx, "at"), ctx.flags.verify === true));
+    if (ctx.json) {
+      if (ctx.flags.verify !== true || ctx.flags.at !== undefined) return json(ctx.io, s);
+      const check = await verifySnapshot({
+        nats: ctx.nats,
+        stream: ctx.stream,
+        prefix: ctx.prefix,
+      });
+      json(ctx.io, { ...s, snapshot: check });
+      if (check.result === "differs") throw new Error("the snapshot differs from the journal");
+      return;
+    }
     ctx.io.out(`state at #${s.seq}${s.at ? ` (${s.at})` : ""}, ${s.events} events`);
     ctx.io.out("\nNETWORKS");
     table(
@@ -193,8 +135,38 @@ export const state: Verb = {
     for (const w of s.warnings) {
       ctx.io.err(`warning: #${w.seq} ${w.type} ${w.objectId}: ${w.reason}`);
     }
+    if (ctx.flags.verify === true && ctx.flags.at === undefined) await checkSnapshot(ctx);
   },
 };
+
+/** `state --verify`: the snapshot against the fold of every event (exit 1 when they differ). */
+async function checkSnapshot(ctx: Ctx): Promise<void> {
+  const bar = progress(ctx.io, "verifying");
+  let c;
+  try {
+    c = await verifySnapshot({
+      nats: ctx.nats,
+      stream: ctx.stream,
+      prefix: ctx.prefix,
+      onProgress: bar.onProgress,
+    });
+  } finally {
+    bar.done();
+  }
+  if (c.result === "missing") {
+    ctx.io.out("\nsnapshot: none yet (a running controller writes it); nothing to compare");
+    return;
+  }
+  ctx.io.out(
+    `\nsnapshot at #${c.snapshotSeq} + ${c.tail} events ${
+      c.result === "matches" ? "matches" : "DIFFERS FROM"
+    } the fold of every event up to #${c.seq}`,
+  );
+  for (const d of c.differences) ctx.io.out(`  ${d}`);
+  if (c.result === "differs") {
+    throw new Error(`the snapshot differs from the journal in ${c.differences.length} places`);
+  }
+}
 
 /** One difference between two states. */
 export interface Change {
@@ -245,8 +217,8 @@ export const diff: Verb = {
   async run(ctx) {
     expectArgs(ctx, 0, 0, "no arguments");
     if (ctx.flags.from === undefined) throw new UsageError("--from is required");
-    const a = await stateAt(ctx, point(ctx, "from"), false);
-    const b = await stateAt(ctx, point(ctx, "to"), false);
+    const a = scoped(ctx, await stateAt(ctx, point(ctx, "from"), false));
+    const b = scoped(ctx, await stateAt(ctx, point(ctx, "to"), false));
     const changes = diffStates(a, b);
     if (ctx.json) {
       return json(ctx.io, {

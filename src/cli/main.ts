@@ -1,7 +1,8 @@
 /**
  * The `cnm` command line. `main(argv)` parses, runs one verb and returns the exit code:
  * 0 ok, 1 the operation failed, 2 usage, 3 NATS unreachable, 4 no controller for the host,
- * 5 NATS refused the credentials or TLS failed. Nothing it prints carries a secret.
+ * 5 NATS refused the credentials or TLS failed. Nothing it prints carries a secret. Usage errors are found before connecting; with `--format json` every error, usage ones
+ * too, is one JSON line on stderr; a closed stdout (`cnm events | head -1`) ends quietly.
  *
  * @module
  */
@@ -9,19 +10,34 @@
 import { NoControllerError } from "../api/client.ts";
 import { toErrorRecord, UnavailableError } from "../errors.ts";
 import { NatsUnreachableError } from "../journal/watch.ts";
-import { Exit, EXIT_CODES, GLOBAL_FLAGS, helpText, parseArgs, UsageError } from "./_args.ts";
+import {
+  columns,
+  Exit,
+  EXIT_HELP,
+  GLOBAL_FLAGS,
+  helpText,
+  parseArgs,
+  UsageError,
+  wrap,
+} from "./_args.ts";
 import { type Ctx, type Io, makeCtx, stdio, type Verb } from "./_context.ts";
 import { redact } from "./_nats.ts";
 import { isAuthFailure, NatsAuthError } from "./_nats_connect.ts";
 import { connectVerb, disconnectVerb, endpoint, network, sandbox } from "./objects.ts";
-import { diff, events, exportVerb, historyVerb, importVerb, state } from "./journal.ts";
-import { serveVerb } from "./serve.ts";
+import { diff, exportVerb, historyVerb, importVerb, state } from "./journal.ts";
+import { events } from "./events.ts";
+import { reconcileVerb, serveVerb } from "./serve.ts";
 import { driver } from "./drivers.ts";
 import { portVerb } from "./ports.ts";
+import config from "../../deno.json" with { type: "json" };
+
+/** The version printed by `cnm --version` (deno.json's). */
+export const VERSION: string = config.version;
 
 const GROUPS: Record<string, Record<string, Verb>> = { network, sandbox, endpoint, driver };
 const VERBS: Record<string, Verb> = {
   serve: serveVerb,
+  reconcile: reconcileVerb,
   connect: connectVerb,
   disconnect: disconnectVerb,
   port: portVerb,
@@ -35,18 +51,22 @@ const VERBS: Record<string, Verb> = {
 
 function overview(): string {
   const groups = Object.entries(GROUPS).map(([g, vs]) =>
-    `  ${`${g} ${Object.keys(vs).join("|")}`.padEnd(30)} ${
-      vs.ls.summary.replace(/^Lists (\w+).*/, "manage $1")
-    }`
+    columns(
+      `  ${g} ${Object.keys(vs).join("|")}`,
+      `manage ${g === "sandbox" ? "sandboxes" : `${g}s`}`,
+      40,
+    )
   );
   const verbs = Object.entries(VERBS).map(([n, v]) =>
-    `  ${n.padEnd(30)} ${v.summary.split(". ")[0].replace(/\.$/, "")}`
+    columns(`  ${n}`, v.summary.split(". ")[0].replace(/\.$/, ""), 40)
   );
   return [
     "Usage: cnm [GLOBAL OPTIONS] COMMAND [ARGS]",
     "",
-    "Docker's Container Network Model over NATS JetStream: manage a host's networks through its",
-    "controller (`cnm serve`), and read, replay and audit the journal from anywhere.",
+    wrap(
+      "Docker's Container Network Model over NATS JetStream: manage a host's networks through " +
+        "its controller (`cnm serve`), and read, replay and audit the journal from anywhere.",
+    ),
     "",
     "Commands:",
     ...groups,
@@ -54,13 +74,29 @@ function overview(): string {
     "",
     "Global options:",
     ...Object.entries(GLOBAL_FLAGS).map(([n, s]) =>
-      `  ${s.short ? `-${s.short}, ` : ""}--${n}${s.type === "string" ? ` ${s.arg}` : ""}`
-        .padEnd(32) +
-      `${s.help}${s.env ? ` [${[s.env].flat().map((e) => `$${e}`).join(", ")}]` : ""}`
+      columns(
+        `  ${s.short ? `-${s.short}, ` : ""}--${n}${s.type === "string" ? ` ${s.arg}` : ""}`,
+        `${s.help}${s.env ? ` [${[s.env].flat().map((e) => `$${e}`).join(", ")}]` : ""}`,
+      )
     ),
+    columns("  --version", "print the version"),
     "",
-    "Run 'cnm COMMAND --help' for a command's options.",
-    EXIT_CODES,
+    "Run 'cnm help COMMAND' or 'cnm COMMAND --help' for a command's options.",
+    EXIT_HELP,
+  ].join("\n");
+}
+
+function groupHelp(group: string): string {
+  const list = Object.entries(GROUPS[group]).map(([n, v]) =>
+    columns(`  cnm ${group} ${n}`, v.summary, 26)
+  );
+  return [
+    `Usage: cnm ${group} COMMAND`,
+    "",
+    "Commands:",
+    ...list,
+    "",
+    `Run 'cnm ${group} COMMAND --help' for a command's options.`,
   ].join("\n");
 }
 
@@ -78,6 +114,32 @@ function lookup(words: string[]): { verb?: Verb; name: string; rest: string[]; g
   return { name: first ?? "", rest: words.slice(1) };
 }
 
+/** Edit distance (for "did you mean"). */
+function distance(a: string, b: string): number {
+  const d = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = d[0];
+    d[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cur = d[j];
+      d[j] = Math.min(d[j] + 1, d[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+  }
+  return d[b.length];
+}
+
+/** The nearest of `names` to `word`, if it is near enough. */
+export function nearest(word: string, names: string[]): string | undefined {
+  let best: string | undefined;
+  let score = Infinity;
+  for (const n of names) {
+    const s = distance(word, n) - (n.startsWith(word) ? 1 : 0);
+    if (s < score) [best, score] = [n, s];
+  }
+  return best !== undefined && score <= Math.max(2, Math.floor(word.length / 3)) ? best : undefined;
+}
+
 /** Maps an error to an exit code. */
 export function exitCodeOf(err: unknown): number {
   if (err instanceof UsageError) return Exit.Usage;
@@ -90,8 +152,49 @@ export function exitCodeOf(err: unknown): number {
   return Exit.Error;
 }
 
+/** True when the error is stdout (or stderr) closed under us: `cnm events | head -1`. */
+function isBrokenPipe(err: unknown): boolean {
+  return err instanceof Deno.errors.BrokenPipe ||
+    (err as { code?: string })?.code === "EPIPE";
+}
+
 /** Runs the CLI; returns the exit code. */
 export async function main(argv: string[], io: Io = stdio): Promise<number> {
+  const json = argv.some((a, i) =>
+    a === "--format=json" || (a === "--format" && argv[i + 1] === "json")
+  );
+  // Whatever could be a secret is masked in every message.
+  const secrets: string[] = [];
+  const fail = (name: string, err: Error, code: number): number => {
+    const message = redact(err.message, secrets);
+    if (json) {
+      const error = err instanceof UsageError
+        ? { name: err.name, code: "USAGE", message }
+        : { ...toErrorRecord(err), message };
+      io.err(redact(JSON.stringify({ error, exitCode: code }), secrets));
+    } else if (code === Exit.Usage) {
+      io.err(
+        `cnm${name ? ` ${name}` : ""}: ${message}\nRun 'cnm ${
+          name ? `${name} ` : ""
+        }--help' for usage.`,
+      );
+    } else io.err(`cnm ${name}: ${err.name}: ${message}`);
+    return code;
+  };
+  try {
+    return await run(argv, io, fail, secrets);
+  } catch (err) {
+    if (isBrokenPipe(err)) return Exit.Ok;
+    throw err;
+  }
+}
+
+async function run(
+  argv: string[],
+  io: Io,
+  fail: (name: string, err: Error, code: number) => number,
+  secrets: string[],
+): Promise<number> {
   // Global flags may come before the command: the command starts at the first bare word.
   let globalsFirst = -1;
   for (let i = 0; i < argv.length; i++) {
@@ -101,18 +204,28 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
       break;
     }
     const name = a.startsWith("--")
-      ? a.slice(2)
+      ? a.slice(2).split("=")[0]
       : Object.keys(GLOBAL_FLAGS).find((n) => `-${GLOBAL_FLAGS[n].short}` === a) ?? "";
     const spec = GLOBAL_FLAGS[name];
     if (spec?.type === "string" && !a.includes("=")) i++;
   }
   const words = globalsFirst >= 0 ? argv.slice(globalsFirst) : [];
   const before = globalsFirst >= 0 ? argv.slice(0, globalsFirst) : argv;
+  if (argv.includes("--version") && (globalsFirst < 0 || words[0] === "version")) {
+    io.out(`cnm ${VERSION}`);
+    return Exit.Ok;
+  }
+  if (words[0] === "version") {
+    io.out(`cnm ${VERSION}`);
+    return Exit.Ok;
+  }
   if (globalsFirst < 0 || words[0] === "help") {
-    const topic = words[0] === "help" ? lookup(words.slice(1)) : undefined;
+    const topic = words[0] === "help" && words.length > 1 ? lookup(words.slice(1)) : undefined;
     if (topic?.verb) {
       io.out(helpText(topic.verb.usage, topic.verb.summary, topic.verb.flags, topic.verb.extra));
-    } else io.out(overview());
+    } else if (topic?.group) io.out(groupHelp(topic.group));
+    else if (topic) return unknown(topic.name, words.slice(1), fail);
+    else io.out(overview());
     return before.some((a) => a === "--help" || a === "-h") || words[0] === "help"
       ? Exit.Ok
       : Exit.Usage;
@@ -120,33 +233,26 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
   const { verb, name, rest, group } = lookup(words);
   if (!verb) {
     const wantsHelp = rest.includes("--help") || rest.includes("-h") || before.includes("--help");
-    if (group) {
-      const list = Object.entries(GROUPS[group]).map(([n, v]) =>
-        `  ${`cnm ${group} ${n}`.padEnd(26)} ${v.summary}`
-      );
-      io[wantsHelp ? "out" : "err"](`Usage: cnm ${group} COMMAND\n\nCommands:\n${list.join("\n")}`);
+    if (group && (wantsHelp || rest.length === 0 || rest[0].startsWith("-"))) {
+      io[wantsHelp ? "out" : "err"](groupHelp(group));
       return wantsHelp ? Exit.Ok : Exit.Usage;
     }
-    io.err(
-      `cnm: unknown command ${JSON.stringify(name)}\nRun 'cnm --help' for the list of commands.`,
-    );
-    return Exit.Usage;
+    return unknown(name, words, fail);
   }
-  let json = false;
   let ctx: Ctx | undefined;
-  let secrets: string[] = [];
   try {
     const { flags, args, sources } = parseArgs([...before, ...rest], verb.flags);
     // Mask what could be a secret even before the settings are understood.
-    secrets = [flags.password, flags.token, flags.password === undefined ? flags.user : undefined]
-      .filter((v): v is string => typeof v === "string");
+    secrets.push(
+      ...[flags.password, flags.token, flags.password === undefined ? flags.user : undefined]
+        .filter((v): v is string => typeof v === "string"),
+    );
     if (flags.help) {
       io.out(helpText(verb.usage, verb.summary, verb.flags, verb.extra));
       return Exit.Ok;
     }
     ctx = makeCtx(flags, args, io, sources, name, verb.formats);
-    secrets = ctx.natsSettings.secrets;
-    json = ctx.json;
+    secrets.push(...ctx.natsSettings.secrets);
     for (const w of ctx.natsSettings.warnings) {
       io.err(
         `cnm: warning: ${w} on the command line is visible to every user of this machine (ps); ` +
@@ -156,19 +262,35 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
     await verb.run(ctx);
     return Exit.Ok;
   } catch (err) {
-    const code = exitCodeOf(err);
-    const message = redact((err as Error).message, secrets);
-    if (code === Exit.Usage) {
-      io.err(`cnm ${name}: ${message}\nRun 'cnm ${name} --help' for usage.`);
-    } else if (json) {
-      io.err(redact(JSON.stringify({ error: toErrorRecord(err) }), secrets));
-    } else {
-      io.err(`cnm ${name}: ${(err as Error).name}: ${message}`);
-    }
-    return code;
+    if (isBrokenPipe(err)) throw err;
+    return fail(name, err as Error, exitCodeOf(err));
   } finally {
     await ctx?.close();
   }
+}
+
+/** An unknown command: names itself and suggests the nearest one. */
+function unknown(
+  name: string,
+  words: string[],
+  fail: (name: string, err: Error, code: number) => number,
+): number {
+  let command = name;
+  let guess: string | undefined;
+  if (name in GROUPS) {
+    command = `${name} ${words[1] ?? ""}`.trim();
+    const sub = nearest(words[1] ?? "", Object.keys(GROUPS[name]));
+    guess = sub && `${name} ${sub}`;
+  } else {
+    guess = nearest(name, [...Object.keys(GROUPS), ...Object.keys(VERBS), "help", "version"]);
+  }
+  return fail(
+    "",
+    new UsageError(
+      `unknown command ${JSON.stringify(command)}${guess ? `; did you mean ${guess}?` : ""}`,
+    ),
+    Exit.Usage,
+  );
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,7 +1,8 @@
 /**
  * `cnm network|sandbox|endpoint ls|create|inspect|rm`, `cnm connect`, `cnm disconnect`.
- * Reads (ls, inspect) replay the stream and need no controller; writes go to the host's
- * controller through the NATS API.
+ * Reads (ls, inspect) come from the stream (its snapshot plus the events after it) and need
+ * no controller; they show `--host` (default: this machine) unless `--all-hosts`. Writes go to
+ * the host's controller through the NATS API; their options are checked before connecting.
  *
  * @module
  */
@@ -9,35 +10,32 @@
 import { type ApiClient, createApiClient } from "../api/client.ts";
 import { NotFoundError } from "../errors.ts";
 import { formatInspect, networkResource } from "../api/docker/mod.ts";
-import type { ReplayState } from "../journal/replay.ts";
-import { type FlagSpecs, pairs, UsageError } from "./_args.ts";
-import { type Ctx, expectArgs, json, short, stateAt, table, type Verb } from "./_context.ts";
+import { replay, type ReplayState } from "../journal/replay.ts";
+import { type FlagSpecs, pairs } from "./_args.ts";
+import { type Ctx, expectArgs, json, progress, short, table, type Verb } from "./_context.ts";
+import { filtered, find, parseFilters, scoped } from "./_scope.ts";
+import { networkOptions, unused } from "./_network_options.ts";
 import { PUBLISH_FLAGS, publishOptions } from "./_publish.ts";
 
-/** Replays the stream to its end (with a progress bar when slow). */
-export function currentState(ctx: Ctx): Promise<ReplayState> {
-  return stateAt(ctx, undefined, false);
+/** The current state of `kinds` on every host (snapshot + tail; a progress bar when slow). */
+async function wholeState(ctx: Ctx, kinds?: string[]): Promise<ReplayState> {
+  const bar = progress(ctx.io, "reading");
+  try {
+    return await replay({
+      nats: await ctx.connect(),
+      stream: ctx.stream,
+      prefix: ctx.prefix,
+      ...(kinds ? { kinds } : {}),
+      onProgress: bar.onProgress,
+    });
+  } finally {
+    bar.done();
+  }
 }
 
-/**
- * Finds by exact id, then name (a failed create holds no name: another object of that name
- * wins), then unique id prefix.
- */
-export function find<T extends { id: string; name: string; state?: string }>(
-  items: T[],
-  ref: string,
-  what: string,
-): T {
-  const named = items.filter((i) => i.name === ref);
-  const hit = items.find((i) => i.id === ref) ??
-    named.find((i) => i.state !== "failed") ?? named.at(-1);
-  if (hit) return hit;
-  const pre = items.filter((i) => i.id.startsWith(ref));
-  if (pre.length === 1) return pre[0];
-  if (pre.length > 1) {
-    throw new UsageError(`${what} id prefix ${ref} is ambiguous (${pre.length} match)`);
-  }
-  throw new NotFoundError(`${what} ${ref} not found`);
+/** The current state of `kinds` (snapshot + tail; a progress bar when it is slow), in view. */
+export async function currentState(ctx: Ctx, kinds?: string[]): Promise<ReplayState> {
+  return scoped(ctx, await wholeState(ctx, kinds));
 }
 
 /**
@@ -74,27 +72,67 @@ async function withApi<T>(ctx: Ctx, f: (api: ApiClient) => Promise<T>): Promise<
   }
 }
 
-const ALL: FlagSpecs = {
+const LS_FLAGS: FlagSpecs = {
+  quiet: { type: "boolean", short: "q", help: "print only ids" },
+  filter: {
+    type: "string",
+    multi: true,
+    arg: "KEY=VALUE",
+    help: "only matching objects: id (prefix), name (part), label, driver, scope, state, host",
+  },
   all: { type: "boolean", short: "a", help: "also list failed creates, with their error" },
 };
 
-/** What `ls` lists: failed creates only with `--all`. */
-function listed<T extends { state: string }>(ctx: Ctx, items: T[]): T[] {
-  return ctx.flags.all ? items : items.filter((i) => i.state !== "failed");
-}
-
-type Row = (string | number | null | undefined)[];
-
-/** Prints a table; with `--all`, an ERROR column says why each failed create failed. */
-function listTable(
+/**
+ * Prints a listing: ids only with -q, JSON with --format json, else the table. Failed
+ * creates only with `--all`, the table then gaining an ERROR column saying why each failed.
+ */
+function listing<T extends { id: string; state: string; error?: { message: string } }>(
   ctx: Ctx,
+  items: T[],
   header: string[],
-  rows: Row[],
-  items: { error?: { message: string } }[],
+  row: (i: T) => (string | number | null | undefined)[],
 ): void {
-  if (!ctx.flags.all) return table(ctx.io, header, rows);
-  table(ctx.io, [...header, "ERROR"], rows.map((r, i) => [...r, items[i].error?.message ?? ""]));
+  const all = ctx.flags.all === true;
+  const shown = filtered(
+    all ? items : items.filter((i) => i.state !== "failed"),
+    parseFilters(ctx.flags.filter as string[] | undefined),
+  );
+  if (ctx.flags.quiet) {
+    if (ctx.json) return json(ctx.io, shown.map((i) => i.id));
+    for (const i of shown) ctx.io.out(short(i.id));
+    return;
+  }
+  if (ctx.json) return json(ctx.io, shown);
+  if (!all) return table(ctx.io, header, shown.map(row));
+  table(ctx.io, [...header, "ERROR"], shown.map((i) => [...row(i), i.error?.message ?? ""]));
 }
+
+/** `rm` of several refs; with `--force`, a missing one is not an error. */
+async function removeAll(
+  ctx: Ctx,
+  refs: string[],
+  rm: (api: ApiClient, ref: string) => Promise<void>,
+): Promise<void> {
+  const deleted: string[] = [];
+  await withApi(ctx, async (api) => {
+    for (const r of refs) {
+      try {
+        await rm(api, r);
+      } catch (err) {
+        if (ctx.flags.force === true && err instanceof NotFoundError) continue;
+        throw err;
+      }
+      deleted.push(r);
+      if (!ctx.json) ctx.io.out(r);
+    }
+  });
+  if (ctx.json) json(ctx.io, { deleted });
+}
+
+const RM_FORCE: FlagSpecs = {
+  force: { type: "boolean", short: "f", help: "do not fail when it does not exist" },
+};
 
 const LABEL: FlagSpecs = {
   label: { type: "string", multi: true, arg: "KEY=VALUE", help: "label" },
@@ -115,9 +153,9 @@ function inspect(kind: "networks" | "sandboxes" | "endpoints", what: string): Ve
     flags: {},
     async run(ctx) {
       const refs = expectArgs(ctx, 1, Infinity, `one or more ${what}s`);
-      const state = await currentState(ctx);
-      const items = state[kind] as unknown as { id: string; name: string }[];
-      json(ctx.io, refs.map((r) => find(items, r, what)));
+      const state = await currentState(ctx, [what]);
+      const items = state[kind] as unknown as { id: string; name: string; host: string }[];
+      json(ctx.io, refs.map((r) => find(ctx, items, r, what)));
     },
   };
 }
@@ -125,17 +163,17 @@ function inspect(kind: "networks" | "sandboxes" | "endpoints", what: string): Ve
 /** `cnm network …` */
 export const network: Record<string, Verb> = {
   ls: {
-    usage: "cnm network ls [--all]",
+    usage: "cnm network ls [-q] [--all] [--filter KEY=VALUE]...",
     summary: "Lists networks (read from the stream; no controller needed).",
-    flags: ALL,
+    flags: LS_FLAGS,
     async run(ctx) {
       expectArgs(ctx, 0, 0, "no arguments");
-      const networks = listed(ctx, (await currentState(ctx)).networks);
-      if (ctx.json) return json(ctx.io, networks);
-      listTable(
+      const { networks } = await currentState(ctx, ["network"]);
+      listing(
         ctx,
+        networks,
         ["NETWORK ID", "NAME", "DRIVER", "SCOPE", "STATE", "SUBNETS", "HOST"],
-        networks.map((n) => [
+        (n) => [
           short(n.id),
           n.name,
           n.driver,
@@ -143,8 +181,7 @@ export const network: Record<string, Verb> = {
           n.state,
           n.ipam.config.map((c) => c.subnet).join(","),
           n.host,
-        ]),
-        networks,
+        ],
       );
     },
   },
@@ -161,7 +198,14 @@ export const network: Record<string, Verb> = {
         arg: "CIDR",
         help: "allocate from this sub-range",
       },
+      "aux-address": {
+        type: "string",
+        multi: true,
+        arg: "NAME=IP",
+        help: "reserve an address of a --subnet (never given to an endpoint)",
+      },
       "ipam-driver": { type: "string", arg: "NAME", help: "IPAM driver (default default)" },
+      "ipam-opt": { type: "string", multi: true, arg: "KEY=VALUE", help: "IPAM driver option" },
       internal: { type: "boolean", help: "no external connectivity" },
       ipv6: { type: "boolean", help: "enable IPv6" },
       ...LABEL,
@@ -170,32 +214,8 @@ export const network: Record<string, Verb> = {
     extra: "Example: cnm network create --driver bridge --subnet 10.10.0.0/24 web",
     async run(ctx) {
       const [name] = expectArgs(ctx, 1, 1, "a network name");
-      const f = ctx.flags;
-      const subnets = (f.subnet as string[] | undefined) ?? [];
-      const gateways = (f.gateway as string[] | undefined) ?? [];
-      const ranges = (f["ip-range"] as string[] | undefined) ?? [];
-      if (gateways.length > subnets.length || ranges.length > subnets.length) {
-        throw new UsageError("every --gateway and --ip-range needs a --subnet");
-      }
-      const config = subnets.map((subnet, i) => ({
-        subnet,
-        ...(gateways[i] ? { gateway: gateways[i] } : {}),
-        ...(ranges[i] ? { ipRange: ranges[i] } : {}),
-      }));
-      const ipamDriver = f["ipam-driver"] as string | undefined;
-      const info = await withApi(ctx, (api) =>
-        api.createNetwork({
-          name,
-          ...(f.driver ? { driver: f.driver as string } : {}),
-          labels: pairs(f.label as string[], "label"),
-          options: pairs(f.opt as string[], "opt"),
-          internal: f.internal === true,
-          enableIPv6: f.ipv6 === true,
-          ...(config.length || ipamDriver
-            ? { ipam: { driver: ipamDriver ?? "default", config } }
-            : {}),
-        }));
-      printed(ctx, info);
+      const options = networkOptions(ctx, name);
+      printed(ctx, await withApi(ctx, (api) => api.createNetwork(options)));
     },
   },
   inspect: {
@@ -207,17 +227,18 @@ export const network: Record<string, Verb> = {
     formats: ["docker"],
     async run(ctx) {
       const refs = expectArgs(ctx, 1, Infinity, "one or more networks");
-      const state = await currentState(ctx);
+      const whole = await wholeState(ctx);
+      const state = scoped(ctx, whole);
       if (ctx.format !== "docker") {
-        const found = refs.map((r) => find(state.networks, r, "network"));
-        return json(ctx.io, await Promise.all(found.map((n) => withGlobalView(ctx, state, n))));
+        const found = refs.map((r) => find(ctx, state.networks, r, "network"));
+        return json(ctx.io, await Promise.all(found.map((n) => withGlobalView(ctx, whole, n))));
       }
       // Like `docker network inspect A B`: the ones found, then the first miss as the error.
       const found = [];
       let missing: unknown;
       for (const r of refs) {
         try {
-          found.push(find(state.networks, r, "network"));
+          found.push(find(ctx, state.networks, r, "network"));
         } catch (err) {
           missing ??= err;
         }
@@ -232,18 +253,39 @@ export const network: Record<string, Verb> = {
     },
   },
   rm: {
-    usage: "cnm network rm NETWORK...",
-    summary: "Deletes networks (by id or name) on the host's controller.",
-    flags: {},
+    usage: "cnm network rm [-f] NETWORK...",
+    summary: "Deletes networks (by id, name or id prefix) on the host's controller.",
+    flags: RM_FORCE,
     async run(ctx) {
       const refs = expectArgs(ctx, 1, Infinity, "one or more networks");
-      await withApi(ctx, async (api) => {
-        for (const r of refs) {
-          await api.deleteNetwork(r);
-          if (!ctx.json) ctx.io.out(r);
+      await removeAll(ctx, refs, (api, r) => api.deleteNetwork(r));
+    },
+  },
+  prune: {
+    usage: "cnm network prune [-f]",
+    summary: "Deletes every network of the host that has no endpoints (not none, host, bridge).",
+    flags: {
+      force: { type: "boolean", short: "f", help: "accepted for docker's sake (no prompt)" },
+    },
+    async run(ctx) {
+      expectArgs(ctx, 0, 0, "no arguments");
+      const deleted = await withApi(ctx, async (api) => {
+        const out: string[] = [];
+        for (const n of await unused(api)) {
+          try {
+            await api.deleteNetwork(n.id);
+            out.push(n.name);
+            if (!ctx.json) ctx.io.out(n.name);
+          } catch (err) {
+            // Gained an endpoint meanwhile, or already gone: not ours to prune then.
+            if (!(err instanceof Error) || !/active endpoints|not found/.test(err.message)) {
+              throw err;
+            }
+          }
         }
+        return out;
       });
-      if (ctx.json) json(ctx.io, { deleted: refs });
+      if (ctx.json) json(ctx.io, { deleted });
     },
   },
 };
@@ -251,18 +293,17 @@ export const network: Record<string, Verb> = {
 /** `cnm sandbox …` */
 export const sandbox: Record<string, Verb> = {
   ls: {
-    usage: "cnm sandbox ls [--all]",
+    usage: "cnm sandbox ls [-q] [--all] [--filter KEY=VALUE]...",
     summary: "Lists sandboxes (read from the stream; no controller needed).",
-    flags: ALL,
+    flags: LS_FLAGS,
     async run(ctx) {
       expectArgs(ctx, 0, 0, "no arguments");
-      const sandboxes = listed(ctx, (await currentState(ctx)).sandboxes);
-      if (ctx.json) return json(ctx.io, sandboxes);
-      listTable(
+      const { sandboxes } = await currentState(ctx, ["sandbox"]);
+      listing(
         ctx,
-        ["SANDBOX ID", "NAME", "STATE", "ENDPOINTS", "KEY", "HOST"],
-        sandboxes.map((s) => [short(s.id), s.name, s.state, s.endpointIds.length, s.key, s.host]),
         sandboxes,
+        ["SANDBOX ID", "NAME", "STATE", "ENDPOINTS", "KEY", "HOST"],
+        (s) => [short(s.id), s.name, s.state, s.endpointIds.length, s.key, s.host],
       );
     },
   },
@@ -284,33 +325,26 @@ export const sandbox: Record<string, Verb> = {
     async run(ctx) {
       const [name] = expectArgs(ctx, 1, 1, "a sandbox name");
       const f = ctx.flags;
-      const info = await withApi(ctx, (api) =>
-        api.createSandbox({
-          name,
-          labels: pairs(f.label as string[], "label"),
-          ...(f.key ? { key: f.key as string } : {}),
-          ...(f.hostname ? { hostname: f.hostname as string } : {}),
-          ...(f.dns ? { dns: f.dns as string[] } : {}),
-          ...(f["dns-search"] ? { dnsSearch: f["dns-search"] as string[] } : {}),
-          ...(f["add-host"] ? { extraHosts: f["add-host"] as string[] } : {}),
-        }));
-      printed(ctx, info);
+      const options = {
+        name,
+        labels: pairs(f.label as string[], "label"),
+        ...(f.key ? { key: f.key as string } : {}),
+        ...(f.hostname ? { hostname: f.hostname as string } : {}),
+        ...(f.dns ? { dns: f.dns as string[] } : {}),
+        ...(f["dns-search"] ? { dnsSearch: f["dns-search"] as string[] } : {}),
+        ...(f["add-host"] ? { extraHosts: f["add-host"] as string[] } : {}),
+      };
+      printed(ctx, await withApi(ctx, (api) => api.createSandbox(options)));
     },
   },
   inspect: inspect("sandboxes", "sandbox"),
   rm: {
-    usage: "cnm sandbox rm SANDBOX...",
+    usage: "cnm sandbox rm [-f] SANDBOX...",
     summary: "Deletes sandboxes (leaving and deleting their endpoints first).",
-    flags: {},
+    flags: RM_FORCE,
     async run(ctx) {
       const refs = expectArgs(ctx, 1, Infinity, "one or more sandboxes");
-      await withApi(ctx, async (api) => {
-        for (const r of refs) {
-          await api.deleteSandbox(r);
-          if (!ctx.json) ctx.io.out(r);
-        }
-      });
-      if (ctx.json) json(ctx.io, { deleted: refs });
+      await removeAll(ctx, refs, (api, r) => api.deleteSandbox(r));
     },
   },
 };
@@ -344,27 +378,27 @@ function endpointOptions(ctx: Ctx, name: string) {
 /** `cnm endpoint …` */
 export const endpoint: Record<string, Verb> = {
   ls: {
-    usage: "cnm endpoint ls [--network NETWORK] [--all]",
+    usage: "cnm endpoint ls [-q] [--all] [--network NETWORK] [--filter KEY=VALUE]...",
     summary: "Lists endpoints (read from the stream; no controller needed).",
     flags: {
       network: { type: "string", arg: "NETWORK", help: "only this network's endpoints" },
-      ...ALL,
+      ...LS_FLAGS,
     },
     async run(ctx) {
       expectArgs(ctx, 0, 0, "no arguments");
       const state = await currentState(ctx);
-      let eps = listed(ctx, state.endpoints);
+      let eps = state.endpoints;
       if (ctx.flags.network) {
-        const net = find(state.networks, ctx.flags.network as string, "network");
+        const net = find(ctx, state.networks, ctx.flags.network as string, "network");
         eps = eps.filter((e) => e.networkId === net.id);
       }
-      if (ctx.json) return json(ctx.io, eps);
       const netName = new Map(state.networks.map((n) => [n.id, n.name]));
       const sbName = new Map(state.sandboxes.map((s) => [s.id, s.name]));
-      listTable(
+      listing(
         ctx,
+        eps.map((e) => ({ ...e, networkName: netName.get(e.networkId) })),
         ["ENDPOINT ID", "NAME", "NETWORK", "SANDBOX", "STATE", "IPV4", "MAC"],
-        eps.map((e) => [
+        (e) => [
           short(e.id),
           e.name,
           netName.get(e.networkId) ?? short(e.networkId),
@@ -372,8 +406,7 @@ export const endpoint: Record<string, Verb> = {
           e.state,
           e.ipv4Address,
           e.macAddress,
-        ]),
-        eps,
+        ],
       );
     },
   },
@@ -383,8 +416,8 @@ export const endpoint: Record<string, Verb> = {
     flags: { ...ADDRESS_FLAGS, ...PUBLISH_FLAGS, ...LABEL, ...OPT },
     async run(ctx) {
       const [net, name] = expectArgs(ctx, 2, 2, "a network and an endpoint name");
-      const info = await withApi(ctx, (api) => api.createEndpoint(net, endpointOptions(ctx, name)));
-      printed(ctx, info);
+      const options = endpointOptions(ctx, name);
+      printed(ctx, await withApi(ctx, (api) => api.createEndpoint(net, options)));
     },
   },
   inspect: inspect("endpoints", "endpoint"),
@@ -419,11 +452,12 @@ export const connectVerb: Verb = {
   },
   async run(ctx) {
     const [net, sb] = expectArgs(ctx, 2, 2, "a network and a sandbox");
+    const given = endpointOptions(ctx, "");
     const joined = await withApi(ctx, async (api) => {
       const box = await api.sandbox(sb);
       if (!box) throw new NotFoundError(`sandbox ${sb} not found`);
       const name = (ctx.flags.name as string | undefined) ?? box.name;
-      const ep = await api.createEndpoint(net, endpointOptions(ctx, name));
+      const ep = await api.createEndpoint(net, { ...given, name });
       try {
         return await api.join(ep.id, box.id);
       } catch (err) {

@@ -8,7 +8,8 @@
 import { InvalidArgumentError } from "../errors.ts";
 import { expectArgs, json, type Verb } from "./_context.ts";
 import { exposed } from "./_publish.ts";
-import { currentState, find } from "./objects.ts";
+import { currentState } from "./objects.ts";
+import { find } from "./_scope.ts";
 
 /** `cnm port` */
 export const portVerb: Verb = {
@@ -20,7 +21,7 @@ export const portVerb: Verb = {
     const [ref, filter] = expectArgs(ctx, 1, 2, "a sandbox and maybe a port");
     const want = filter === undefined ? undefined : exposed(filter);
     const state = await currentState(ctx);
-    const sb = find(state.sandboxes, ref, "sandbox");
+    const sb = find(ctx, state.sandboxes, ref, "sandbox");
     const rows = state.endpoints
       .filter((e) => e.sandboxId === sb.id && e.state === "joined")
       .flatMap((e) => (e.ports ?? []).map((m) => ({ ...m, endpoint: e.id })))

@@ -1,19 +1,59 @@
 /**
  * `cnm serve`: runs this host's controller and answers the NATS API until SIGINT/SIGTERM, or
- * until its parent process dies (see `--exit-with-parent`).
+ * until its parent process dies (see `--exit-with-parent`), logging on stderr what an
+ * operator needs: the recovery and the start-up reconciliation (what was repaired and
+ * removed), NATS disconnects and reconnects, and per request the verb, the object and the
+ * outcome. `cnm reconcile [--dry-run]` asks a running controller to compare the journal
+ * with the kernel.
  *
  * @module
  */
 
 import { createController } from "../controller/mod.ts";
+import type { ReconcileReport } from "../controller/drift.ts";
 import { ConflictError } from "../errors.ts";
-import { apiSubject } from "../api/client.ts";
+import { apiSubject, createApiClient } from "../api/client.ts";
 import { probeResponder, serve } from "../api/serve.ts";
 import { type DockerServer, serveDocker } from "../api/docker/mod.ts";
-import { type Ctx, expectArgs, type Verb } from "./_context.ts";
+import { type Ctx, expectArgs, json, table, type Verb } from "./_context.ts";
 import { UsageError } from "./_args.ts";
 import { redact } from "./_nats.ts";
 import { watchParent } from "./_parent.ts";
+
+/** One line per finding: what, where, and what was done. */
+export function findingRows(r: ReconcileReport): string[][] {
+  return r.findings.map((f) => [
+    f.kind === "host" ? "host" : `${f.kind} ${f.objectId.slice(0, 12)}`,
+    f.resource,
+    f.name,
+    f.problem +
+    (f.expected ? ` (expected ${f.expected}${f.actual ? `, found ${f.actual}` : ""})` : ""),
+    r.dryRun
+      ? "not repaired (dry run)"
+      : f.error
+      ? `FAILED: ${f.error}`
+      : f.repaired
+      ? repairedAs(f)
+      : "not repaired",
+  ]);
+}
+
+function repairedAs(f: ReconcileReport["findings"][number]): string {
+  if (f.problem === "unexpected") return "repaired: removed (an orphan with cnm's mark)";
+  if (f.problem === "missing") return "repaired: re-created";
+  return "repaired: set as the journal says";
+}
+
+/** A one-line summary of a reconciliation. */
+export function reconcileSummary(r: ReconcileReport): string {
+  const n = r.findings.length;
+  if (!n) return `reconcile: kernel matches the journal (${r.ms.toFixed(0)} ms)`;
+  const repaired = r.findings.filter((f) => f.repaired).length;
+  const removed = r.findings.filter((f) => f.repaired && f.problem === "unexpected").length;
+  return `reconcile: ${n} difference${n === 1 ? "" : "s"}, ${repaired} repaired (${removed} orphan${
+    removed === 1 ? "" : "s"
+  } removed), ${n - repaired} left (${r.ms.toFixed(0)} ms)`;
+}
 
 /** `cnm serve` */
 export const serveVerb: Verb = {
@@ -97,6 +137,7 @@ export const serveVerb: Verb = {
         } (${other}); stop that server first`,
       );
     }
+    const note = (text: string) => say(`${new Date().toISOString()} ${text}`);
     const controller = await createController({
       nats: { ...ctx.nats, maxReconnectAttempts: -1, name: `cnm serve ${hostId} (controller)` },
       hostId,
@@ -109,6 +150,12 @@ export const serveVerb: Verb = {
       log: (line) => say(`cnm serve: ${line}`),
       ...(f["advertise-addr"] ? { advertiseAddress: f["advertise-addr"] as string } : {}),
       ...(replicas ? { replicas } : {}),
+      onConnectionStatus: (s) =>
+        note(
+          s === "disconnect"
+            ? "nats: disconnected (controller); commands fail until it is back"
+            : "nats: reconnected (controller)",
+        ),
     });
     const r = controller.recovery;
     let server;
@@ -126,12 +173,14 @@ export const serveVerb: Verb = {
       }
       server = await serve(controller, {
         nats: nc,
-        onRequest: f.quiet ? undefined : (verb, ms, err) =>
-          say(
-            `${new Date().toISOString()} ${verb} ${ms.toFixed(1)}ms${
-              err ? ` ${err.name}: ${err.message}` : ""
-            }`,
+        onRequest: f.quiet ? undefined : (verb, ms, err, object) =>
+          log(
+            `${verb}${object ? ` ${object}` : ""}: ${err ? `${err.name}: ${err.message}` : "ok"} (${
+              ms.toFixed(1)
+            } ms)`,
           ),
+        onStatus: (s) =>
+          log(s === "disconnect" ? "nats: disconnected (API)" : "nats: reconnected (API)"),
       });
     } catch (err) {
       await docker?.close();
@@ -140,12 +189,20 @@ export const serveVerb: Verb = {
     }
     say(
       `cnm serve: host ${controller.hostId}, stream ${controller.stream}: answering on ${server.subject} ` +
-        `(recovered ${r.objects} objects from ${r.events} events in ` +
-        `${(r.ms - r.leaseWaitMs).toFixed(0)} ms` +
-        `${r.resumed.length ? `, resumed ${r.resumed.join(", ")}` : ""}` +
+        `(recovered ${r.objects} objects to #${r.events} in ` +
+        `${(r.ms - r.leaseWaitMs).toFixed(0)} ms, ` +
+        (r.source === "snapshot"
+          ? `from the snapshot at #${r.snapshotSeq} + ${r.tail} events`
+          : `folding ${r.tail} events`) +
+        `${r.resumed.length ? `; resumed ${r.resumed.join(", ")}` : ""}` +
         `${r.leaseWaitMs ? `; waited ${(r.leaseWaitMs / 1000).toFixed(1)} s for a lease` : ""})` +
         (docker ? `; Docker API on ${docker.path}` : ""),
     );
+    for (const w of r.warnings) note(`warning: #${w.seq} ${w.type} ${w.objectId}: ${w.reason}`);
+    if (r.reconcile) {
+      note(reconcileSummary(r.reconcile));
+      for (const row of findingRows(r.reconcile)) note(`  ${row.join("  ")}`);
+    }
     const why = await new Promise<string>((resolve) => {
       Deno.addSignalListener("SIGINT", () => resolve("SIGINT"));
       Deno.addSignalListener("SIGTERM", () => resolve("SIGTERM"));
@@ -157,5 +214,34 @@ export const serveVerb: Verb = {
     await docker?.close();
     await server.close();
     await controller.close();
+  },
+};
+
+/** `cnm reconcile` */
+export const reconcileVerb: Verb = {
+  usage: "cnm reconcile [--dry-run]",
+  summary: "Asks the host's controller to compare the journal with the kernel and repair " +
+    "each difference (recorded as <kind>.reconciled; orphans as host.reconciled).",
+  flags: { "dry-run": { type: "boolean", help: "only report; change and journal nothing" } },
+  async run(ctx) {
+    expectArgs(ctx, 0, 0, "no arguments");
+    const api = await createApiClient({
+      nats: await ctx.connect(),
+      prefix: ctx.prefix,
+      hostId: ctx.host,
+      stream: ctx.stream,
+    });
+    let report: ReconcileReport;
+    try {
+      report = await api.reconcile({ dryRun: ctx.flags["dry-run"] === true });
+    } finally {
+      await api.close();
+    }
+    if (ctx.json) return json(ctx.io, report);
+    ctx.io.out(reconcileSummary(report));
+    if (report.findings.length) {
+      ctx.io.out("");
+      table(ctx.io, ["OBJECT", "RESOURCE", "NAME", "PROBLEM", "DONE"], findingRows(report));
+    }
   },
 };

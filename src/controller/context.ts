@@ -57,6 +57,8 @@ export interface ControllerSettings {
   hostNamespace?: string;
   /** Path of the host's resolv.conf (systemd-resolved's stub is followed). */
   hostResolvConf: string;
+  /** Whether sandboxes on user-defined networks get the embedded DNS resolver. */
+  embeddedDns: boolean;
   /** The controller option `driverConfig`, applied at start. */
   driverConfig?: Record<string, Record<string, unknown>>;
 }

@@ -117,7 +117,8 @@ export function createDnsFeed(options: DnsFeedOptions): DnsFeed {
       kind: obj.kind,
       snapshot: obj.snapshot,
       lastSeq: obj.lastSeq,
-      aliases: obj.createIntent.data.aliases,
+      aliases: (obj.snapshot.context as { aliases?: string[] }).aliases ??
+        obj.createIntent?.data.aliases,
     };
     mirror.set(obj.id, next);
     project(obj.id, next);
@@ -143,7 +144,8 @@ export function createDnsFeed(options: DnsFeedOptions): DnsFeed {
           kind: obj.kind,
           snapshot: obj.snapshot,
           lastSeq: obj.lastSeq,
-          aliases: obj.createIntent.data.aliases,
+          aliases: (obj.snapshot.context as { aliases?: string[] }).aliases ??
+            obj.createIntent?.data.aliases,
         });
         const state = stateOf(obj.snapshot);
         if (state === "deleted") continue;
@@ -152,7 +154,12 @@ export function createDnsFeed(options: DnsFeedOptions): DnsFeed {
         else if (obj.kind === "sandbox") sandboxes.push(dnsSandboxOf(c as SandboxContext));
         else {
           endpoints.push(
-            dnsEndpointOf(state, c as EndpointContext, obj.createIntent.data.aliases),
+            dnsEndpointOf(
+              state,
+              c as EndpointContext,
+              (obj.snapshot.context as { aliases?: string[] }).aliases ??
+                obj.createIntent?.data.aliases,
+            ),
           );
         }
       }

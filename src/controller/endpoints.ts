@@ -31,12 +31,16 @@ import {
   releaseEndpoint,
 } from "./network_ipam.ts";
 import {
-  endpointsOf,
+  endpointNameCount,
+  endpointsOfNetwork,
+  endpointsOfSandbox,
   findEndpoint,
   findNetwork,
   findSandbox,
-  holdsName,
+  ifnamesOf,
   networkContext,
+  type Reservation,
+  reserve,
 } from "./objects.ts";
 import { decideGlobalAddresses, isGlobal } from "./global.ts";
 import { decidePorts, type PortDecision } from "./endpoint_ports.ts";
@@ -65,13 +69,20 @@ export async function createEndpoint(
   const id = newObjectId();
   const unlockEndpoint = await rt.locks.lock(id);
   try {
-    // Hold the network only while deciding, so a concurrent delete sees this endpoint.
-    const unlockNetwork = await rt.locks.lock(found.id);
-    let done: Promise<CnmEvent>;
+    // Hold the network only while deciding; the name and the membership stay reserved until
+    // the intent is in the registry, so a concurrent delete of the network sees this endpoint.
+    let intent!: CnmEvent;
+    let reservation!: Reservation;
     let addresses: { ipv4Address?: string; ipv6Address?: string } = {};
     let netIpam: NetworkIpam | undefined;
     let releaseClaims = () => Promise.resolve();
     let ports: PortDecision | undefined;
+    const giveBack = async () => {
+      releaseEndpoint(ctx.ipam, netIpam, addresses);
+      ports?.release();
+      await releaseClaims();
+    };
+    const unlockNetwork = await rt.locks.lock(found.id);
     try {
       const net = rt.objects.network.get(found.id);
       if (!net) throw new NotFoundError(`network ${ref} not found`);
@@ -79,8 +90,7 @@ export async function createEndpoint(
       if (rt.state(net) !== "active") {
         throw new ForbiddenError(`network ${nc.name} is not active (state ${rt.state(net)})`);
       }
-      const named = endpointsOf(rt, (e) => e.networkId === net.id && e.name === input.name);
-      if (named.some((r) => holdsName(rt, r))) {
+      if (endpointNameCount(rt, net.id, input.name)) {
         throw new ForbiddenError(
           `endpoint with name ${input.name} already exists in network ${nc.name}`,
         );
@@ -116,18 +126,23 @@ export async function createEndpoint(
         ...ports.data,
         ...(input.aliases?.length ? { aliases: [...new Set(input.aliases)] } : {}),
       };
-      const intent = rt.createIntent("endpoint", id, data);
-      ({ done } = await rt.begin("endpoint", undefined, intent));
+      intent = rt.createIntent("endpoint", id, data);
+      reservation = reserve(rt, { kind: "endpoint", id, name: input.name, networkId: net.id });
     } catch (err) {
-      // Not journaled: give the addresses back.
-      if (!rt.objects.endpoint.has(id)) {
-        releaseEndpoint(ctx.ipam, netIpam, addresses);
-        ports?.release();
-        await releaseClaims();
-      }
+      await giveBack(); // nothing journaled
       throw err;
     } finally {
       unlockNetwork();
+    }
+    let done: Promise<CnmEvent>;
+    try {
+      ({ done } = await rt.begin("endpoint", undefined, intent));
+    } catch (err) {
+      // Not journaled: give the addresses back.
+      if (!rt.objects.endpoint.has(id)) await giveBack();
+      throw err;
+    } finally {
+      reservation.release();
     }
     await done;
   } finally {
@@ -186,9 +201,11 @@ export async function join(
   if (!sb) throw new NotFoundError(`sandbox ${sbRef} not found`);
   const unlockEndpoint = await rt.locks.lock(ep.id);
   try {
-    // The sandbox is held only while deciding (the interface name is decided here).
+    // The sandbox is held only while deciding (the interface name is decided here); the
+    // membership and the name stay reserved until the intent is in the registry.
+    let intent!: CnmEvent;
+    let reservation!: Reservation;
     const unlockSandbox = await rt.locks.lock(sb.id);
-    let done: Promise<CnmEvent>;
     try {
       const rec = rt.objects.endpoint.get(ep.id);
       if (!rec) throw new NotFoundError(`endpoint ${ref} not found`);
@@ -204,13 +221,20 @@ export async function join(
         throw new ForbiddenError(`sandbox ${sbRef} is not ready (state ${rt.state(sbRec)})`);
       }
       assertNetworksMix(ctx, sbRec.id, c);
-      const intent = rt.intent(rec, "endpoint.join.requested", "joining", {
+      const ifname = nextIfname(ctx, sbRec.id, c);
+      intent = rt.intent(rec, "endpoint.join.requested", "joining", {
         sandboxId: sbRec.id,
-        ifname: nextIfname(ctx, sbRec.id, c),
+        ifname,
       });
-      ({ done } = await rt.begin("endpoint", rec, intent));
+      reservation = reserve(rt, { kind: "endpoint", id: rec.id, sandboxId: sbRec.id, ifname });
     } finally {
       unlockSandbox();
+    }
+    let done: Promise<CnmEvent>;
+    try {
+      ({ done } = await rt.begin("endpoint", rt.objects.endpoint.get(ep.id), intent));
+    } finally {
+      reservation.release();
     }
     await done;
   } finally {
@@ -271,7 +295,7 @@ export function endpoints(
   if (filter.network !== undefined) {
     const net = findNetwork(rt, filter.network);
     if (!net) return [];
-    recs = recs.filter((r) => rt.context<EndpointContext>(r).networkId === net.id);
+    recs = endpointsOfNetwork(rt, net.id);
   }
   return recs.map((r) => endpointInfo(rt.state(r), rt.context(r)));
 }
@@ -298,11 +322,7 @@ function nextIfname(ctx: ControllerContext, sandboxId: string, ep: EndpointConte
   const prefix = (net &&
     rt.context<NetworkContext>(net).options["com.docker.network.container_iface_prefix"]) ||
     "eth";
-  const used = new Set(
-    endpointsOf(rt, (e) => e.sandboxId === sandboxId).map((r) =>
-      rt.context<EndpointContext>(r).ifname
-    ),
-  );
+  const used = ifnamesOf(rt, sandboxId);
   for (let i = 0;; i++) if (!used.has(`${prefix}${i}`)) return `${prefix}${i}`;
 }
 
@@ -317,7 +337,7 @@ function assertNetworksMix(ctx: ControllerContext, sandboxId: string, ep: Endpoi
   const rt = ctx.runtime;
   const n = networkContext(rt, ep.networkId);
   if (!n) return;
-  const others = endpointsOf(rt, (e) => e.sandboxId === sandboxId && e.id !== ep.id)
+  const others = endpointsOfSandbox(rt, sandboxId).filter((r) => r.id !== ep.id)
     .map((r) => networkContext(rt, rt.context<EndpointContext>(r).networkId))
     .filter((o): o is NetworkContext => o !== undefined && o.id !== n.id);
   if (n.driver === "host" && others.length) {

@@ -361,7 +361,7 @@ export async function checkGlobalOrder(
     await ctx.world.caughtUp(intentSeq);
     const eps = endpointsOnNetwork(ctx, c.id).filter((e) => {
       const o = ctx.world.fold.objects.get(e.id);
-      return !o || o.createIntent.seq < intentSeq;
+      return !o || o.firstSeq < intentSeq;
     });
     if (eps.length) {
       const list = eps.map((e) =>

@@ -12,7 +12,7 @@
 
 import type { Observable } from "rxjs";
 import { connect, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node";
-import type { Driver, IpamDriver } from "../../drivers/driver.ts";
+import type { Driver, IpamDriver, ValidateNetworkOptions } from "../../drivers/driver.ts";
 import type { PluginClientOptions } from "../../drivers/remote/mod.ts";
 import { createFirewall } from "../../drivers/bridge/_firewall.ts";
 import type { EndpointContext } from "../../actors/endpoint.ts";
@@ -26,6 +26,7 @@ import {
   NotFoundError,
   UnavailableError,
 } from "../errors.ts";
+import { type SnapshotWriter, startSnapshotWriter } from "../journal/snapshot_writer.ts";
 import type { EndpointInfo, NetworkInfo, SandboxInfo } from "../info.ts";
 import type { Kernel } from "../kernel/types.ts";
 import { createKernel, type KernelOptions } from "../kernel/mod.ts";
@@ -60,7 +61,7 @@ import { networkPeers } from "./drift_overlay.ts";
 import type { PeerState } from "../../drivers/overlay/mod.ts";
 import { ensureGatewayBridge, sweepGatewayBridges } from "./gwbridge.ts";
 import { createSandboxDns, type SandboxDns } from "./sandbox_dns.ts";
-import { emptyFold } from "../journal/fold.ts";
+import { emptyFold, forkFold } from "../journal/fold.ts";
 import * as sandboxes from "./sandboxes.ts";
 import { createPortAllocator, readEphemeralPorts } from "../ports/mod.ts";
 import { releasePortsOnOutcome } from "./endpoint_ports.ts";
@@ -126,6 +127,12 @@ export interface ControllerOptions {
   hostResolvConf?: string;
   /** Milliseconds the embedded DNS resolver waits for each upstream server. Default 4000. */
   dnsTimeoutMs?: number;
+  /**
+   * The embedded DNS resolver (127.0.0.11 in sandboxes on user-defined networks, answering
+   * their endpoints' names and aliases). Default true; false leaves every sandbox the host's
+   * resolvers, as on the predefined `bridge` (for a DNS service of one's own).
+   */
+  embeddedDns?: boolean;
   /** Milliseconds a command waits for its outcome to become durable. Default 30000. */
   commandTimeoutMs?: number;
   /** Milliseconds to wait for one PubAck. Default 4000. */
@@ -150,6 +157,14 @@ export interface ControllerOptions {
   /** Reconcile the kernel with the journal on start (and record repairs). Default true. */
   reconcileOnStart?: boolean;
   /**
+   * Snapshots (`<stream>_SNAPSHOT`): start from the snapshot plus the events after it, and
+   * take part in writing it (one controller per stream writes; the others stand by).
+   * `false` folds the whole stream at start and writes nothing. Default true.
+   */
+  snapshots?: boolean | { flushMs?: number };
+  /** Told when the controller's NATS connection drops and comes back (for logs). */
+  onConnectionStatus?: (status: "disconnect" | "reconnect") => void;
+  /**
    * Fault-injection points, for crash tests: called synchronously after an intent is durable
    * (before its effect starts), after an effect finished (before its outcome is appended),
    * and after an outcome is durable (before the command resolves).
@@ -169,7 +184,11 @@ export interface Controller {
   readonly prefix: string;
   /** What the start-up recovery found and did. */
   readonly recovery: RecoveryReport;
-  createNetwork(options: CreateNetworkOptions): Promise<NetworkInfo>;
+  /**
+   * Creates a network. `how.unknownOptions: "accept"` keeps options in the driver's namespace
+   * that it does not know, as dockerd does (the Docker API socket); the default refuses them.
+   */
+  createNetwork(options: CreateNetworkOptions, how?: ValidateNetworkOptions): Promise<NetworkInfo>;
   deleteNetwork(idOrName: string): Promise<void>;
   createSandbox(options: CreateSandboxOptions): Promise<SandboxInfo>;
   deleteSandbox(idOrName: string): Promise<void>;
@@ -208,6 +227,11 @@ export interface Controller {
   networkPeers(idOrName: string): Promise<PeerState | undefined>;
   /** Every event this controller appends, after it is durable. */
   readonly events$: Observable<RecordedEvent>;
+  /**
+   * This controller's snapshot writer (undefined with `snapshots: false`): whether it holds
+   * the stream's writer lease, and `sync()` to wait until the snapshot covers the stream.
+   */
+  readonly snapshots?: Pick<SnapshotWriter, "writing" | "sync" | "stats">;
   /** Stops the actors and the connection; leaves the kernel as it is. */
   close(): Promise<void>;
 }
@@ -255,7 +279,14 @@ export async function createController(options: ControllerOptions): Promise<Cont
   let nc: NatsConnection;
   try {
     nc = await guardedConnect(() =>
-      connect({ maxReconnectAttempts: -1, reconnectTimeWait: 250, timeout: 5000, ...options.nats })
+      connect({
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: 250,
+        timeout: 5000,
+        // Two stack traces per request (every append) cost more than the append's own work.
+        noAsyncTraces: true,
+        ...options.nats,
+      })
     );
   } catch (err) {
     const at = String(options.nats.servers ?? "127.0.0.1:4222");
@@ -378,6 +409,7 @@ async function start(
       namePrefix: options.namePrefix ?? "cnm-",
       stateDir,
       hostResolvConf: options.hostResolvConf ?? "/etc/resolv.conf",
+      embeddedDns: options.embeddedDns ?? true,
       predefined: options.predefined ?? true,
       defaultBridge: options.defaultBridge ?? true,
       reconcileOnStart: options.reconcileOnStart ?? true,
@@ -389,9 +421,10 @@ async function start(
   };
   ctx.peers = createPeerProgrammer(ctx);
   ctx.dns = createSandboxDns(ctx, { timeoutMs: options.dnsTimeoutMs, log: options.log });
-  watchConnection(nc, ctx);
+  watchConnection(nc, ctx, options.onConnectionStatus);
 
   let closed = false;
+  let snapshots: SnapshotWriter | undefined;
   const controller: Controller & { recovery: RecoveryReport } = {
     hostId,
     ownerId: owner,
@@ -399,7 +432,10 @@ async function start(
     prefix: journal.prefix,
     recovery: undefined as unknown as RecoveryReport,
     events$: runtime.events$,
-    createNetwork: (o) => networks.createNetwork(ctx, o),
+    get snapshots() {
+      return snapshots;
+    },
+    createNetwork: (o, how) => networks.createNetwork(ctx, o, false, how),
     deleteNetwork: (ref) => networks.deleteNetwork(ctx, ref),
     network: (ref) => networks.network(ctx, ref),
     networks: () => networks.networks(ctx),
@@ -445,6 +481,8 @@ async function start(
       const errors: unknown[] = [];
       // The listeners stop answering; their DNAT tables stay, like the rest of the kernel.
       await ctx.dns.close().catch((e) => errors.push(e));
+      await snapshots?.close().catch((e) => errors.push(e));
+      journal.close();
       if (ownsKernel) await kernel.close().catch((e) => errors.push(e));
       await lease.release().catch((e) => errors.push(e));
       drivers.close();
@@ -453,11 +491,31 @@ async function start(
     },
   };
   try {
+    const current = await journal.current({ noSnapshot: options.snapshots === false });
+    // Every host's objects, from here on followed live; recovery starts from this fold.
+    ctx.world.useFold(current.fold);
     controller.recovery = {
-      ...await recover(ctx, started),
+      ...await recover(ctx, started, current),
       leaseWaitMs: lease.waitedMs,
       ...(lease.tookOver ? { leaseTakeover: lease.tookOver } : {}),
     };
+    if (options.snapshots !== false) {
+      // The writer folds on its own copy: the world's fold is the world's.
+      snapshots = await startSnapshotWriter(nc, { ...current, fold: forkFold(current.fold) }, {
+        stream: journal.stream,
+        prefix: journal.prefix,
+        hostId,
+        leaseTtlMs: options.leaseTtlMs,
+        ...(options.replicas ? { replicas: options.replicas } : {}),
+        ...(typeof options.snapshots === "object" ? options.snapshots : {}),
+      });
+      const writer = snapshots;
+      runtime.onAppended((e) => writer.offer(e));
+      // The snapshot an actor reached after its latest event: the writer need not fold it.
+      runtime.onChange((rec, removed) => {
+        if (!removed) writer.offerSnapshot(rec.lastSeq, rec.id, rec.actor.getSnapshot());
+      });
+    }
     // From here on, other hosts' events reach this host's view as they are appended.
     ctx.peers.start();
     ctx.world.start();

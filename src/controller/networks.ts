@@ -7,8 +7,9 @@
  */
 
 import type { EndpointContext } from "../../actors/endpoint.ts";
+import type { CnmEvent } from "../journal/events.ts";
 import type { NetworkContext, NetworkIpamEntry } from "../../actors/network.ts";
-import type { IpamData } from "../../drivers/driver.ts";
+import type { IpamData, ValidateNetworkOptions } from "../../drivers/driver.ts";
 import { NO_IPAM_DRIVERS, SINGLETON_DRIVERS } from "../../drivers/mod.ts";
 import { BridgeOptions } from "../../drivers/bridge/mod.ts";
 import { ConflictError, ForbiddenError, InvalidArgumentError, NotFoundError } from "../errors.ts";
@@ -24,7 +25,16 @@ import {
   type NetworkIpam,
   releaseNetwork,
 } from "./network_ipam.ts";
-import { endpointsOf, findNetwork, holdsName } from "./objects.ts";
+import {
+  endpointsOfNetwork,
+  findNetwork,
+  holdsName,
+  namedCount,
+  networksOfDriver,
+  pendingEndpoints,
+  type Reservation,
+  reserve,
+} from "./objects.ts";
 import {
   decideGlobalNetwork,
   endpointsOnNetwork,
@@ -42,6 +52,7 @@ export async function createNetwork(
   ctx: ControllerContext,
   options: CreateNetworkOptions,
   predefined = false,
+  how?: ValidateNetworkOptions,
 ): Promise<NetworkInfo> {
   const rt = ctx.runtime;
   rt.assertOpen();
@@ -53,48 +64,50 @@ export async function createNetwork(
   const ipamDriver = input.ipam?.driver ?? "default";
   if (ipamDriver !== "default") await ctx.drivers.resolveIpam(ipamDriver);
   const id = newObjectId();
-  // The driver's lock: a configuration change is in force before this network is decided.
-  return await rt.locks.with(["network-names", driverLock(driver.name), id], async () => {
-    const live = [...rt.objects.network.values()].filter((r) => holdsName(rt, r));
-    if (live.some((r) => rt.context<NetworkContext>(r).name === input.name)) {
+  // Names, and the driver's configuration in force, are decided under locks held only while
+  // deciding: the name is then reserved until the intent is in the registry. (Singleton
+  // drivers keep them to the end: rare.)
+  const singleton = SINGLETON_DRIVERS.has(driver.name);
+  const unlock = await rt.locks.lock("network-names", driverLock(driver.name));
+  let reservation: Reservation | undefined;
+  let ipam: NetworkIpam | undefined;
+  let global: GlobalDecision | undefined;
+  let intent!: CnmEvent;
+  const giveBack = async () => {
+    if (global) await global.release();
+    else releaseNetwork(ctx.ipam, ipam);
+  };
+  try {
+    if (namedCount(rt, "network", input.name)) {
       throw new ConflictError(`network with name ${input.name} already exists`);
     }
-    if (SINGLETON_DRIVERS.has(driver.name)) {
-      if (live.some((r) => rt.context<NetworkContext>(r).driver === driver.name)) {
-        throw new ForbiddenError(`only one instance of "${driver.name}" network is allowed`);
-      }
+    if (singleton && networksOfDriver(rt, driver.name).some((r) => holdsName(rt, r))) {
+      throw new ForbiddenError(`only one instance of "${driver.name}" network is allowed`);
     }
     const caps = driver.capabilities();
     const driverConfig = await driverConfigInForce(ctx, driver);
-    const validate = (options: Record<string, string>, ipam?: NetworkIpam) =>
+    const validate = (options: Record<string, string>, decided?: NetworkIpam) =>
       driver.validateNetwork?.({
         id,
         internal: input.internal,
         enableIPv6: input.enableIPv6,
         options,
         labels: input.labels,
-        ipv4: (ipam?.ipv4 ?? []).map(ipamData),
-        ipv6: (ipam?.ipv6 ?? []).map(ipamData),
+        ipv4: (decided?.ipv4 ?? []).map(ipamData),
+        ipv6: (decided?.ipv6 ?? []).map(ipamData),
         facts: {},
         ...(driverConfig ? { driverConfig } : {}),
-      });
+      }, how);
     // A global network is validated with what was decided for it (its pools and VNIs).
     if (caps.dataScope !== "global") validate(input.options);
-    let ipam: NetworkIpam | undefined;
     let options = input.options;
-    let global: GlobalDecision | undefined;
     const remoteIpam = ipamDriver !== "default" ? input.ipam : undefined;
     const withIpam = !NO_IPAM_DRIVERS.has(driver.name) && !remoteIpam;
     if (caps.dataScope === "global") {
       // Decided cluster-wide: the name, subnets (GlobalDefault) and VNIs, claimed in KV.
       global = await decideGlobalNetwork(ctx, id, input, caps, withIpam);
       ({ ipam, options } = global);
-      try {
-        validate(options, ipam);
-      } catch (err) {
-        await global.release();
-        throw err;
-      }
+      validate(options, ipam);
     } else if (withIpam) {
       ctx.hostNetworks = (await ctx.kernel.listRoutes())
         .map((r) => r.dst).filter((d) => d !== "default" && d.includes("/"));
@@ -113,19 +126,25 @@ export async function createNetwork(
       ...(predefined ? { predefined: true } : {}),
       ...(driverConfig ? { driverConfig } : {}),
     };
-    const intent = rt.createIntent("network", id, data);
-    try {
-      await rt.decide("network", undefined, intent);
-    } catch (err) {
-      // Not journaled: give the pools back. (A journaled failure released them already.)
-      if (!rt.objects.network.has(id)) {
-        if (global) await global.release();
-        else releaseNetwork(ctx.ipam, ipam);
-      }
-      throw err;
-    }
-    return network(ctx, id)!;
-  });
+    intent = rt.createIntent("network", id, data);
+    reservation = reserve(rt, { kind: "network", id, name: input.name });
+  } catch (err) {
+    await giveBack();
+    unlock();
+    throw err;
+  }
+  if (!singleton) unlock();
+  try {
+    await rt.decide("network", undefined, intent);
+  } catch (err) {
+    // Not journaled: give the pools back. (A journaled failure released them already.)
+    if (!rt.objects.network.has(id)) await giveBack();
+    throw err;
+  } finally {
+    reservation?.release();
+    if (singleton) unlock();
+  }
+  return network(ctx, id)!;
 }
 
 /**
@@ -149,10 +168,11 @@ export async function deleteNetwork(ctx: ControllerContext, idOrName: string): P
     if (c.predefined) {
       throw new ForbiddenError(`${c.name} is a pre-defined network and cannot be removed`);
     }
-    // A global network's endpoints may be on any host.
-    const eps = isGlobal(c)
+    // A global network's endpoints may be on any host; endpoints still being decided count.
+    const eps: { id: string; name: string }[] = isGlobal(c)
       ? endpointsOnNetwork(ctx, rec.id)
-      : endpointsOf(rt, (e) => e.networkId === rec.id).map((r) => rt.context<EndpointContext>(r));
+      : endpointsOfNetwork(rt, rec.id).map((r) => rt.context<EndpointContext>(r));
+    eps.push(...pendingEndpoints(rt, rec.id).map(([id, name]) => ({ id, name })));
     if (eps.length) {
       const list = eps.map((e) =>
         `name:${JSON.stringify(e.name)} id:${JSON.stringify(shortId(e.id))}`

@@ -26,7 +26,7 @@ import {
   removeOverlayOrphan,
   repairPeers,
 } from "./drift_overlay.ts";
-import { endpointsOf } from "./objects.ts";
+import { endpointsOfSandbox } from "./objects.ts";
 import { inspectPortsDrift, isPortFinding, repairPortDrift } from "./drift_ports.ts";
 import type { Rec } from "./runtime.ts";
 
@@ -81,7 +81,7 @@ export async function reconcile(
             if (rec) await f(rt.context(rec));
           }),
         joinedTo: (sandboxId) =>
-          endpointsOf(rt, (e) => e.sandboxId === sandboxId)
+          endpointsOfSandbox(rt, sandboxId)
             .filter((r) => rt.state(r) === "joined")
             .map((r) => rt.context<EndpointContext>(r)),
         ensureNetwork: (c, found) =>

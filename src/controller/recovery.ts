@@ -12,7 +12,8 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { EndpointContext } from "../../actors/endpoint.ts";
 import type { NetworkContext } from "../../actors/network.ts";
 import type { RecordedEvent } from "../journal/events.ts";
-import { type FoldedObject, foldEvent, type FoldWarning, stateOf } from "../journal/fold.ts";
+import { type FoldedObject, type FoldWarning, stateOf } from "../journal/fold.ts";
+import type { Current } from "../journal/current.ts";
 import { TRANSIENT_STATES } from "../../actors/mod.ts";
 import { isGlobal } from "./global.ts";
 import { errText } from "../errors.ts";
@@ -26,7 +27,7 @@ import {
 } from "./driver_config.ts";
 import { defaultIpamOf, restoreEndpoint, restoreNetwork } from "./network_ipam.ts";
 import { ensurePredefined } from "./networks.ts";
-import { endpointsOf, isLive, networkContext } from "./objects.ts";
+import { endpointsOfNetwork, isLive, networkContext } from "./objects.ts";
 import { reconcile } from "./reconcile.ts";
 import { replayRemoteIpam } from "./remote_ipam.ts";
 import { restorePorts } from "./endpoint_ports.ts";
@@ -35,8 +36,14 @@ import type { Rec } from "./runtime.ts";
 
 /** Result of the start-up recovery. */
 export interface RecoveryReport {
-  /** Events read from the journal. */
+  /** The stream sequence recovered to (every event up to it is reflected). */
   events: number;
+  /** Where the state came from: the snapshot plus the events after it, or the whole stream. */
+  source: "snapshot" | "stream";
+  /** The snapshot's watermark (0 without a snapshot). */
+  snapshotSeq: number;
+  /** Events read from the stream: after the snapshot, or all of them. */
+  tail: number;
   /** Objects rebuilt (not deleted). */
   objects: number;
   /** Objects whose interrupted effect was run again. */
@@ -68,13 +75,20 @@ interface Resumed {
   intent?: RecordedEvent;
 }
 
-/** Rebuilds the controller from the journal; `started` is when connecting began. */
-export async function recover(ctx: ControllerContext, started: number): Promise<RecoveryReport> {
+/**
+ * Rebuilds the controller from `current` (the journal's fold: snapshot + tail, or the whole
+ * stream); `started` is when connecting began.
+ */
+export async function recover(
+  ctx: ControllerContext,
+  started: number,
+  current: Current,
+): Promise<RecoveryReport> {
   const rt = ctx.runtime;
   const { hostId } = ctx.settings;
-  // The world's fold: every host's objects (global networks are shared by all of them).
-  const fold = ctx.world.fold;
-  for await (const e of rt.journal.read()) foldEvent(fold, e);
+  // The world's fold: every host's objects (global networks are shared by all of them), from
+  // the snapshot and the events after it (or the whole stream).
+  const fold = current.fold;
   // The embedded resolver's names: exactly what the journal says, every host's.
   ctx.dns.feed.load(fold);
   const runsHere = (obj: FoldedObject) =>
@@ -95,6 +109,8 @@ export async function recover(ctx: ControllerContext, started: number): Promise<
     const ipamName = c.ipamRequest?.driver ?? c.ipam?.driver;
     if (ipamName && ipamName !== "default") await ctx.drivers.resolveIpam(ipamName).catch(() => {});
   }
+  // Deleted objects too, when the whole stream was folded (old-style marks are judged by it).
+  for (const id12 of current.known ?? []) rt.known.add(id12);
   const resumed: Resumed[] = [];
   let objects = 0;
   for (const obj of fold.objects.values()) {
@@ -110,7 +126,7 @@ export async function recover(ctx: ControllerContext, started: number): Promise<
       rt.adopt(obj.kind, obj.id, obj.snapshot, obj.lastSeq, true);
     } else if (state === "creating") {
       resumed.push({
-        rec: rt.restore(obj.kind, obj.id, { intent: obj.createIntent }, obj.lastSeq),
+        rec: rt.restore(obj.kind, obj.id, { intent: obj.createIntent ?? obj.intent! }, obj.lastSeq),
       });
     } else if (obj.intent && obj.before) {
       resumed.push({
@@ -158,6 +174,9 @@ export async function recover(ctx: ControllerContext, started: number): Promise<
   }
   const report: RecoveryReport = {
     events: fold.lastSeq,
+    source: current.source,
+    snapshotSeq: current.snapshotSeq,
+    tail: current.tail,
     objects,
     resumed: resumed.map((r) => `${r.rec.kind} ${r.rec.id}`),
     warnings: fold.warnings,
@@ -181,11 +200,16 @@ export async function recover(ctx: ControllerContext, started: number): Promise<
 }
 
 /** Keeps the runtime told whether NATS is connected (a reconnect settles uncertain intents). */
-export function watchConnection(nc: NatsConnection, ctx: ControllerContext): void {
+export function watchConnection(
+  nc: NatsConnection,
+  ctx: ControllerContext,
+  onStatus?: (status: "disconnect" | "reconnect") => void,
+): void {
   (async () => {
     for await (const s of nc.status()) {
       if (s.type === "disconnect") ctx.runtime.setConnected(false);
       if (s.type === "reconnect") ctx.runtime.setConnected(true);
+      if (s.type === "disconnect" || s.type === "reconnect") onStatus?.(s.type);
     }
   })().catch(() => {});
 }
@@ -229,7 +253,7 @@ async function replayRemote(ctx: ControllerContext, warnings: FoldWarning[]): Pr
     const failures = await replayRemoteIpam(
       ipam,
       networks.filter((c) => c.ipam?.driver === name),
-      (networkId) => endpointsOf(rt, (e) => e.networkId === networkId).map((r) => rt.context(r)),
+      (networkId) => endpointsOfNetwork(rt, networkId).map((r) => rt.context(r)),
     );
     for (const [objectId, reason] of failures) {
       warnings.push({ seq: 0, objectId, type: "ipam.replay", reason });

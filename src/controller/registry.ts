@@ -2,7 +2,9 @@
  * The live objects: one actor per object this host runs (and per global network, mirrored),
  * by kind and id, with the stream sequence of its last event. Actors are restored from the
  * journal's facts — a create intent or a folded snapshot — never decided anew; a deleted
- * object leaves the registry by itself.
+ * object leaves the registry by itself. A change hook tells every registration, snapshot
+ * change and removal (objects.ts keeps its indexes with it). Generic: it knows actors and
+ * kinds, nothing about what a network or an endpoint is.
  *
  * @module
  */
@@ -26,6 +28,9 @@ export interface Rec {
    */
   passive?: boolean;
 }
+
+/** Told when an object enters the registry, changes its snapshot, or leaves (`removed`). */
+export type ChangeListener = (rec: Rec, removed: boolean) => void;
 
 /** Where an actor is restored from. */
 export type RestoreFrom = { intent: CnmEvent } | { snapshot: unknown };
@@ -53,6 +58,8 @@ export interface Registry {
   reload(kind: Kind, id: string): Promise<void>;
   /** Stops every actor. */
   stopAll(): void;
+  /** Calls `listener` on every registration, snapshot change and removal; returns the undo. */
+  onChange(listener: ChangeListener): () => void;
 }
 
 /** Creates the registry. */
@@ -64,16 +71,25 @@ export function createRegistry(options: RegistryOptions): Registry {
     sandbox: new Map(),
   };
   const known = new Set<string>();
+  const listeners = new Set<ChangeListener>();
+  const changed = (rec: Rec, removed: boolean) => {
+    for (const l of listeners) l(rec, removed);
+  };
 
   const register = (kind: Kind, id: string, actor: AnyActorRef, lastSeq: number): Rec => {
     const rec: Rec = { kind, id, actor, lastSeq };
+    const old = objects[kind].get(id);
+    if (old) unregister(kind, id);
     objects[kind].set(id, rec);
     known.add(id.slice(0, 12));
+    changed(rec, false);
     rec.sub = actor.subscribe((snap: { value: unknown }) => {
+      if (objects[kind].get(id) !== rec) return;
       if (stateOf(snap) === "deleted") {
         objects[kind].delete(id);
         rec.sub?.unsubscribe();
-      }
+        changed(rec, true);
+      } else changed(rec, false);
     });
     return rec;
   };
@@ -90,13 +106,14 @@ export function createRegistry(options: RegistryOptions): Registry {
     return rec;
   };
 
-  const unregister = (kind: Kind, id: string) => {
+  function unregister(kind: Kind, id: string): void {
     const old = objects[kind].get(id);
     if (!old) return;
     old.sub?.unsubscribe();
     old.actor.stop();
     objects[kind].delete(id);
-  };
+    changed(old, true);
+  }
 
   return {
     objects,
@@ -119,13 +136,17 @@ export function createRegistry(options: RegistryOptions): Registry {
       if (TRANSIENT_STATES.has(s) && obj.intent) {
         // Another writer left it mid-effect; run it like recovery does.
         const rec = s === "creating"
-          ? restore(kind, id, { intent: obj.createIntent }, obj.lastSeq)
+          ? restore(kind, id, { intent: obj.createIntent ?? obj.intent! }, obj.lastSeq)
           : restore(kind, id, { snapshot: obj.before }, obj.lastSeq);
         rec.actor.start();
         if (s !== "creating") rec.actor.send(obj.intent);
         return;
       }
       restore(kind, id, { snapshot: obj.snapshot }, obj.lastSeq).actor.start();
+    },
+    onChange(listener) {
+      listeners.add(listener);
+      return () => void listeners.delete(listener);
     },
     stopAll() {
       for (const m of [objects.sandbox, objects.network, objects.endpoint]) {

@@ -21,9 +21,9 @@ import { stateOf } from "../journal/fold.ts";
 import { ConflictError, fromErrorRecord, toErrorRecord, UnavailableError } from "../errors.ts";
 import { newEventId } from "../ids.ts";
 import { KeyedMutex } from "./locks.ts";
-import { createRegistry, type Rec } from "./registry.ts";
 import { createUncertainIntents } from "./uncertain.ts";
 import { createWaiters } from "./waiters.ts";
+import { type ChangeListener, createRegistry, type Rec } from "./registry.ts";
 
 /** Where {@link RuntimeOptions.hook} is called (crash tests kill the process there). */
 export type CrashPoint = "intent-appended" | "effect-done" | "outcome-appended";
@@ -34,7 +34,7 @@ export interface Outcome {
   data: Record<string, unknown>;
 }
 
-export type { Rec } from "./registry.ts";
+export type { ChangeListener, Rec } from "./registry.ts";
 
 /** Options of {@link createRuntime}. */
 export interface RuntimeOptions {
@@ -75,6 +75,15 @@ export interface Runtime {
    * adds those it found deleted in the journal): what "the journal knows" for old marks.
    */
   readonly known: Set<string>;
+  /**
+   * Calls `listener` whenever an object is registered, its actor's snapshot changes, or it
+   * leaves the registry (deleted, reloaded, closed). Returns the unsubscribe function.
+   * Indexes over the registry (names, relations) are kept by such listeners, so the
+   * runtime stays generic.
+   */
+  onChange(listener: ChangeListener): () => void;
+  /** Called with every event once it is durable (before `events$` subscribers). */
+  onAppended(listener: (event: RecordedEvent) => void): () => void;
   /** Top-level state of an object. */
   state(rec: Rec): string;
   /** Context of an object's actor. */
@@ -150,10 +159,15 @@ export function createRuntime(options: RuntimeOptions): Runtime {
   let connected = true;
   let closed = false;
   let fenced: string | undefined;
+  const appendListeners = new Set<(event: RecordedEvent) => void>();
 
   const state = (rec: Rec) => stateOf(rec.actor.getSnapshot());
   const context = <C>(rec: Rec) => rec.actor.getSnapshot().context as C;
-  const emit = (event: CnmEvent, seq: number) => events.next({ ...event, seq });
+  const emit = (event: CnmEvent, seq: number) => {
+    const recorded = { ...event, seq };
+    for (const l of appendListeners) l(recorded);
+    events.next(recorded);
+  };
 
   const event: Runtime["event"] = (kind, objectId, type, from, to, data, extra = {}) => ({
     v: EVENT_VERSION,
@@ -258,8 +272,17 @@ export function createRuntime(options: RuntimeOptions): Runtime {
     }
   }
 
-  /** The machine of `kind` with the effect actor that runs {@link runEffect}. */
+  /**
+   * The machine of `kind` with the effect actor that runs {@link runEffect}: built once per
+   * kind (a machine is a tree of state nodes; one per actor would cost CPU and memory).
+   */
+  const machines = new Map<Kind, ReturnType<typeof buildMachine>>();
   const provided = (kind: Kind) => {
+    let m = machines.get(kind);
+    if (!m) machines.set(kind, m = buildMachine(kind));
+    return m;
+  };
+  const buildMachine = (kind: Kind) => {
     const effect = fromCallback<CnmEvent, EffectInput<unknown>>(({ input, sendBack }) => {
       let cancelled = false;
       runEffect(kind, input, () => cancelled).then((outcome) => {
@@ -361,6 +384,11 @@ export function createRuntime(options: RuntimeOptions): Runtime {
     locks,
     objects,
     known: registry.known,
+    onChange: registry.onChange,
+    onAppended(listener) {
+      appendListeners.add(listener);
+      return () => void appendListeners.delete(listener);
+    },
     state,
     context,
     event,

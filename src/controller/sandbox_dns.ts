@@ -98,6 +98,7 @@ export function createSandboxDns(
   const listenedIn = new Map<string, number | undefined>();
 
   const needs = (endpointIds: Iterable<string>) => {
+    if (!ctx.settings.embeddedDns) return false;
     for (const id of endpointIds) {
       const rec = rt.objects.endpoint.get(id);
       const nc = rec && networkContext(rt, rt.context<EndpointContext>(rec).networkId);

@@ -11,7 +11,7 @@ import type { EndpointContext } from "../../actors/endpoint.ts";
 import type { SandboxContext } from "../../actors/sandbox.ts";
 import type { Kernel } from "../kernel/types.ts";
 import type { SandboxChange } from "./effects.ts";
-import { endpointsOf, networkContext } from "./objects.ts";
+import { endpointsOfSandbox, networkContext } from "./objects.ts";
 import type { Runtime } from "./runtime.ts";
 import type { SandboxDns } from "./sandbox_dns.ts";
 import {
@@ -72,7 +72,7 @@ export function createSandboxProgrammer(options: SandboxProgrammerOptions): Sand
   /** The sandbox's members: endpoints joined or joining it, less the one leaving. */
   function members(sandboxId: string, change: SandboxChange): SandboxMember[] {
     const out: SandboxMember[] = [];
-    for (const r of endpointsOf(rt, (e) => e.sandboxId === sandboxId)) {
+    for (const r of endpointsOfSandbox(rt, sandboxId)) {
       const e = rt.context<EndpointContext>(r);
       const state = rt.state(r);
       if (e.id === change.remove || state === "leaving" || state === "deleting") continue;

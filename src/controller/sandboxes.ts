@@ -6,7 +6,6 @@
  * @module
  */
 
-import type { SandboxContext } from "../../actors/sandbox.ts";
 import { ConflictError, ForbiddenError, InvalidArgumentError, NotFoundError } from "../errors.ts";
 import { newObjectId } from "../ids.ts";
 import { type SandboxInfo, sandboxInfo } from "../info.ts";
@@ -14,7 +13,15 @@ import type { ControllerContext } from "./context.ts";
 import { checkLimits } from "./limits.ts";
 import { deleteEndpoint, leave } from "./endpoints.ts";
 import { CreateSandboxInput, type CreateSandboxOptions, parseInput, parseRef } from "./inputs.ts";
-import { endpointsOf, findSandbox, holdsName } from "./objects.ts";
+import {
+  endpointsOfSandbox,
+  findSandbox,
+  namedCount,
+  namedObject,
+  pendingJoins,
+  type Reservation,
+  reserve,
+} from "./objects.ts";
 import { sandboxNetnsName } from "./ownership.ts";
 import type { Rec } from "./runtime.ts";
 
@@ -33,12 +40,18 @@ export async function createSandbox(
   const input = parseInput(CreateSandboxInput, options, "sandbox options");
   if (input.name === "") throw new InvalidArgumentError("invalid name: name is empty");
   const id = newObjectId();
-  return await rt.locks.with(["sandbox-names", id], async () => {
-    const other = [...rt.objects.sandbox.values()].find((r) =>
-      rt.context<SandboxContext>(r).name === input.name && holdsName(rt, r)
-    );
+  // The name is decided under one lock, held only while deciding, then reserved until the
+  // intent is in the registry. (A failed create holds no name.)
+  let reservation: Reservation;
+  let data: Record<string, unknown>;
+  const unlock = await rt.locks.lock("sandbox-names");
+  try {
+    const other = namedObject(rt, "sandbox", input.name);
     if (other) {
       throw new ForbiddenError(`container ${input.name} is already present in sandbox ${other.id}`);
+    }
+    if (namedCount(rt, "sandbox", input.name)) {
+      throw new ForbiddenError(`container ${input.name} is already being created`);
     }
     const owned = input.key === undefined;
     const key = input.key ??
@@ -49,16 +62,25 @@ export async function createSandbox(
       ...(input.dnsSearch ? { dnsSearch: input.dnsSearch } : {}),
       ...(input.extraHosts ? { extraHosts: input.extraHosts } : {}),
     };
-    const data = {
+    data = {
       name: input.name,
       key,
       owned,
       labels: input.labels,
+      // Where its hosts and resolv.conf live, so replay shows the real paths.
+      stateDir: ctx.sandboxes.dir(id),
       ...(Object.keys(config).length ? { config } : {}),
     };
+    reservation = reserve(rt, { kind: "sandbox", id, name: input.name });
+  } finally {
+    unlock();
+  }
+  try {
     await rt.decide("sandbox", undefined, rt.createIntent("sandbox", id, data));
-    return sandbox(ctx, id)!;
-  });
+  } finally {
+    reservation.release();
+  }
+  return sandbox(ctx, id)!;
 }
 
 /**
@@ -74,7 +96,7 @@ export async function deleteSandbox(ctx: ControllerContext, idOrName: string): P
   if (!found) throw new NotFoundError(`sandbox ${ref} not found`);
   // libnetwork: deleting a sandbox leaves and deletes each of its endpoints.
   for (let round = 0; round < 3; round++) {
-    const eps = endpointsOf(rt, (e) => e.sandboxId === found.id);
+    const eps = endpointsOfSandbox(rt, found.id);
     if (!eps.length) break;
     for (const ep of eps) {
       if (rt.state(ep) === "joined") await leave(ctx, ep.id, found.id);
@@ -84,7 +106,7 @@ export async function deleteSandbox(ctx: ControllerContext, idOrName: string): P
   await rt.locks.with([found.id], async () => {
     const rec = rt.objects.sandbox.get(found.id);
     if (!rec) throw new NotFoundError(`sandbox ${ref} not found`);
-    if (endpointsOf(rt, (e) => e.sandboxId === rec.id).length) {
+    if (endpointsOfSandbox(rt, rec.id).length || pendingJoins(rt, rec.id).size) {
       throw new ConflictError(`sandbox ${ref} gained endpoints while being deleted`);
     }
     const intent = rt.intent(rec, "sandbox.delete.requested", "deleting", {});
@@ -105,6 +127,6 @@ export function sandboxes(ctx: ControllerContext): SandboxInfo[] {
 
 function info(ctx: ControllerContext, rec: Rec): SandboxInfo {
   const rt = ctx.runtime;
-  const eps = endpointsOf(rt, (e) => e.sandboxId === rec.id).map((r) => r.id);
+  const eps = endpointsOfSandbox(rt, rec.id).map((r) => r.id);
   return sandboxInfo(rt.state(rec), rt.context(rec), eps, ctx.sandboxes.dir(rec.id));
 }

@@ -46,6 +46,8 @@ export interface World {
   caughtUp(seq: number): Promise<void>;
   /** Live objects of a kind, on every host. */
   live(kind: string): FoldedObject[];
+  /** Takes the fold recovery starts from (the snapshot plus its tail), before `start()`. */
+  useFold(fold: FoldState): void;
   /** Starts following the stream after the fold's last sequence. */
   start(): void;
   /** Stops following. */
@@ -54,7 +56,8 @@ export interface World {
 
 /** Creates the world view; call `start()` once the controller is ready to be told. */
 export function createWorld(options: WorldOptions): World {
-  const { fold, journal, hostId } = options;
+  const { journal, hostId } = options;
+  let fold = options.fold;
   const changes = new Subject<WorldChange>();
   const waiting: { seq: number; resolve(): void }[] = [];
   let follower: Follower | undefined;
@@ -78,7 +81,13 @@ export function createWorld(options: WorldOptions): World {
   };
 
   return {
-    fold,
+    get fold() {
+      return fold;
+    },
+    useFold(f) {
+      if (follower) throw new Error("the world already follows the stream");
+      fold = f;
+    },
     get seq() {
       return fold.lastSeq;
     },

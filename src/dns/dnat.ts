@@ -14,15 +14,30 @@
  * }
  * ```
  *
- * Installing replaces the whole table in one `nft -f` transaction (add, delete, define), so
- * it is idempotent and a restart's new ports replace the old ones atomically. The SNAT pair
- * never matches (conntrack reverses the DNAT on replies; measured) and is kept for parity.
- * nft 1.0.6 rejects the named priority `dstnat` in the output hook: numbers are used.
+ * The table is programmed over nf_tables netlink from this process (`src/kernel/nat_table.ts`:
+ * one transaction, the same messages `nft -f` sends for the script below — no process to
+ * start, ~0.3 ms rather than ~4). Installing creates the table, or replaces the whole table in
+ * one transaction (add, delete, define), so it is idempotent and a restart's new ports
+ * replace the old ones atomically. The SNAT pair never matches (conntrack reverses the DNAT
+ * on replies; measured) and is kept for parity. nft 1.0.6 rejects the named priority `dstnat`
+ * in the output hook: numbers are used.
+ *
+ * Every function also takes an {@link NftExec}: given one, it runs `nft` through it instead
+ * (the script, `nft -j list`), as before netlink — for tests and for comparing the two. There
+ * is no automatic fallback to `nft`: it speaks the same netlink family, so a kernel or a
+ * sandbox where this process cannot open that socket refuses `nft` as well.
  *
  * @module
  */
 
 import { inNetns } from "../kernel/in_netns.ts";
+import {
+  deleteNatTable,
+  ensureNatTable,
+  type NatTable,
+  type NatTableState,
+  readNatTable,
+} from "../kernel/nat_table.ts";
 import { RESOLVER_ADDRESS } from "./resolv_conf.ts";
 
 /** Our table inside every sandbox. */
@@ -80,6 +95,43 @@ export function dnatScript(ports: DnatPorts): string {
   ].join("\n");
 }
 
+/** The same table as {@link dnatScript}, for `src/kernel/nat_table.ts`. */
+export function dnatTable(ports: DnatPorts): NatTable {
+  const u = checkPort(ports.udp, "udp");
+  const t = checkPort(ports.tcp, "tcp");
+  const a = RESOLVER_ADDRESS;
+  const dnat = (protocol: "udp" | "tcp", port: number) => ({
+    daddr: a,
+    protocol,
+    dport: 53,
+    counter: true,
+    nat: "dnat" as const,
+    toAddr: a,
+    toPort: port,
+    comment: `cnm-dns ${protocol}`,
+  });
+  const snat = (protocol: "udp" | "tcp", port: number) => ({
+    saddr: a,
+    protocol,
+    sport: port,
+    counter: true,
+    nat: "snat" as const,
+    toPort: 53,
+  });
+  return {
+    name: DNS_TABLE,
+    chains: [
+      { name: "dns-dnat", hook: "output", priority: -100, rules: [dnat("udp", u), dnat("tcp", t)] },
+      {
+        name: "dns-snat",
+        hook: "postrouting",
+        priority: 100,
+        rules: [snat("udp", u), snat("tcp", t)],
+      },
+    ],
+  };
+}
+
 /** The script that removes the table, whether or not it exists. */
 export function removeScript(): string {
   return `add table ip ${DNS_TABLE}\ndelete table ip ${DNS_TABLE}\n`;
@@ -122,7 +174,7 @@ export const nsenterExec: NftExec = (argv, { netns, stdin }) =>
 /**
  * Runs a command inside a namespace by spawning it while this thread is in the namespace (the
  * child is born there: spawning is synchronous), which saves `nsenter`'s two execs — about
- * half the cost of a small `nft -f`. The default {@link NftExec}.
+ * half the cost of a small `nft -f`. The exec of `conntrack` ({@link forgetDnsFlows}).
  */
 export const spawnInExec: NftExec = async (argv, { netns, stdin }) => {
   const child = inNetns(
@@ -134,14 +186,15 @@ export const spawnInExec: NftExec = async (argv, { netns, stdin }) => {
 
 /**
  * Installs (or replaces) the pair in the sandbox `netns`: a new table when there is none
- * (`create table`: one transaction that deletes nothing, so no RCU grace period to wait for —
- * 4 ms rather than 15 on this kernel), else the whole table replaced in one transaction.
+ * (`create table`: one transaction that deletes nothing, so no RCU grace period to wait for),
+ * else the whole table replaced in one transaction. Over netlink unless `exec` is given.
  */
 export async function installDnat(
   netns: string,
   ports: DnatPorts,
-  exec: NftExec = spawnInExec,
+  exec?: NftExec,
 ): Promise<void> {
+  if (!exec) return await ensureNatTable(dnatTable(ports), netns);
   const replace = dnatScript(ports);
   const create = replace.replace(
     `add table ip ${DNS_TABLE}\ndelete table ip ${DNS_TABLE}\n`,
@@ -167,8 +220,13 @@ export async function forgetDnsFlows(netns: string, exec: NftExec = spawnInExec)
   }).catch(() => {}); // (exits 1 when there was nothing to delete)
 }
 
-/** Removes the table from the sandbox `netns`, if present. */
-export async function removeDnat(netns: string, exec: NftExec = spawnInExec): Promise<void> {
+/**
+ * Removes the table from the sandbox `netns`, if present (over netlink unless `exec` is
+ * given). A deletion costs the kernel an RCU grace period (~16 ms here), waited for on a
+ * thread-pool thread.
+ */
+export async function removeDnat(netns: string, exec?: NftExec): Promise<void> {
+  if (!exec) return await deleteNatTable(DNS_TABLE, netns);
   await exec(["nft", "-f", "-"], { netns, stdin: removeScript() });
 }
 
@@ -208,11 +266,48 @@ export function describeListing(json: string): string[] {
   return out.sort();
 }
 
-/** Reads the table in `netns`: its description, or undefined when there is none. */
+/**
+ * Describes a table read over netlink exactly as {@link describeListing} describes nft's JSON
+ * of the same table; a rule that is not one `nat_table.ts` makes is `rule <chain> <handle>`.
+ */
+export function describeTable(table: NatTableState): string[] {
+  const out: string[] = [];
+  for (const c of table.chains) {
+    if (c.hook !== undefined) out.push(`${c.name} ${c.hook} ${c.priority}`);
+    for (const { rule: r, handle } of c.rules) {
+      if (!r) {
+        out.push(`rule ${c.name} ${handle}`);
+        continue;
+      }
+      const proto = r.sport !== undefined || r.dport !== undefined ? r.protocol : "?";
+      out.push(
+        r.nat === "dnat"
+          ? `dnat ${proto} ${r.dport} -> ${r.toPort}`
+          : `snat ${proto} ${r.sport} -> ${r.toPort}`,
+      );
+    }
+  }
+  return out.sort();
+}
+
+/**
+ * Reads the table in `netns`: its description, or undefined when there is none (or no
+ * namespace). Over netlink unless `exec` is given (then `nft -j list table`).
+ */
 export async function readDnat(
   netns: string,
-  exec: NftExec = spawnInExec,
+  exec?: NftExec,
 ): Promise<string[] | undefined> {
+  if (!exec) {
+    try {
+      const table = await readNatTable(DNS_TABLE, netns);
+      return table && describeTable(table);
+    } catch (err) {
+      // (as with nft: a namespace that is gone has no table)
+      if (/No such file or directory/.test((err as Error).message)) return undefined;
+      throw err;
+    }
+  }
   let json: string;
   try {
     json = await exec(["nft", "-j", "list", "table", "ip", DNS_TABLE], { netns });
@@ -228,7 +323,7 @@ export async function readDnat(
 export async function checkDnat(
   netns: string,
   ports: DnatPorts,
-  exec: NftExec = spawnInExec,
+  exec?: NftExec,
 ): Promise<DnatFinding[]> {
   const actual = await readDnat(netns, exec);
   const name = `ip ${DNS_TABLE} in ${netns}`;

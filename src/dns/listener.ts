@@ -40,7 +40,10 @@ export interface ListenerOptions {
   ndotsSet?: boolean;
   /** Install the DNAT pair (else clients must use the ports directly). Default true. */
   nat?: boolean;
-  /** How `nft` runs in the sandbox. Default: `nsenter --net=<netns> nft …`. */
+  /**
+   * Run `nft` (and `conntrack`) through this instead of programming the table over netlink
+   * (`dnat.ts`). Default: netlink; `conntrack` spawned inside the sandbox.
+   */
   exec?: NftExec;
   /**
    * The sandbox may hold an earlier listener's table (a restart): after installing the new

@@ -116,7 +116,12 @@ export function createDnsFold(records: DnsRecords = createDnsRecords()): DnsFold
           if (gone) records.removeEndpoint(obj.id);
           else {
             records.setEndpoint(
-              dnsEndpointOf(state, context as EndpointContext, obj.createIntent.data.aliases),
+              dnsEndpointOf(
+                state,
+                context as EndpointContext,
+                (obj.snapshot.context as { aliases?: string[] }).aliases ??
+                  obj.createIntent?.data.aliases,
+              ),
             );
           }
           break;

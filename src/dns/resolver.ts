@@ -45,7 +45,7 @@ export interface ResolverOptions {
   timeoutMs?: number;
   /** Forwards in flight at most (default 1024). */
   maxConcurrent?: number;
-  /** How `nft` runs inside sandboxes (default `nsenter`). */
+  /** Run `nft` through this instead of netlink (see `ListenerOptions.exec`). Default: netlink. */
   exec?: NftExec;
   /** Install the DNAT pair in sandboxes (default true). */
   nat?: boolean;

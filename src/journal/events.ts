@@ -177,6 +177,8 @@ export const DataSchemas: Record<string, z.ZodType> = {
     key: z.string().min(1),
     owned: z.boolean(),
     labels: StringMap,
+    /** Directory of the sandbox's hosts and resolv.conf (absent in older events). */
+    stateDir: z.string().optional(),
     config: z.object({
       hostname: z.string().optional(),
       dns: z.array(z.string()).optional(),

@@ -6,7 +6,7 @@
  */
 
 import { type AnyStateMachine, createActor } from "xstate";
-import { MACHINES, TRANSIENT_STATES } from "../../actors/mod.ts";
+import { CONTEXT_FROM, MACHINES, TRANSIENT_STATES } from "../../actors/mod.ts";
 import { DRIVER_KIND, type Kind, type RecordedEvent } from "./events.ts";
 import { type DriverConfigState, foldDriverEvent } from "./driver_config.ts";
 
@@ -22,14 +22,22 @@ export interface FoldedObject {
   snapshot: Snapshot;
   /** Stream sequence of its last event. */
   lastSeq: number;
-  /** Its first event. */
-  createIntent: RecordedEvent;
+  /** Stream sequence of its first event (objects list in this order). */
+  firstSeq: number;
+  /** Its first event (absent when rebuilt from a snapshot past `creating`). */
+  createIntent?: RecordedEvent;
   /** When in a transient state: the intent that put it there … */
   intent?: RecordedEvent;
   /** … and the snapshot before that intent. */
   before?: Snapshot;
   /** Number of events folded. */
   events: number;
+  /** Sandboxes: the endpoints attached now (joining, joined, leaving), in join order. */
+  members?: string[];
+  /** Sandboxes: every endpoint that ever asked to join it (its history shows them). */
+  joins?: string[];
+  /** Endpoints: sequence of the join request of the current attachment (orders `members`). */
+  joinedSeq?: number;
 }
 
 /** An event that could not be applied, with the reason. */
@@ -48,6 +56,8 @@ export interface FoldState {
   warnings: FoldWarning[];
   /** Highest sequence folded. */
   lastSeq: number;
+  /** When set, every object an event changes is added (the snapshot writer's dirty set). */
+  touched?: Set<string>;
 }
 
 /** An empty fold. */
@@ -105,9 +115,13 @@ export function stateOf(snapshot: Snapshot): string {
 
 /**
  * Applies one event to the fold (mutates `fold`): objects with a machine, and driver
- * configurations (kind `driver`). Other kinds (e.g. `host`) are ignored.
+ * configurations (kind `driver`); other kinds (e.g. `host`) are ignored. `known` is the
+ * snapshot a live actor reached by applying this very event (the controller's snapshot writer
+ * hands it over instead of computing it again); it is used only when it is in the event's
+ * `to` state.
  */
-export function foldEvent(fold: FoldState, event: RecordedEvent): void {
+export function foldEvent(fold: FoldState, event: RecordedEvent, known?: Snapshot): void {
+  if (known !== undefined && stateOf(known) !== event.to) known = undefined;
   fold.lastSeq = Math.max(fold.lastSeq, event.seq);
   const warn = (reason: string): void => {
     fold.warnings.push({ seq: event.seq, objectId: event.objectId, type: event.type, reason });
@@ -124,27 +138,39 @@ export function foldEvent(fold: FoldState, event: RecordedEvent): void {
     if (event.type !== `${event.kind}.create.requested`) {
       return warn(`first event of ${event.kind} ${event.objectId} is not a create request`);
     }
-    const snapshot = initialSnapshot(machine, { event });
+    // The state the machine starts in, built from its context (4 µs, where the machine's
+    // initial-snapshot path costs 18): every object starts in `creating`.
+    const snapshot = known ?? machine.resolveState({
+      value: "creating",
+      context: CONTEXT_FROM[event.kind as Kind](event) as never,
+    });
     fold.objects.set(event.objectId, {
       kind: event.kind as Kind,
       id: event.objectId,
       host: event.host,
       snapshot,
       lastSeq: event.seq,
+      firstSeq: event.seq,
       createIntent: event,
       intent: event,
       events: 1,
+      ...(event.kind === "sandbox" ? { members: [], joins: [] } : {}),
     });
+    fold.touched?.add(event.objectId);
     return;
   }
   obj.lastSeq = event.seq;
   obj.events++;
-  if (!obj.snapshot.can(event)) {
+  fold.touched?.add(obj.id);
+  if (!known && !obj.snapshot.can(event)) {
     return warn(`${event.type} does not apply in state ${stateOf(obj.snapshot)}`);
   }
   const before = obj.snapshot;
-  const next = nextSnapshot(machine, before, event);
+  const next = known ?? nextSnapshot(machine, before, event);
   obj.snapshot = next;
+  if (event.kind === "endpoint") {
+    relate(fold, obj, event, before.context.sandboxId, next.context.sandboxId);
+  }
   if (TRANSIENT_STATES.has(stateOf(next))) {
     obj.intent = event;
     obj.before = before;
@@ -152,6 +178,38 @@ export function foldEvent(fold: FoldState, event: RecordedEvent): void {
     obj.intent = undefined;
     obj.before = undefined;
   }
+}
+
+/** Keeps sandboxes' `members` and `joins` current as an endpoint's sandbox changes. */
+function relate(
+  fold: FoldState,
+  ep: FoldedObject,
+  event: RecordedEvent,
+  was: string | null | undefined,
+  now: string | null | undefined,
+): void {
+  if (event.type === "endpoint.join.requested" && now) {
+    const joins = fold.objects.get(now)?.joins;
+    if (joins && !joins.includes(ep.id)) joins.push(ep.id);
+    fold.touched?.add(now);
+  }
+  if (was === now) return;
+  if (was) fold.touched?.add(was);
+  if (now) fold.touched?.add(now);
+  if (was) {
+    const m = fold.objects.get(was)?.members;
+    const i = m ? m.indexOf(ep.id) : -1;
+    if (i >= 0) m!.splice(i, 1);
+    ep.joinedSeq = undefined;
+  }
+  if (!now) return;
+  ep.joinedSeq = event.seq;
+  const m = fold.objects.get(now)?.members;
+  if (!m) return;
+  // In order of joining, also when objects are folded one after another (replay's scan).
+  let i = m.length;
+  while (i > 0 && (fold.objects.get(m[i - 1])?.joinedSeq ?? 0) > event.seq) i--;
+  m.splice(i, 0, ep.id);
 }
 
 /** Folds a whole sequence of events. */
@@ -164,4 +222,26 @@ export async function foldAll(
     if (!filter || filter(e)) foldEvent(fold, e);
   }
   return fold;
+}
+
+/**
+ * An independent copy of a fold, for a second reader that keeps folding on its own (the
+ * snapshot writer beside the controller's world). Snapshots are immutable — a fold replaces
+ * them, it never changes one — so each object is copied shallowly, with its own lists.
+ */
+export function forkFold(fold: FoldState): FoldState {
+  const objects = new Map<string, FoldedObject>();
+  for (const [id, o] of fold.objects) {
+    objects.set(id, {
+      ...o,
+      ...(o.members ? { members: [...o.members] } : {}),
+      ...(o.joins ? { joins: [...o.joins] } : {}),
+    });
+  }
+  return {
+    ...fold,
+    objects,
+    drivers: new Map([...fold.drivers].map(([k, v]) => [k, { ...v }])),
+    warnings: [...fold.warnings],
+  };
 }

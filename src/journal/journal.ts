@@ -7,7 +7,6 @@
  */
 
 import type { NatsConnection } from "@nats-io/transport-node";
-import { headers } from "@nats-io/transport-node";
 import {
   DeliverPolicy,
   jetstream,
@@ -24,6 +23,9 @@ import {
   subjectOf,
 } from "./events.ts";
 import { ConflictError, errText, UnavailableError } from "../errors.ts";
+import { type Current, type CurrentOptions, loadCurrent } from "./current.ts";
+import { createPublisher } from "./publisher.ts";
+import { lastSeqOf } from "./watch.ts";
 
 /** Options of {@link openJournal}. */
 export interface JournalOptions {
@@ -77,6 +79,12 @@ export interface Journal {
     onInvalid?: (err: Error, seq: number) => void,
     onError?: (err: unknown) => void,
   ): Follower;
+  /** The current fold: the snapshot plus the events after it (see current.ts). */
+  current(options?: Omit<CurrentOptions, "stream" | "prefix">): Promise<Current>;
+  /** The connection the journal uses. */
+  readonly nc: NatsConnection;
+  /** Fails appends still waiting for their PubAck (the connection stays open). */
+  close(): void;
 }
 
 /** A live follower of the stream. */
@@ -123,7 +131,7 @@ export async function openJournal(
   }
   await ensureStream(jsm, stream, prefix, options.create ?? true, options.replicas ?? 1);
   const js = jetstream(nc, { timeout });
-  return createJournal(js, jsm, stream, prefix, timeout);
+  return createJournal(nc, js, jsm, stream, prefix, timeout);
 }
 
 async function ensureStream(
@@ -176,26 +184,28 @@ export function isWrongLastSequence(err: unknown): boolean {
 }
 
 function createJournal(
+  nc: NatsConnection,
   js: JetStreamClient,
   jsm: JetStreamManager,
   stream: string,
   prefix: string,
   timeout: number,
 ): Journal {
+  const publisher = createPublisher(nc, timeout);
   return {
     stream,
     prefix,
+    nc,
+    close: () => publisher.close(),
+    current: (options = {}) => loadCurrent(nc, { ...options, stream, prefix }),
     async append(event, expectSeq) {
-      const h = headers();
-      h.set("Cnm-Type", event.type);
-      h.set("Cnm-Kind", event.kind);
       const subject = subjectOf(prefix, event.kind, event.objectId);
       try {
-        const ack = await js.publish(subject, encodeEvent(event), {
-          msgID: event.eventId,
-          expect: { lastSubjectSequence: expectSeq, streamName: stream },
-          headers: h,
-          timeout,
+        const ack = await publisher.publish(subject, encodeEvent(event), {
+          msgId: event.eventId,
+          expectLastSubjectSequence: expectSeq,
+          expectStream: stream,
+          headers: { "Cnm-Type": event.type, "Cnm-Kind": event.kind },
         });
         return { seq: ack.seq, duplicate: ack.duplicate };
       } catch (err) {
@@ -209,18 +219,17 @@ function createJournal(
       }
     },
     async *read(from = {}) {
-      let info;
+      const filter = from.subject ?? `${prefix}.>`;
+      // The end is the last message on the filter, not a pending count (see lastSeqOf).
+      let end;
       try {
-        info = await jsm.streams.info(stream);
+        end = await lastSeqOf(nc, stream, filter);
       } catch (err) {
         throw new UnavailableError(`journal unavailable: ${errText(err)}`, { cause: err });
       }
-      const end = info.state.last_seq;
-      if (info.state.messages === 0 || end === 0) return;
+      if (end === 0) return;
       if (from.seq !== undefined && from.seq > end) return;
-      const opts: Record<string, unknown> = {
-        filter_subjects: from.subject ?? `${prefix}.>`,
-      };
+      const opts: Record<string, unknown> = { filter_subjects: filter };
       if (from.seq !== undefined) {
         opts.deliver_policy = DeliverPolicy.StartSequence;
         opts.opt_start_seq = from.seq;
@@ -233,7 +242,7 @@ function createJournal(
       try {
         for await (const m of messages) {
           yield { ...decodeEvent(m.data), seq: m.seq };
-          if (m.seq >= end || m.info.pending === 0) break;
+          if (m.seq >= end) break;
         }
       } finally {
         messages.stop();

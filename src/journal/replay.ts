@@ -6,13 +6,9 @@
  * @module
  */
 
-import type { NatsConnection } from "@nats-io/transport-node";
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { decodeEvent, DRIVER_KIND, type RecordedEvent, splitSubject } from "./events.ts";
+import type { RecordedEvent } from "./events.ts";
 import { type DriverConfigInfo, driverConfigInfos } from "./driver_config.ts";
-import { InvalidArgumentError } from "../errors.ts";
 import { emptyFold, foldEvent, type FoldState, type FoldWarning, stateOf } from "./fold.ts";
-import { MACHINES } from "../../actors/mod.ts";
 import {
   type EndpointInfo,
   endpointInfo,
@@ -24,7 +20,12 @@ import {
 import type { EndpointContext } from "../../actors/endpoint.ts";
 import type { NetworkContext } from "../../actors/network.ts";
 import type { SandboxContext } from "../../actors/sandbox.ts";
-import { borrowConnection, type NatsTarget, readEvents, streamError } from "./watch.ts";
+import { borrowConnection, type NatsTarget, readEvents } from "./watch.ts";
+import { foldScan, scanStream, scanTime } from "./scan.ts";
+import { loadCurrent } from "./current.ts";
+import { resolvePoint } from "./points.ts";
+
+export { resolvePoint } from "./points.ts";
 
 /** A stream sequence (number) or a time (ISO-8601 string or Date). */
 export type ReplayPoint = number | string | Date;
@@ -158,26 +159,25 @@ export function stateOfFold(
   const networks: ReplayState["networks"] = [];
   const endpoints: ReplayState["endpoints"] = [];
   const sandboxes: ReplayState["sandboxes"] = [];
-  const bySandbox = new Map<string, string[]>();
+  // In order of creation, whether the fold came from the first event or from a snapshot.
   const live = [...fold.objects.values()].filter((o) =>
     options.includeDeleted || stateOf(o.snapshot) !== "deleted"
-  );
-  for (const o of live) {
-    if (o.kind !== "endpoint") continue;
-    const c = o.snapshot.context as EndpointContext;
-    const info = { ...endpointInfo(stateOf(o.snapshot), c), host: o.host };
-    endpoints.push(info);
-    if (c.sandboxId) bySandbox.set(c.sandboxId, [...bySandbox.get(c.sandboxId) ?? [], c.id]);
-  }
+  ).sort((a, b) => a.firstSeq - b.firstSeq);
   for (const o of live) {
     const state = stateOf(o.snapshot);
-    if (o.kind === "network") {
+    if (o.kind === "endpoint") {
+      endpoints.push({
+        ...endpointInfo(state, o.snapshot.context as EndpointContext),
+        host: o.host,
+      });
+    } else if (o.kind === "network") {
       networks.push({ ...networkInfo(state, o.snapshot.context as NetworkContext), host: o.host });
     } else if (o.kind === "sandbox") {
       const c = o.snapshot.context as SandboxContext;
-      // The controller's default state dir; the journal does not record a custom one.
-      const dir = `/var/lib/cnm/${o.host}/sandboxes/${c.id}`;
-      sandboxes.push({ ...sandboxInfo(state, c, bySandbox.get(c.id) ?? [], dir), host: o.host });
+      sandboxes.push({
+        ...sandboxInfo(state, c, [...o.members ?? []], sandboxDir(o.host, c)),
+        host: o.host,
+      });
     }
   }
   return {
@@ -193,12 +193,18 @@ export function stateOfFold(
   };
 }
 
+/** Where a sandbox's files are: as journaled, else the controller's default state dir. */
+export function sandboxDir(host: string, c: SandboxContext): string {
+  return c.stateDir ?? `/var/lib/cnm/${host}/sandboxes/${c.id}`;
+}
+
 /** IPAM allocations held by live objects: each network's pools, each endpoint's addresses. */
 function ipamOf(fold: FoldState): IpamState {
   const pools: IpamPoolState[] = [];
   const addresses: IpamAddressState[] = [];
   const names = new Map<string, string>();
-  for (const o of fold.objects.values()) {
+  const ordered = [...fold.objects.values()].sort((a, b) => a.firstSeq - b.firstSeq);
+  for (const o of ordered) {
     if (o.kind !== "network" || !holdsResources(stateOf(o.snapshot))) continue;
     const c = o.snapshot.context as NetworkContext;
     names.set(c.id, c.name);
@@ -218,7 +224,7 @@ function ipamOf(fold: FoldState): IpamState {
       }
     }
   }
-  for (const o of fold.objects.values()) {
+  for (const o of ordered) {
     if (o.kind !== "endpoint" || !holdsResources(stateOf(o.snapshot))) continue;
     const c = o.snapshot.context as EndpointContext;
     const base = {
@@ -256,10 +262,19 @@ export interface ReplayOptions extends StateOptions {
   verify?: boolean;
   /** Called every 1024 events with (events read, events to read at most). */
   onProgress?: (read: number, total: number) => void;
+  /**
+   * Only these kinds are needed (`network ls` reads networks only); the others may be
+   * missing from the result. Default: all. Only for the current state (no `until`).
+   */
+  kinds?: readonly string[];
+  /** Use the snapshot for the current state. Default true (false scans the stream). */
+  snapshot?: boolean;
 }
 
 /**
- * Reads the journal up to `until` and returns the state as it was then.
+ * Reads the journal up to `until` and returns the state as it was then. The current state
+ * (no `until`) comes from the snapshot plus the events after it; a point in the past is
+ * folded from the stream, exactly.
  *
  * @throws {NotFoundError} when the stream does not exist.
  * @throws {NatsUnreachableError} when NATS cannot be reached.
@@ -273,6 +288,15 @@ export async function replay(options: ReplayOptions): Promise<ReplayState> {
   const { nc, release } = await borrowConnection(options.nats);
   try {
     const sel = { stream: options.stream, prefix: options.prefix };
+    if (options.until === undefined && !options.verify && !options.includeDeleted) {
+      const cur = await loadCurrent(nc, {
+        ...sel,
+        kinds: options.kinds,
+        noSnapshot: options.snapshot === false,
+        onProgress: options.onProgress,
+      });
+      return stateOfFold(cur.fold, cur.at, cur.events, options);
+    }
     const untilSeq = await resolvePoint(nc, sel, options.until);
     if (untilSeq === 0) return createReplayer().state(options);
     if (options.verify) {
@@ -282,144 +306,8 @@ export async function replay(options: ReplayOptions): Promise<ReplayState> {
       return r.state(options);
     }
     const scan = await scanStream(nc, { ...sel, until: untilSeq, onProgress: options.onProgress });
-    return foldScan(scan, options);
+    return stateOfFold(foldScan(scan, options), scanTime(scan), scan.count, options);
   } finally {
     await release();
   }
-}
-
-/** Folds a scan: only objects that are not finally deleted (unless `includeDeleted`). */
-function foldScan(scan: Scan, options: StateOptions): ReplayState {
-  const fold = emptyFold();
-  for (const o of scan.objects.values()) {
-    const n = o.seqs.length;
-    const last = decodeAt(o, n - 1);
-    if (!options.includeDeleted && last.type === `${last.kind}.deleted` && last.to === "deleted") {
-      continue;
-    }
-    for (let i = 0; i < n - 1; i++) foldEvent(fold, decodeAt(o, i));
-    foldEvent(fold, last);
-  }
-  fold.lastSeq = scan.lastSeq;
-  fold.warnings.sort((a, b) => a.seq - b.seq);
-  const at = scan.last ? decodeEvent(scan.last.data).at : null;
-  return stateOfFold(fold, at, scan.count, options);
-}
-
-/** One object's raw messages, in stream order, not yet decoded. */
-export interface RawObject {
-  kind: string;
-  id: string;
-  seqs: number[];
-  data: Uint8Array[];
-}
-
-/** The stream grouped by object (by subject), without decoding payloads. */
-export interface Scan {
-  /** Objects of known kinds (with a machine, and `driver`), in order of their first message. */
-  objects: Map<string, RawObject>;
-  /** Messages read (all kinds). */
-  count: number;
-  /** Highest sequence read. */
-  lastSeq: number;
-  /** The last message read. */
-  last?: { seq: number; data: Uint8Array };
-}
-
-/** Decodes and validates message `i` of a raw object. */
-export function decodeAt(o: RawObject, i: number): RecordedEvent {
-  return { ...decodeEvent(o.data[i]), seq: o.seqs[i] };
-}
-
-/** Where a scan reads. */
-export interface ScanOptions {
-  stream?: string;
-  prefix?: string;
-  /** Last sequence to read (inclusive). Default: the end of the stream. */
-  until?: number;
-  onProgress?: (read: number, total: number) => void;
-}
-
-/**
- * Reads the stream up to `until` with an ordered consumer and groups messages by the
- * object in their subject (`<prefix>.<kind>.<objectId>`; an objectId may hold dots, as the
- * driver kind's `<hostId>.<driver>` does). Payloads stay undecoded.
- *
- * @throws {NotFoundError} when the stream does not exist.
- */
-export async function scanStream(nc: NatsConnection, options: ScanOptions = {}): Promise<Scan> {
-  const stream = options.stream ?? "CNM";
-  const prefix = options.prefix ?? "cnm";
-  const until = options.until ?? Infinity;
-  const scan: Scan = { objects: new Map(), count: 0, lastSeq: 0 };
-  const consumer = await jetstream(nc).consumers.get(stream, { filter_subjects: `${prefix}.>` })
-    .catch((err) => streamError(err, stream));
-  try {
-    const info = await consumer.info(true);
-    if (info.num_pending === 0 || until < 1) return scan;
-    const total = Math.min(info.num_pending, until);
-    const messages = await consumer.consume({ max_messages: 4096 });
-    try {
-      for await (const m of messages) {
-        if (m.seq > until) break;
-        scan.count++;
-        scan.lastSeq = m.seq;
-        scan.last = m;
-        const { kind, id } = splitSubject(m.subject, prefix);
-        if (kind in MACHINES || kind === DRIVER_KIND) {
-          const o = scan.objects.get(id);
-          if (o) {
-            o.seqs.push(m.seq);
-            o.data.push(m.data);
-          } else scan.objects.set(id, { kind, id, seqs: [m.seq], data: [m.data] });
-        }
-        if (options.onProgress && (scan.count & 1023) === 0) options.onProgress(scan.count, total);
-        if (m.info.pending === 0 || m.seq >= until) break;
-      }
-    } finally {
-      messages.stop();
-    }
-  } finally {
-    await consumer.delete().catch(() => {});
-  }
-  if (scan.last) scan.last = { seq: scan.last.seq, data: scan.last.data };
-  return scan;
-}
-
-/**
- * Turns a point into the last stream sequence at or before it: a number is a sequence; a
- * time is found by binary search over the events' `at` (a handful of direct gets), so the
- * answer is the same for a stream and for its imported copy. 0 when nothing is that old.
- */
-export async function resolvePoint(
-  nc: NatsConnection,
-  sel: { stream?: string; prefix?: string },
-  point: ReplayPoint | undefined,
-): Promise<number> {
-  const stream = sel.stream ?? "CNM";
-  const jsm = await jetstreamManager(nc);
-  const info = await jsm.streams.info(stream).catch((err) => streamError(err, stream));
-  const { first_seq: first, last_seq: last, messages } = info.state;
-  if (messages === 0) return 0;
-  if (point === undefined) return last;
-  if (typeof point === "number") return Math.min(Math.max(0, Math.floor(point)), last);
-  const t = new Date(point).getTime();
-  if (Number.isNaN(t)) throw new InvalidArgumentError(`invalid time ${String(point)}`);
-  const atOf = async (seq: number): Promise<number> => {
-    const m = await jsm.streams.getMessage(stream, { seq });
-    if (!m) return -Infinity;
-    try {
-      return Date.parse(decodeEvent(m.data).at);
-    } catch {
-      return m.time.getTime();
-    }
-  };
-  // Largest seq in [first, last] with at <= t, or first - 1 when none.
-  let lo = first - 1, hi = last;
-  while (lo < hi) {
-    const mid = Math.ceil((lo + hi) / 2);
-    if (await atOf(mid) <= t) lo = mid;
-    else hi = mid - 1;
-  }
-  return lo;
 }

@@ -30,6 +30,7 @@ const libc = Deno.dlopen("libc.so.6", {
   listen: { parameters: ["i32", "i32"], result: "i32" },
   open: { parameters: ["buffer", "i32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
+  close_async: { name: "close", parameters: ["i32"], result: "i32", nonblocking: true },
   setns: { parameters: ["i32", "i32"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
 });
@@ -41,6 +42,12 @@ export const SOCK_STREAM = 1;
 export const SOCK_DGRAM = 2;
 const SOCK_CLOEXEC = 0x80000;
 const NETLINK_ROUTE = 0;
+/** The netfilter netlink family (nf_tables, conntrack), for {@link openNetlinkSocket}. */
+export const NETLINK_NETFILTER = 12;
+/** `recv()` flag: return EAGAIN instead of waiting when nothing is queued. */
+export const MSG_DONTWAIT = 0x40;
+/** errno of a {@link MSG_DONTWAIT} receive that found nothing queued. */
+export const EAGAIN = 11;
 const SOL_SOCKET = 1;
 const SO_SNDBUF = 7;
 const SO_RCVBUF = 8;
@@ -129,6 +136,14 @@ export function closeFd(fd: number): void {
   libc.symbols.close(fd);
 }
 
+/**
+ * {@link closeFd} on a thread-pool thread: closing a netfilter netlink socket waits in the
+ * kernel for the transactions' deferred destruction (an RCU grace period after a deletion).
+ */
+export async function closeFdAsync(fd: number): Promise<void> {
+  await libc.symbols.close_async(fd);
+}
+
 /** Moves the calling thread into the network namespace referred to by `fd`. */
 export function setNetns(fd: number, what: string): void {
   if (libc.symbols.setns(fd, CLONE_NEWNET) !== 0) {
@@ -177,11 +192,12 @@ export function listenSocket(fd: number, backlog: number): void {
 }
 
 /**
- * Opens an rtnetlink socket in the calling thread's current network namespace, with extended
- * and capped ACKs and a receive timeout so a lost answer cannot hang the process.
+ * Opens a netlink socket (rtnetlink unless `protocol` says otherwise) in the calling thread's
+ * current network namespace, with extended and capped ACKs and a receive timeout so a lost
+ * answer cannot hang the process.
  */
-export function openNetlinkSocket(): number {
-  const fd = libc.symbols.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+export function openNetlinkSocket(protocol: number = NETLINK_ROUTE): number {
+  const fd = libc.symbols.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol);
   if (fd < 0) throw new SyscallError("socket(AF_NETLINK)", errno());
   setIntOpt(fd, SOL_SOCKET, SO_SNDBUF, 1 << 20);
   setIntOpt(fd, SOL_SOCKET, SO_RCVBUF, 1 << 20);
@@ -206,10 +222,10 @@ export function sendToKernel(fd: number, data: Uint8Array<ArrayBuffer>): void {
   }
 }
 
-/** Receives one datagram into `buf`; returns its length. */
-export function recvFromKernel(fd: number, buf: Uint8Array<ArrayBuffer>): number {
+/** Receives one datagram into `buf` (`flags`: e.g. {@link MSG_DONTWAIT}); returns its length. */
+export function recvFromKernel(fd: number, buf: Uint8Array<ArrayBuffer>, flags = 0): number {
   for (;;) {
-    const n = Number(libc.symbols.recv(fd, buf, BigInt(buf.byteLength), 0));
+    const n = Number(libc.symbols.recv(fd, buf, BigInt(buf.byteLength), flags));
     if (n >= 0) return n;
     const e = errno();
     if (e !== EINTR) throw new SyscallError("netlink recv", e);

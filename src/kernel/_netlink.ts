@@ -8,6 +8,7 @@
 
 import {
   closeFd,
+  closeFdAsync,
   describeErrno,
   recvFromKernel,
   recvFromKernelAsync,
@@ -105,6 +106,12 @@ export class MessageBuilder {
   }
   attrU8(type: number, v: number): this {
     return this.attr(type, new Uint8Array([v & 0xff]));
+  }
+  /** A 32-bit attribute in network byte order (nf_tables' NLA_BE32 attributes). */
+  attrBe32(type: number, v: number): this {
+    const p = new Uint8Array(4);
+    new DataView(p.buffer).setUint32(0, v >>> 0, false);
+    return this.attr(type, p);
   }
   /** A 16-bit attribute in network byte order (ports, e.g. IFLA_VXLAN_PORT). */
   attrBe16(type: number, v: number): this {
@@ -371,10 +378,17 @@ export class NetlinkSocket {
     this.#closed = true;
     closeFd(this.fd);
   }
+
+  /** {@link close} on a thread-pool thread, for a close the kernel makes wait. */
+  async closeAsync(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await closeFdAsync(this.fd);
+  }
 }
 
 /** Returns [positive errno, extended-ACK message] of an NLMSG_ERROR. */
-function parseError(m: Message): [number, string | undefined] {
+export function parseError(m: Message): [number, string | undefined] {
   const code = -m.data.getInt32(0, LE);
   if (code === 0 || !(m.flags & NLM_F_ACK_TLVS)) return [code, undefined];
   const echoed = m.flags & NLM_F_CAPPED ? HDR : m.data.getUint32(4, LE);

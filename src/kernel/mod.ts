@@ -2,7 +2,9 @@
  * Kernel access over rtnetlink: links (bridges, veths, VXLAN devices), addresses, routes,
  * neighbour and FDB entries, and namespaces, spoken directly to
  * the kernel through Deno FFI (one cached netlink socket per namespace), with `ip netns` and
- * `nsenter` execs only off the hot path. Every mutating call is an idempotent ensure.
+ * `nsenter` execs only off the hot path. Every mutating call is an idempotent ensure. NAT tables
+ * inside a namespace, over nf_tables netlink, are `nat_table.ts` (by namespace path, with no
+ * Kernel object: the DNS resolver's per-sandbox table).
  *
  * @example
  * ```ts ignore

@@ -12,8 +12,11 @@ export const CNM = new URL("../../cnm", import.meta.url).pathname;
 export interface ServeProcess {
   /** Everything it wrote on stderr so far. */
   log(): string;
-  /** Reads stderr until `re` matches the log (or the process ends: then it throws). */
-  waitFor(re: RegExp): Promise<string>;
+  /**
+   * Waits until `re` matches the log; throws with the log when the process ends first or
+   * after `timeoutMs` (default 30 s).
+   */
+  waitFor(re: RegExp, timeoutMs?: number): Promise<string>;
   /** Sends SIGTERM and returns the exit code. */
   stop(): Promise<number>;
   /** SIGKILL if still running, then releases its pipes; safe to call twice. */
@@ -47,33 +50,53 @@ export async function startServe(setup: ServeSetup): Promise<ServeProcess> {
     stdout: "null",
     stderr: "piped",
   }).spawn();
+  // stderr is read in the background, so a chatty server never blocks on a full pipe.
   const reader = child.stderr.getReader();
   const dec = new TextDecoder();
   let text = "";
-  let released = false;
+  let ended = false;
+  const pump = (async () => {
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += dec.decode(value, { stream: true });
+      }
+    } catch {
+      /* cancelled by cleanup */
+    } finally {
+      ended = true;
+    }
+  })();
+  let cleaned = false;
   const proc: ServeProcess = {
     log: () => text,
-    async waitFor(re) {
+    async waitFor(re, timeoutMs = 30_000) {
+      const until = Date.now() + timeoutMs;
       while (!re.test(text)) {
-        const { value, done } = await reader.read();
-        if (done) throw new Error(`cnm serve ended before ${re}: ${text}`);
-        text += dec.decode(value);
+        if (ended) throw new Error(`cnm serve ended before ${re}: ${text}`);
+        if (Date.now() > until) {
+          throw new Error(`cnm serve: no ${re} in ${timeoutMs} ms; its log so far:\n${text}`);
+        }
+        await new Promise((r) => setTimeout(r, 20));
       }
       return text;
     },
     async stop() {
       child.kill("SIGTERM");
-      return (await child.status).code;
+      const { code } = await child.status;
+      await pump;
+      return code;
     },
     async cleanup() {
       try {
         child.kill("SIGKILL");
       } catch { /* already exited */ }
       await child.status;
-      if (released) return;
-      released = true;
-      reader.releaseLock();
-      await child.stderr.cancel().catch(() => {});
+      if (cleaned) return;
+      cleaned = true;
+      await reader.cancel().catch(() => {});
+      await pump;
     },
   };
   try {

@@ -88,7 +88,7 @@ export async function startDockerEnv(label: string): Promise<DockerEnv> {
       events$: cnm.events$,
       createNetwork: (o, how) => {
         createFlags.push(how);
-        return cnm.createNetwork(o);
+        return cnm.createNetwork(o, how);
       },
       deleteNetwork: (n) => cnm.deleteNetwork(n),
       createEndpoint: (n, o) => cnm.createEndpoint(n, o),

@@ -6,6 +6,7 @@
  */
 
 import type { Kernel } from "../../src/kernel/types.ts";
+import type { Driver } from "../../drivers/driver.ts";
 import type { ControllerOptions } from "../../src/controller/mod.ts";
 
 /** A do-nothing kernel: namespaces "exist", lists are empty. */
@@ -35,7 +36,7 @@ export function fakeKernel(): Kernel {
   } as unknown as Kernel;
 }
 
-/** Options for a controller on `url` with a fake kernel and no default bridge. */
+/** Options for a controller on `url` with a fake kernel, no default bridge, no embedded DNS. */
 export function fakeOptions(
   url: string,
   stream: string,
@@ -51,5 +52,21 @@ export function fakeOptions(
     prefix,
     stateDir,
     defaultBridge: false,
+    // The resolver listens inside real namespaces, which this kernel only pretends to make.
+    embeddedDns: false,
+  };
+}
+
+/** A driver that programs nothing (like `null`, but any number of networks, with IPAM). */
+export function noopDriver(name = "noop"): Driver {
+  return {
+    name,
+    capabilities: () => ({ dataScope: "local", connectivityScope: "local" }),
+    createNetwork: () => Promise.resolve(),
+    deleteNetwork: () => Promise.resolve(),
+    createEndpoint: () => Promise.resolve(),
+    deleteEndpoint: () => Promise.resolve(),
+    join: () => Promise.resolve(),
+    leave: () => Promise.resolve(),
   };
 }

@@ -4,11 +4,12 @@
  * with `--docker-socket` the real `docker` CLI manages its networks.
  */
 import assert from "node:assert/strict";
-import { startEnv, type TestEnv } from "../_harness/env.ts";
+import { sh, startEnv, type TestEnv } from "../_harness/env.ts";
 import { startNats } from "../_harness/nats.ts";
 import { createTestHost } from "../_harness/netns.ts";
 import { dockerCli } from "../_harness/docker.ts";
 import { CNM, startServe } from "../_harness/cnm_serve.ts";
+import { ownerId } from "../../src/ids.ts";
 
 const dec = new TextDecoder();
 
@@ -25,13 +26,14 @@ const serveSetup = (env: TestEnv, args: string[]) => ({
   args,
 });
 
-Deno.test("cnm serve (needs root, nats-server) answers commands and stops on SIGTERM", async () => {
+Deno.test("cnm serve (needs root, nats-server) answers commands, logs what matters, reconciles, stops on SIGTERM", async () => {
   const env = await startEnv("cli");
-  const setup = serveSetup(env, ["-q"]);
+  const setup = serveSetup(env, []);
   const server = await startServe(setup).catch(async (err) => {
     await env.cleanup();
     throw err;
   });
+  const waitLog = (re: RegExp, _what?: string) => server.waitFor(re, 10_000);
   try {
     assert.match(
       server.log(),
@@ -39,12 +41,14 @@ Deno.test("cnm serve (needs root, nats-server) answers commands and stops on SIG
         `cnm serve: host h1, stream ${env.stream}: answering on ${env.prefix}-api\\.h1\\.\\*`,
       ),
     );
+    await waitLog(/reconcile: kernel matches the journal/);
     const run = async (...args: string[]) => {
       const o = await new Deno.Command(CNM, { args, env: setup.env }).output();
       return { code: o.code, out: dec.decode(o.stdout), err: dec.decode(o.stderr) };
     };
     let r = await run("sandbox", "create", "c1");
     assert.equal(r.code, 0, r.err);
+    await waitLog(/createSandbox name c1: ok \(\d/);
     assert.equal((await env.sandboxesInKernel()).length, 1);
     r = await run("connect", "none", "c1");
     assert.equal(r.code, 0, r.err);
@@ -53,6 +57,37 @@ Deno.test("cnm serve (needs root, nats-server) answers commands and stops on SIG
     r = await run("sandbox", "rm", "c1");
     assert.equal(r.code, 0, r.err);
     assert.deepEqual(await env.sandboxesInKernel(), []);
+
+    // An orphan carrying the controller's mark: reported, then removed, then in the history.
+    const orphan = `${env.host.prefix}-${ownerId(env.stream, "h1")}-0123456789ab`;
+    await sh(["ip", "netns", "add", orphan]);
+    r = await run("reconcile", "--dry-run");
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /^reconcile: 1 difference, 0 repaired/);
+    assert.match(
+      r.out,
+      new RegExp(
+        `host\\s+netns\\s+${orphan}\\s+unexpected\\s+not repaired \\(dry run\\)`,
+      ),
+    );
+    r = await run("reconcile");
+    assert.match(r.out, /repaired: removed \(an orphan with cnm's mark\)/);
+    assert.deepEqual(await env.sandboxesInKernel(), []);
+    r = await run("history", "--host", "h1");
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /^host h1 "h1"/);
+    assert.match(
+      r.out,
+      new RegExp(
+        `host\\.reconciled.*repaired: netns ${orphan} \\(orphan, removed\\)`,
+      ),
+    );
+
+    // NATS goes away and comes back: both are logged.
+    await env.nats.stop();
+    await waitLog(/nats: disconnected \(controller\)/, "the disconnect is logged");
+    await env.nats.start();
+    await waitLog(/nats: reconnected \(controller\)/, "the reconnect is logged");
     assert.equal(await server.stop(), 0);
   } finally {
     await server.cleanup();
@@ -241,7 +276,10 @@ Deno.test("cnm serve (needs root, nats-server) after kill -9 the next one takes 
         "m",
       ),
     );
-    assert.match(second.log, /\(recovered \d+ objects from \d+ events in \d+ ms\)$/m);
+    assert.match(
+      second.log,
+      /\(recovered \d+ objects to #\d+ in \d+ ms, (folding \d+ events|from the snapshot at #\d+ \+ \d+ events)\)$/m,
+    );
     assert.doesNotMatch(second.log, /waiting|waited/);
   } finally {
     for (const s of servers) {

@@ -1,5 +1,16 @@
 import assert from "node:assert/strict";
-import { checkDnat, describeListing, describeRules, dnatScript } from "../../src/dns/dnat.ts";
+import {
+  checkDnat,
+  describeListing,
+  describeRules,
+  describeTable,
+  dnatScript,
+  dnatTable,
+  DNS_TABLE,
+} from "../../src/dns/dnat.ts";
+import { batchBytes, deleteTable, newTable, NFPROTO_IPV4 } from "../../src/kernel/_nftnl.ts";
+import { natTableRequests, type NatTableState } from "../../src/kernel/nat_table.ts";
+import { NFT_CREATE, NFT_REMOVE, NFT_REPLACE } from "./_nft_batches.ts";
 
 const LISTING = JSON.stringify({
   nftables: [
@@ -71,4 +82,64 @@ Deno.test("checkDnat reports a missing or different table", async () => {
     checkDnat("/ns", ports, () => Promise.reject(new Error("nft: permission denied"))),
     { message: "nft: permission denied" },
   );
+});
+
+/** The messages of one datagram: [type, flags, payload hex], sequence numbers left out. */
+function messages(bytes: Uint8Array, ignoreFlags = 0): [number, number, string][] {
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out: [number, number, string][] = [];
+  for (let off = 0; off + 16 <= bytes.byteLength;) {
+    const len = v.getUint32(off, true);
+    const payload = bytes.subarray(off + 16, off + len);
+    out.push([
+      v.getUint16(off + 4, true),
+      v.getUint16(off + 6, true) & ~ignoreFlags,
+      Array.from(payload, (b) => b.toString(16).padStart(2, "0")).join(""),
+    ]);
+    off += (len + 3) & ~3;
+  }
+  return out;
+}
+
+const fromHex = (h: string) => new Uint8Array(h.match(/../g)!.map((b) => parseInt(b, 16)));
+const NLM_F_ACK = 4;
+
+Deno.test("dnatTable is, message for message, the batch nft -f sends for the script", async (t) => {
+  // nft asks for no ACKs (it polls for errors); ours ask for one each: the only difference.
+  const ours = (mode: "create" | "replace", ports: { udp: number; tcp: number }) =>
+    messages(batchBytes(natTableRequests(dnatTable(ports), mode), 1), NLM_F_ACK);
+  await t.step("a new table (create table, then the table)", () => {
+    const theirs = messages(fromHex(NFT_CREATE));
+    assert.equal(theirs.length, 10); // begin, create, add, 2 chains, 4 rules, end
+    assert.deepEqual(ours("create", { udp: 40001, tcp: 40002 }), theirs);
+  });
+  await t.step("a table replaced (add, delete, then the table)", () => {
+    assert.deepEqual(ours("replace", { udp: 40003, tcp: 40004 }), messages(fromHex(NFT_REPLACE)));
+  });
+  await t.step("the table removed (add, delete)", () => {
+    const remove = [
+      newTable(NFPROTO_IPV4, DNS_TABLE, false),
+      deleteTable(NFPROTO_IPV4, DNS_TABLE),
+    ];
+    assert.deepEqual(messages(batchBytes(remove, 1), NLM_F_ACK), messages(fromHex(NFT_REMOVE)));
+  });
+});
+
+Deno.test("describeTable describes a table read over netlink as describeListing does nft's", () => {
+  const ports = { udp: 40001, tcp: 40002 };
+  const table = dnatTable(ports);
+  let handle = 0;
+  const state: NatTableState = {
+    name: table.name,
+    chains: table.chains.map((c) => ({
+      name: c.name,
+      type: "nat",
+      hook: c.hook,
+      priority: c.priority,
+      rules: c.rules.map((r) => ({ handle: ++handle, rule: r, exprs: [] })),
+    })),
+  };
+  assert.deepEqual(describeTable(state), describeRules(ports));
+  state.chains[0].rules.push({ handle: 9, exprs: ["meta", "cmp"] });
+  assert.ok(describeTable(state).includes("rule dns-dnat 9"));
 });

@@ -9,6 +9,8 @@
  */
 
 import assert from "node:assert/strict";
+import { connect } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { history, replay } from "../../mod.ts";
 import type { EndpointInfo } from "../../mod.ts";
 import { ownerId } from "../../src/ids.ts";
@@ -56,6 +58,21 @@ Deno.test("overlay on a 3-node NATS cluster survives the stream leader's death (
       for (const h of hosts) {
         for (let i = 0; i < 100 && !(await h.api.network("ov")); i++) await sleep(10);
         assert.ok(await h.api.network("ov"), `${h.hostId} sees ov`);
+      }
+      // The stream and every bucket the controllers made have 3 replicas.
+      const nc = await connect({ servers: cluster.servers });
+      try {
+        const jsm = await jetstreamManager(nc);
+        for (
+          const s of [
+            stream,
+            ...["LEASES", "GLOBAL", "SNAPSHOT"].map((b) => `KV_${stream}_${b}`),
+          ]
+        ) {
+          assert.equal((await jsm.streams.info(s)).config.num_replicas, 3, s);
+        }
+      } finally {
+        await nc.close();
       }
     });
 

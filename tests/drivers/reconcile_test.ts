@@ -149,7 +149,10 @@ Deno.test("reconcile (root, nats-server) runs at start: removes what carries its
     await link("br-other", "cnm:0badcafe:network:0123456789ab");
     // An old mark of an object the journal knows (here: deleted): ours, an orphan.
     await link("br-gone", `cnm:network:${gone.id.slice(0, 12)}`);
-    const again = await env.open({ defaultBridge: false });
+    // Folding the whole stream, as the first start after an upgrade from old marks does (no
+    // snapshot yet): deleted objects are known too. (A snapshot keeps only live objects: from
+    // one, an old mark of a deleted object is judged foreign and kept, the safe side.)
+    const again = await env.open({ defaultBridge: false, snapshots: false });
     const found = again.recovery.reconcile!.findings.map((f) =>
       `${f.resource} ${f.name} ${f.problem} ${f.repaired}`
     );

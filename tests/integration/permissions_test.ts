@@ -110,6 +110,8 @@ Deno.test("the NATS permission layout (needs nats-server): controller, operator,
           ["events", "--follow", "--since", "1", "--until", seq],
           ["history", "c1"],
           ["state", "--at", "2"],
+          ["state", "--at", new Date().toISOString()],
+          ["network", "inspect", "none"],
           ["diff", "--from", "1", "--to", seq],
           ["export"],
         ]

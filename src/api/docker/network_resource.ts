@@ -6,8 +6,8 @@
  * Mapping: a Docker container is a cnm sandbox, so `Containers` is keyed by sandbox id and
  * lists the network's *joined* endpoints only (Docker lists running containers only), each
  * named after its sandbox. cnm does not record `Attachable`, `Ingress`, `ConfigOnly` or
- * `ConfigFrom` (always false / empty), nor the request's `IPAM.Options` (`{}` for networks
- * made by users, `null` for the predefined ones, as dockerd shows them).
+ * `ConfigFrom` (always false / empty). `IPAM.Options` are the request's (`null` for the
+ * predefined networks, as dockerd shows them).
  *
  * @module
  */
@@ -79,8 +79,10 @@ export function rfc3339Nano(iso: string): string {
  * Whether a network is one of the predefined `none`, `host` and `bridge` (cnm makes them
  * with the `null` and `host` drivers and the default-bridge option).
  */
-export function isPredefined(net: Pick<NetworkInfo, "driver" | "options">): boolean {
-  return net.driver === "null" || net.driver === "host" ||
+export function isPredefined(
+  net: Pick<NetworkInfo, "driver" | "options"> & { predefined?: boolean },
+): boolean {
+  return net.predefined === true || net.driver === "null" || net.driver === "host" ||
     net.options["com.docker.network.bridge.default_bridge"] === "true";
 }
 
@@ -114,7 +116,7 @@ export function networkResource(net: NetworkInfo, ctx: ResourceContext): Network
     EnableIPv6: net.enableIPv6,
     IPAM: {
       Driver: net.ipam.driver,
-      Options: isPredefined(net) ? null : {},
+      Options: isPredefined(net) ? null : sortedMap(net.ipam.options ?? {})!,
       Config: net.ipam.config.map((c) => ({
         Subnet: c.subnet,
         ...(c.ipRange ? { IPRange: c.ipRange } : {}),

@@ -160,18 +160,39 @@ Deno.test("docker CLI (root, nats-server, docker CLI) manages cnm networks throu
       assert.equal(cnm.networks().length, before);
     });
 
+    await t.step("IPAM options are kept and shown (IPAM.Options)", async () => {
+      const r = await docker("network", "create", "--ipam-opt", "foo=bar", "ipamopts");
+      assert.equal(r.code, 0, r.stderr);
+      const i = await docker(
+        "network",
+        "inspect",
+        "--format",
+        "{{json .IPAM.Options}}",
+        "ipamopts",
+      );
+      assert.deepEqual([i.code, i.stdout], [0, '{"foo":"bar"}\n']);
+      const p = await docker("network", "inspect", "--format", "{{json .IPAM.Options}}", "bridge");
+      assert.deepEqual([p.code, p.stdout], [0, "null\n"]);
+      assert.equal((await docker("network", "rm", "ipamopts")).code, 0);
+    });
+
     await t.step(
-      "an unknown com.docker.network.* option is asked for leniently; the controller still refuses it",
+      "an unknown com.docker.network.* option is accepted and echoed, as dockerd does",
       async () => {
-        // The socket passes { unknownOptions: "accept" } (checked above); until the controller
-        // hands it to the driver's validateNetwork, the bridge driver's strict check answers.
         const r = await docker("network", "create", "-o", "com.docker.network.foo=1", "lenient");
-        assert.deepEqual(
-          [r.code, r.stdout, r.stderr],
-          [1, "", `${ERR}invalid option com.docker.network.foo: not a bridge driver option\n`],
-        );
+        assert.equal(r.code, 0, r.stderr);
         assert.deepEqual(d.createFlags.at(-1), { unknownOptions: "accept" });
-        assert.equal(cnm.network("lenient"), undefined);
+        assert.equal(cnm.network("lenient")?.options["com.docker.network.foo"], "1");
+        const i = await docker("network", "inspect", "--format", "{{json .Options}}", "lenient");
+        assert.deepEqual([i.code, i.stdout], [0, '{"com.docker.network.foo":"1"}\n']);
+        // The native API stays strict.
+        await assert.rejects(
+          cnm.createNetwork({ name: "strict", options: { "com.docker.network.foo": "1" } }),
+          (err: Error) =>
+            err.message === "invalid option com.docker.network.foo: not a bridge driver option" ||
+            /not a bridge driver option/.test(err.message),
+        );
+        assert.equal((await docker("network", "rm", "lenient")).code, 0);
       },
     );
 
@@ -432,7 +453,12 @@ Deno.test("docker CLI (root, nats-server, docker CLI) manages cnm networks throu
         const cnmCli = new URL("../../../cnm", import.meta.url).pathname;
         const o = await new Deno.Command(cnmCli, {
           args: ["network", "inspect", "--format", "docker", "intern", "bridge"],
-          env: { CNM_NATS_URL: d.env.nats.url, CNM_STREAM: d.env.stream, CNM_PREFIX: d.env.prefix },
+          env: {
+            CNM_NATS_URL: d.env.nats.url,
+            CNM_STREAM: d.env.stream,
+            CNM_PREFIX: d.env.prefix,
+            CNM_HOST_ID: d.cnm.hostId,
+          },
         }).output();
         const r = await docker("network", "inspect", "intern", "bridge");
         assert.equal(r.code, 0, r.stderr);
