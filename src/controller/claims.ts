@@ -65,6 +65,11 @@ export const claimKey = {
     `${prefix}.ip.${networkId.slice(0, 12)}.${b64(ip.split("/")[0])}`,
 };
 
+/** The kind of object a claim's holder is: an address's is an endpoint, the others' a network. */
+export function claimKindOf(prefix: string, key: string): "endpoint" | "network" {
+  return key.startsWith(`${prefix}.ip.`) ? "endpoint" : "network";
+}
+
 /** The KV bucket holding a stream's claims. */
 export function claimBucketOf(stream: string): string {
   return `${stream}_GLOBAL`;

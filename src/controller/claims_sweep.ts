@@ -5,14 +5,17 @@
  * says is gone, and nothing else would ever take them: the name, VNI, subnet or address stayed
  * taken for good. So every controller, at start, releases the claims whose holder is deleted
  * or failed in the journal, and those whose holder never reached it and is older than
- * {@link STALE_CLAIM_MS} (which a later claim would take over anyway).
+ * {@link STALE_CLAIM_MS} (which a later claim would take over anyway). A holder missing from
+ * the fold is judged by its last event in the journal: a snapshot keeps live objects only, so
+ * one deleted before the snapshot's watermark is not in the fold, and one created after the
+ * fold was read is not either (its last event says it lives).
  *
  * @module
  */
 
 import { stateOf } from "../journal/fold.ts";
 import { errText } from "../errors.ts";
-import type { ClaimHolder } from "./claims.ts";
+import { type ClaimHolder, claimKindOf } from "./claims.ts";
 import type { ControllerContext } from "./context.ts";
 
 /**
@@ -20,6 +23,9 @@ import type { ControllerContext } from "./context.ts";
  * host failed between the claim and the intent, or during an election) and may be taken.
  */
 export const STALE_CLAIM_MS = 60_000;
+
+/** States of an object that holds nothing any more. */
+const GONE = new Set(["deleted", "failed"]);
 
 /** Claims whose object never reached the journal (see {@link STALE_CLAIM_MS}). */
 export function staleIn(ctx: ControllerContext): (holder: ClaimHolder) => boolean {
@@ -37,17 +43,24 @@ export async function sweepDeadClaims(
   log: (line: string) => void,
 ): Promise<string[]> {
   const stale = staleIn(ctx);
+  const prefix = ctx.runtime.journal.prefix;
   const released: string[] = [];
   let claims;
   try {
-    claims = await ctx.claims.list(ctx.runtime.journal.prefix);
+    claims = await ctx.claims.list(prefix);
   } catch (err) {
     log(`cannot read the claims to release those of dead objects: ${errText(err)}`);
     return released;
   }
   for (const { key, holder } of claims) {
     const o = ctx.world.fold.objects.get(holder.objectId);
-    const dead = o ? ["deleted", "failed"].includes(stateOf(o.snapshot)) : stale(holder);
+    let dead: boolean;
+    if (o) dead = GONE.has(stateOf(o.snapshot));
+    else {
+      const last = await ctx.runtime.journal.last(claimKindOf(prefix, key), holder.objectId)
+        .catch(() => undefined);
+      dead = last ? GONE.has(last.to) : stale(holder);
+    }
     if (!dead) continue;
     try {
       await ctx.claims.release(key, holder.objectId);
