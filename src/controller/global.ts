@@ -323,7 +323,10 @@ export function applyRemote(ctx: ControllerContext, change: WorldChange): void {
   }
 }
 
-/** Live endpoints of a network on every host (this host's registry and the world). */
+/**
+ * Live endpoints of a network on every host: this host's from its registry, the others' from
+ * the world (which folds this host's own events too, but may lag behind its latest delete).
+ */
 export function endpointsOnNetwork(
   ctx: ControllerContext,
   networkId: string,
@@ -335,7 +338,7 @@ export function endpointsOnNetwork(
   }
   for (const o of ctx.world.live("endpoint")) {
     const c = o.snapshot.context as EndpointContext;
-    if (c.networkId === networkId && !out.has(o.id)) {
+    if (c.networkId === networkId && o.host !== rt.hostId && !out.has(o.id)) {
       out.set(o.id, { id: o.id, name: c.name, host: o.host });
     }
   }
