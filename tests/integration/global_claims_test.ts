@@ -56,6 +56,9 @@ async function bucket(env: TestEnv) {
     async put(key: string, objectId: string, at = new Date()) {
       await kv.put(key, JSON.stringify({ objectId, host: "h1", at: at.toISOString() }));
     },
+    async drop(key: string) {
+      await kv.delete(key);
+    },
     close: () => nc.close(),
   };
 }
@@ -133,6 +136,43 @@ Deno.test("global claims are released when their object is gone, across stops an
         try {
           assert.deepEqual(cnm.recovery.claimsReleased, [old]);
           assert.deepEqual(await kv.all(), { [young]: youngId });
+        } finally {
+          await cnm.close();
+        }
+      },
+    );
+
+    await t.step(
+      "an address or subnet a dead object's claim held is free here again once it is released",
+      async () => {
+        const cnm = await open(env);
+        try {
+          // The lowest free subnet, then a claim on it by an object that never reached the
+          // journal (a create killed between its claims and its intent), or one deleted
+          // whose release had not landed yet.
+          const probe = await cnm.createNetwork({ name: "probe", driver: "gtest" });
+          const subnet = probe.ipam.config[0].subnet;
+          await cnm.deleteNetwork(probe.id);
+          const subnetKey = claimKey.subnet(env.prefix, subnet);
+          await kv.put(subnetKey, newObjectId());
+          const other = await cnm.createNetwork({ name: "other", driver: "gtest" });
+          assert.notEqual(other.ipam.config[0].subnet, subnet);
+          await kv.drop(subnetKey);
+          await cnm.deleteNetwork(other.id);
+          const net = await cnm.createNetwork({ name: "held", driver: "gtest" });
+          assert.equal(net.ipam.config[0].subnet, subnet, "the subnet is not kept taken here");
+
+          const first = `${subnet.split(".").slice(0, 3).join(".")}.2`;
+          const addressKey = claimKey.address(env.prefix, net.id, first);
+          await kv.put(addressKey, newObjectId());
+          const a = await cnm.createEndpoint(net.id, { name: "a" });
+          assert.notEqual(a.ipv4Address?.split("/")[0], first);
+          await kv.drop(addressKey);
+          await cnm.deleteEndpoint(a.id);
+          const b = await cnm.createEndpoint(net.id, { name: "b" });
+          assert.equal(b.ipv4Address?.split("/")[0], first, "the address is not kept taken here");
+          await cnm.deleteEndpoint(b.id);
+          await cnm.deleteNetwork(net.id);
         } finally {
           await cnm.close();
         }
