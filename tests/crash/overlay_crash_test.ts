@@ -17,11 +17,14 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { ConflictError, createController } from "../../mod.ts";
 import type { Controller, ControllerOptions, CrashPoint } from "../../mod.ts";
 import { type Journal, openJournal } from "../../src/journal/journal.ts";
+import { Kvm } from "@nats-io/kv";
+import { claimBucketOf, claimKey } from "../../src/controller/claims.ts";
 import type { ChildConfig, KillTarget, Op } from "../../scripts/_crash_child.ts";
 import { spawnChild } from "../../scripts/_crash_process.ts";
 import { compareKernel } from "../../scripts/_crash_kernel.ts";
 import type { Verdict } from "../../scripts/_crash_model.ts";
-import { compareOverlay, type OverlaySite } from "../../scripts/_crash_overlay.ts";
+import { compareOverlay, macOf, type OverlaySite } from "../../scripts/_crash_overlay.ts";
+import { ipAddrs, netnsWithPrefix, overlayNsPrefix } from "../../scripts/_crash_probe.ts";
 import { compareClaims } from "../../scripts/_crash_claims.ts";
 import { probeOverlay } from "../../scripts/_crash_traffic.ts";
 import { VNI_OPTION } from "../../scripts/_crash_workload.ts";
@@ -295,6 +298,88 @@ Deno.test("crash (root, nats-server) overlay: kill -9 at every hook point of a j
         },
       );
     }
+
+    await t.step(
+      "the overlay and claims checkers notice drift made by hand (they can fail)",
+      async () => {
+        const cnm = await restart(env);
+        const sh = async (...args: string[]) => {
+          const o = await new Deno.Command(args[0], { args: args.slice(1), stderr: "piped" })
+            .output();
+          assert.ok(o.success, `${args.join(" ")}: ${new TextDecoder().decode(o.stderr)}`);
+        };
+        const hosts: OverlaySite[] = [{ ...env.sites[0], ctl: cnm }, {
+          ...env.sites[1],
+          ctl: peer,
+        }];
+        const net = cnm.network("ov")!;
+        const ip = ipOf(
+          cnm.endpoints({ network: net.id }).find((e) => e.name === "j0")!.ipv4Address,
+        );
+        // h2's namespace of ov and its VXLAN device.
+        const ns = (await netnsWithPrefix(overlayNsPrefix(env.sites[1])))
+          .find((n) => n.endsWith(net.id.slice(0, 12)))!;
+        const vx = (await ipAddrs(ns)).find((l) => l.linkinfo?.info_kind === "vxlan")!.ifname;
+        const stray = `${overlayNsPrefix(env.sites[0])}stray`;
+        const fake = ["02:42:0a:63:63:63", "dev", vx, "dst", env.sites[0].vtep];
+        const kv = await new Kvm(env.nc).open(claimBucketOf(env.stream));
+        const gone = await peer.createNetwork({ name: "gone", driver: "overlay" });
+        await peer.deleteNetwork(gone.id);
+        const key = claimKey.vni(env.prefix, 7777);
+        try {
+          await sh("ip", "-n", ns, "neigh", "del", ip, "dev", vx);
+          await sh("bridge", "-n", ns, "fdb", "append", ...fake);
+          await sh("ip", "netns", "add", stray);
+          const holder = { objectId: gone.id, host: "h2", at: new Date().toISOString() };
+          await kv.put(key, JSON.stringify(holder));
+          const v: Verdict = { divergences: [], leaks: [] };
+          await compareOverlay(hosts, v, Date.now(), Date.now());
+          await compareClaims(env.nc, env.journal, hosts, Date.now(), v, Date.now());
+          const at = `on ${vx} in ${ns} on h2`;
+          assert.ok(
+            v.divergences.includes(`not converged: neighbours ${at}: missing ${ip} ${macOf(ip)}`),
+            v.divergences.join("\n"),
+          );
+          assert.ok(
+            v.divergences.includes(
+              `not converged: FDB entries ${at}: stale or twice ${fake[0]} ${fake[4]}`,
+            ),
+            v.divergences.join("\n"),
+          );
+          assert.ok(
+            v.leaks.includes(`overlay namespace ${stray} leaked on h1`),
+            v.leaks.join("\n"),
+          );
+          assert.ok(
+            v.leaks.includes(
+              `claim ${key} (from h2) held by network ${gone.id.slice(0, 12)}, which the journal ` +
+                "says is gone: never released",
+            ),
+            v.leaks.join("\n"),
+          );
+        } finally {
+          await kv.delete(key);
+          await sh("ip", "netns", "del", stray).catch(() => {});
+          await sh("bridge", "-n", ns, "fdb", "del", ...fake).catch(() => {});
+          await sh(
+            "ip",
+            "-n",
+            ns,
+            "neigh",
+            "replace",
+            ip,
+            "lladdr",
+            macOf(ip),
+            "dev",
+            vx,
+            "nud",
+            "permanent",
+          )
+            .catch(() => {});
+          await cnm.close();
+        }
+      },
+    );
 
     await t.step("deleting everything on both hosts leaves no overlay namespace", async () => {
       const cnm = await restart(env);
