@@ -1,7 +1,7 @@
 /**
  * The crash test's plan: its arguments, the deterministic windows (transient state × hook
- * point, bridge and overlay) with the directed commands that reach each, the shuffled rounds,
- * and the result table.
+ * point, bridge and overlay) with the directed commands that reach each, and the shuffled
+ * rounds.
  *
  * @module
  */
@@ -169,26 +169,4 @@ export function stepsFor(target: Window, tag: string, overlay: boolean): Op[] {
     return [...joined, { op: "leave", network: net, name: ep, sandbox: sb }];
   }
   return [...joined, { op: "deleteEndpoint", network: net, name: ep, force: true }];
-}
-
-export const median = (xs: number[]) => {
-  if (!xs.length) return 0;
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
-
-/** Prints the result table and the window coverage. */
-export function printTable(
-  rows: [string, string][],
-  windows: Window[],
-  coverage: Map<string, number>,
-): void {
-  const w = Math.max(...rows.map(([k]) => k.length));
-  console.log(`\n| ${"crash test".padEnd(w)} | result |\n|${"-".repeat(w + 2)}|--------|`);
-  for (const [k, val] of rows) console.log(`| ${k.padEnd(w)} | ${val} |`);
-  console.log(`\n| window | ${POINTS.join(" | ")} |\n|---|${POINTS.map(() => "---").join("|")}|`);
-  for (const win of windows) {
-    const cells = POINTS.map((p) => String(coverage.get(`${windowKey(win)} @ ${p}`) ?? 0));
-    console.log(`| ${windowKey(win)} | ${cells.join(" | ")} |`);
-  }
 }

@@ -32,9 +32,9 @@ import { prng } from "./_crash_child.ts";
 import { cleanupOld, probe } from "./_crash_check.ts";
 import { type Child, killRound, waitLease } from "./_crash_process.ts";
 import { compareKernel } from "./_crash_kernel.ts";
+import { compareModel } from "./_crash_compare.ts";
 import {
   apply,
-  compareModel,
   inFlight,
   mayDelete,
   newModel,
@@ -48,17 +48,8 @@ import { compareClaims } from "./_crash_claims.ts";
 import { probeOverlay } from "./_crash_traffic.ts";
 import { createSurvivor, type Survivor } from "./_crash_survivor.ts";
 import { userEndpoints, userNetworks } from "./_crash_workload.ts";
-import {
-  median,
-  parseArgs,
-  planRounds,
-  POINTS,
-  printTable,
-  type Round,
-  stepsFor,
-  windowKey,
-  windowsOf,
-} from "./_crash_rounds.ts";
+import { parseArgs, planRounds, stepsFor, windowKey } from "./_crash_rounds.ts";
+import { newTally, report, summarize } from "./_crash_report.ts";
 
 const LEASE_TTL_MS = 1500;
 const CLEAN_EVERY = 6;
@@ -72,7 +63,6 @@ async function main(): Promise<number> {
   const args = parseArgs(Deno.args);
   const rnd = prng(args.seed * 7919 + 17);
   const rounds = planRounds(args, rnd);
-  const windows = windowsOf(args.overlay);
 
   let stop = false;
   const onInt = () => (stop = true);
@@ -87,24 +77,8 @@ async function main(): Promise<number> {
   let survivor: Survivor | undefined;
   let live: Child | undefined;
   let stateDir: string | undefined;
-  const problems: { round: number; what: string; kind: "divergence" | "leak" }[] = [];
-  const coverage = new Map<string, number>();
-  const restartMs: number[] = [];
-  const convergeMs: number[] = [];
-  const n = {
-    kills: 0,
-    random: 0,
-    recovery: 0,
-    repairs: 0,
-    claims: 0,
-    resumed: 0,
-    acked: 0,
-    refused: 0,
-    peerAcked: 0,
-    peerRefused: 0,
-    missed: 0,
-    takeovers: 0,
-  };
+  const tally = newTally();
+  const { n, coverage, restartMs, convergeMs } = tally;
   const started = performance.now();
   try {
     lab = await createLab({ hosts: args.overlay ? 2 : 1, label: "crs" });
@@ -227,7 +201,7 @@ async function main(): Promise<number> {
       } catch (err) {
         v.divergences.push(`restart failed: ${(err as Error).name}: ${(err as Error).message}`);
         await survivor?.stop();
-        report(r, round, how, v, problems, args.verbose);
+        report(r, round, how, v, tally, args.verbose);
         break;
       }
       restartMs.push(performance.now() - t0);
@@ -336,7 +310,7 @@ async function main(): Promise<number> {
       if (args.verbose && peer) {
         console.log(`  global networks: ${globalNets(peer).map((x) => x.name).join(" ")}`);
       }
-      report(r, round, how, v, problems, args.verbose);
+      report(r, round, how, v, tally, args.verbose);
     }
   } finally {
     Deno.removeSignalListener("SIGINT", onInt);
@@ -356,74 +330,8 @@ async function main(): Promise<number> {
     for (const e of errors) console.error(`cleanup: ${(e as Error).message}`);
   }
 
-  const divergences = problems.filter((p) => p.kind === "divergence").length;
-  const leaks = problems.filter((p) => p.kind === "leak").length;
-  const all = windows.flatMap((w) => POINTS.map((p) => `${windowKey(w)} @ ${p}`));
-  const uncovered = all.filter((k) => !coverage.get(k));
-  const ms = (x: number) => `${Math.round(x)} ms`;
-  const rows: [string, string][] = [
-    ["seed", String(args.seed)],
-    ["hosts", args.overlay ? "2 (h1 killed, h2 survives)" : "1"],
-    ["trials (random kills)", `${args.trials} (${n.random} killed)`],
-    ["kills (random + deterministic)", String(n.kills)],
-    ["kills during start-up recovery", String(n.recovery)],
-    ["acknowledged / refused commands", `${n.acked} / ${n.refused}`],
-    ...(args.overlay
-      ? [["acknowledged / refused on h2", `${n.peerAcked} / ${n.peerRefused}`] as [
-        string,
-        string,
-      ]]
-      : []),
-    [
-      "restarts: lease taken over / waited for",
-      `${n.takeovers} / ${restartMs.length - n.takeovers}`,
-    ],
-    ["effects resumed on restart", String(n.resumed)],
-    ["start-up repairs", String(n.repairs)],
-    ["claims released at start", String(n.claims)],
-    ["divergences", String(divergences)],
-    ["leaks", String(leaks)],
-    ["restart time median", ms(median(restartMs))],
-    ["restart time max", ms(Math.max(0, ...restartMs))],
-    ...(args.overlay
-      ? [[
-        "overlay converged median / max",
-        `${ms(median(convergeMs))} / ${ms(Math.max(0, ...convergeMs))}`,
-      ] as [string, string]]
-      : []),
-    [
-      "windows covered",
-      `${all.length - uncovered.length}/${all.length} (${n.missed} attempts missed, retried)`,
-    ],
-    ["wall time", `${((performance.now() - started) / 1000).toFixed(1)} s`],
-  ];
-  printTable(rows, windows, coverage);
-  if (problems.length) {
-    console.log(`\nproblems (seed ${args.seed}):`);
-    for (const p of problems) console.log(`  round ${p.round} ${p.kind}: ${p.what}`);
-  }
-  if (uncovered.length) console.log(`\nnot covered: ${uncovered.join(", ")}`);
-  return divergences || leaks || uncovered.length || stop ? 1 : 0;
-}
-
-function report(
-  r: number,
-  round: Round,
-  how: string,
-  v: Verdict,
-  problems: { round: number; what: string; kind: "divergence" | "leak" }[],
-  verbose: boolean,
-): void {
-  for (const d of v.divergences) {
-    problems.push({ round: r, what: `${how}: ${d}`, kind: "divergence" });
-  }
-  for (const l of v.leaks) problems.push({ round: r, what: `${how}: ${l}`, kind: "leak" });
-  if (verbose || v.divergences.length || v.leaks.length) {
-    const label = round.kind === "random" ? "random" : `${windowKey(round.target)}`;
-    const bad = v.divergences.length + v.leaks.length;
-    console.log(`round ${r} ${label}: ${how}${bad ? ` — ${bad} problem(s)` : ""}`);
-    for (const d of [...v.divergences, ...v.leaks]) console.log(`  ${d}`);
-  }
+  const failed = summarize(args, tally, (performance.now() - started) / 1000);
+  return failed || stop ? 1 : 0;
 }
 
 if (import.meta.main) Deno.exit(await main());

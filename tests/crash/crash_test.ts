@@ -21,7 +21,8 @@ import { hostVethName } from "../../drivers/bridge/mod.ts";
 import type { ChildConfig, ChildLine, KillTarget, Op } from "../../scripts/_crash_child.ts";
 import { compareKernel } from "../../scripts/_crash_kernel.ts";
 import { cnmFirewall, ipAddrs, nftRuleset } from "../../scripts/_crash_probe.ts";
-import { compareModel, newModel, resync, type Verdict } from "../../scripts/_crash_model.ts";
+import { compareModel } from "../../scripts/_crash_compare.ts";
+import { newModel, resync, type Verdict } from "../../scripts/_crash_model.ts";
 import { startEnv, type TestEnv } from "../_harness/env.ts";
 
 const LEASE_TTL_MS = 1500;
