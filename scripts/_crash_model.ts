@@ -8,7 +8,6 @@
 
 import type { Controller } from "../mod.ts";
 import type { ChildLine } from "./_crash_child.ts";
-import { judgeRefusal, type RefusalContext } from "./_crash_rejections.ts";
 import { type Op, userEndpoints, userNetworks, vnisOf } from "./_crash_workload.ts";
 
 /** A network the model holds: a global one is every host's, a local one its host's. */
@@ -99,11 +98,11 @@ function dropEndpoint(m: Model, id: string, at: number): void {
 }
 
 /**
- * Applies one line to the model; returns a divergence, if the line contradicts it. Lines of
- * every host are applied in the order the parent saw them.
+ * Applies one acknowledgement to the model; returns a divergence, if it contradicts the
+ * model. Lines of every host are applied in the order the parent saw them (refusals are
+ * judged against the model by _crash_rejections.ts).
  */
-export function apply(m: Model, line: Stamped, rc: RefusalContext): string | undefined {
-  if (line.t === "err") return judgeRefusal(m, line, rc);
+export function apply(m: Model, line: Stamped): string | undefined {
   if (line.t !== "ack") return;
   const op = line.op;
   const h = line.host;

@@ -33,6 +33,7 @@ import { cleanupOld, probe } from "./_crash_check.ts";
 import { type Child, killRound, waitLease } from "./_crash_process.ts";
 import { compareKernel } from "./_crash_kernel.ts";
 import { compareModel } from "./_crash_compare.ts";
+import { judgeRefusal } from "./_crash_rejections.ts";
 import {
   apply,
   inFlight,
@@ -243,11 +244,9 @@ async function main(): Promise<number> {
         const mine = l.host === HOSTS[0];
         if (l.t === "ack") mine ? n.acked++ : n.peerAcked++;
         if (l.t === "err") mine ? n.refused++ : n.peerRefused++;
-        const bad = apply(model, l, {
-          others: mine ? peerLines : childLines,
-          deadClaims,
-          prefix,
-        });
+        const bad = l.t === "err"
+          ? judgeRefusal(model, l, { others: mine ? peerLines : childLines, deadClaims, prefix })
+          : apply(model, l);
         if (bad) v.divergences.push(bad);
       }
       v.divergences.push(...settleDuplicates(model, mayDelete(model, flight, HOSTS[0])));
