@@ -75,6 +75,7 @@ export type {
   DriverNetwork,
   DriverSandbox,
   EffectContext,
+  GatewayConnectivity,
   IpamData,
   JoinResult,
   ValidateNetworkOptions,

@@ -3,6 +3,8 @@
  *
  * - cnm attach = createEndpoint + join of a fresh sandbox on one bridge network, journal
  *   appends included (4 durable appends); cnm detach = leave + deleteEndpoint.
+ * - cnm core = the same through a second controller with embedded DNS and snapshots off:
+ *   the event-sourced path alone, apart from the features every attach now also pays for.
  * - floor = the same kernel work from one long-lived process (src/kernel's rtnetlink: veth
  *   with the peer born in the namespace, bridge port, MAC, address, default route) and
  *   `ip -batch` (one host batch line + one `ip -n NS -batch` per container).
@@ -50,11 +52,28 @@ async function main() {
       defaultBridge: false,
     });
     await cnm.createNetwork({ name: "bench", ipam: { config: [{ subnet: "10.90.0.0/16" }] } });
+    // The core path alone, as it was before embedded DNS and snapshots: what the controller
+    // itself costs, apart from the features every attach now also pays for.
+    const core = await createController({
+      nats: { servers: nats.url },
+      stream: "BENCHCORE",
+      prefix: "benchcore",
+      hostId: "core",
+      kernel: { hostNamespace: host.path },
+      namePrefix: `${host.prefix}-`,
+      stateDir: `${stateDir}/core`,
+      defaultBridge: false,
+      embeddedDns: false,
+      snapshots: false,
+    });
+    await core.createNetwork({ name: "core", ipam: { config: [{ subnet: "10.93.0.0/16" }] } });
     // Floor networks: plain bridges made the same way, in the same host namespace.
     await kernel.ensureBridge({ name: "flr0", addresses: ["10.91.0.1/16"] });
     await kernel.ensureBridge({ name: "ipb0", addresses: ["10.92.0.1/16"] });
     const sandboxes: { id: string }[] = [];
     for (let i = 0; i < N; i++) sandboxes.push(await cnm.createSandbox({ name: `c${i}` }));
+    const coreSandboxes: { id: string }[] = [];
+    for (let i = 0; i < N; i++) coreSandboxes.push(await core.createSandbox({ name: `k${i}` }));
     const floorNs: string[] = [];
     const batchNs: string[] = [];
     for (let i = 0; i < N; i++) {
@@ -62,9 +81,20 @@ async function main() {
       batchNs.push(await kernel.ensureNetns(`${host.prefix}-b${i}`));
     }
     const addr = (net: number, i: number) => `10.${net}.${(i + 2) >> 8}.${(i + 2) & 0xff}`;
-    const samples = { cnm: [] as number[], floor: [] as number[], batch: [] as number[] };
-    const detach = { cnm: [] as number[], floor: [] as number[], batch: [] as number[] };
+    const samples = {
+      cnm: [] as number[],
+      core: [] as number[],
+      floor: [] as number[],
+      batch: [] as number[],
+    };
+    const detach = {
+      cnm: [] as number[],
+      core: [] as number[],
+      floor: [] as number[],
+      batch: [] as number[],
+    };
     const endpoints: string[] = [];
+    const coreEndpoints: string[] = [];
 
     for (let i = 0; i < N; i++) {
       samples.cnm.push(
@@ -72,6 +102,13 @@ async function main() {
           const ep = await cnm.createEndpoint("bench", { name: `c${i}` });
           await cnm.join(ep.id, sandboxes[i].id);
           endpoints.push(ep.id);
+        }),
+      );
+      samples.core.push(
+        await time(async () => {
+          const ep = await core.createEndpoint("core", { name: `k${i}` });
+          await core.join(ep.id, coreSandboxes[i].id);
+          coreEndpoints.push(ep.id);
         }),
       );
       samples.floor.push(
@@ -110,13 +147,21 @@ async function main() {
           await cnm.deleteEndpoint(endpoints[i]);
         }),
       );
+      detach.core.push(
+        await time(async () => {
+          await core.leave(coreEndpoints[i], coreSandboxes[i].id);
+          await core.deleteEndpoint(coreEndpoints[i]);
+        }),
+      );
       detach.floor.push(await time(() => kernel.deleteLink(`fv${i}`)));
       detach.batch.push(await time(() => ip(["-n", host.name, "link", "del", `bv${i}`])));
     }
     await cnm.close();
+    await core.close();
 
     const rows: [string, number[], number[]][] = [
       ["cnm (createEndpoint + join, 4 journal appends)", samples.cnm, detach.cnm],
+      ["cnm core: embedded DNS and snapshots off", samples.core, detach.core],
       ["floor: one rtnetlink process (src/kernel)", samples.floor, detach.floor],
       ["ip -batch (host batch + netns batch)", samples.batch, detach.batch],
     ];

@@ -120,6 +120,8 @@ async function openController(url: string, stream: string, prefix: string, nets:
     drivers: [benchDriver()],
     stateDir,
     defaultBridge: false,
+    // The fake kernel makes no namespaces: nothing for a DNS listener to listen in.
+    embeddedDns: false,
   });
   await cnm.snapshots?.sync(60_000);
   const objects = cnm.recovery.objects;

@@ -19,9 +19,9 @@
 
 import type { z } from "zod";
 import type { Kernel } from "../src/kernel/types.ts";
-import type { PortMapping } from "../src/ports/binding.ts";
+import type { ExposedPort, PortBinding, PortMapping } from "../src/ports/binding.ts";
 
-export type { PortMapping } from "../src/ports/binding.ts";
+export type { ExposedPort, PortBinding, PortMapping } from "../src/ports/binding.ts";
 
 /** `{ dataScope, connectivityScope }`, each `local` or `global`. */
 export interface DriverCapabilities {
@@ -74,6 +74,10 @@ export interface DriverEndpoint {
   ipv4Address?: string; // CIDR
   ipv6Address?: string; // CIDR
   macAddress?: string;
+  /** The port bindings asked for at create, validated (no host port decided in them). */
+  portBindings?: PortBinding[];
+  /** The ports the endpoint exposes. */
+  exposedPorts?: ExposedPort[];
   /** Facts the driver returned from createEndpoint. */
   facts: Record<string, unknown>;
 }
@@ -107,6 +111,19 @@ export interface EffectContext {
    * `*.failed` outcome, so a later delete undoes exactly what was made.
    */
   partial?(facts: DriverFacts): void;
+}
+
+/**
+ * What a sandbox asks of its gateway endpoint when that endpoint's driver publishes ports
+ * itself ({@link Driver.programGatewayConnectivity}): libnetwork's sandbox options.
+ */
+export interface GatewayConnectivity {
+  /** The sandbox's labels (what Join got as `Options`). */
+  labels: Record<string, string>;
+  /** Every member's port bindings, as asked (in the members' order), host ports undecided. */
+  portBindings: PortBinding[];
+  /** Every member's exposed ports, each once. */
+  exposedPorts: ExposedPort[];
 }
 
 /** Facts a driver decided, recorded in the outcome event. JSON only. */
@@ -167,6 +184,12 @@ export interface Driver {
    * Default: none.
    */
   readonly configNewNetworksOnly?: readonly string[];
+  /**
+   * Keys whose change reaches the next joins of every network, existing ones included, while
+   * endpoints joined before keep what they joined with (the overlay's VTEP). The controller
+   * says so (`appliesTo: "next joins"`, and a warning). Default: none.
+   */
+  readonly configNextJoins?: readonly string[];
   /**
    * Applies the configuration in force (already validated by {@link configSchema}): at start
    * with the journaled one, then after each `driver.configured` event is durable, before the
@@ -237,6 +260,29 @@ export interface Driver {
     network: DriverNetwork,
     endpoint: DriverEndpoint,
     mappings: PortMapping[],
+    ctx: EffectContext,
+  ): Promise<void>;
+  /**
+   * For drivers that publish ports themselves and choose their own host ports (remote
+   * plugins; a driver has this or {@link programExternalConnectivity}): the endpoint is the
+   * sandbox's gateway endpoint now — it became it, or still is and the sandbox's bindings
+   * changed — libnetwork's ProgramExternalConnectivity with the sandbox's options. The
+   * controller decides no host port for such a driver's endpoints, holds no socket and writes
+   * no firewall rule for them. Called while the endpoint is joined; an ensure.
+   */
+  programGatewayConnectivity?(
+    network: DriverNetwork,
+    endpoint: DriverEndpoint,
+    request: GatewayConnectivity,
+    ctx: EffectContext,
+  ): Promise<void>;
+  /**
+   * The endpoint stops being the sandbox's gateway endpoint (the gateway moves, or it leaves:
+   * called before {@link leave}): libnetwork's RevokeExternalConnectivity. An ensure.
+   */
+  revokeGatewayConnectivity?(
+    network: DriverNetwork,
+    endpoint: DriverEndpoint,
     ctx: EffectContext,
   ): Promise<void>;
 }

@@ -1,6 +1,6 @@
 /**
  * Writes JSON Schema (draft 2020-12) for the event envelope and for every event type's
- * `data`, generated from the zod schemas in `src/events.ts`, into `schema/`. Run with
+ * `data`, generated from the zod schemas in `src/journal/events.ts`, into `schema/`. Run with
  * `deno task schema`; `tests/schema_test.ts` fails when the files are stale.
  *
  * @module

@@ -9,7 +9,7 @@ import type { EndpointContext } from "../actors/endpoint.ts";
 import type { NetworkContext } from "../actors/network.ts";
 import type { SandboxContext } from "../actors/sandbox.ts";
 import type { ErrorRecord } from "./errors.ts";
-import type { PortMapping } from "./ports/binding.ts";
+import type { PortBinding, PortMapping } from "./ports/binding.ts";
 
 /** Network states (public contract). */
 export type NetworkState = "creating" | "active" | "deleting" | "deleted" | "failed";
@@ -80,15 +80,23 @@ export interface EndpointInfo {
   /**
    * The endpoint's published ports, decided at create: one per host address (`0.0.0.0` and,
    * on IPv6 networks, `::` for a binding without one). Published while joined, on the
-   * sandbox's gateway endpoint.
+   * sandbox's gateway endpoint. On a network whose plugin publishes ports itself (remote
+   * drivers), nothing is decided: each entry is a binding as asked, marked `requested`.
    */
   ports?: PortInfo[];
   created: string;
   error?: ErrorRecord;
 }
 
-/** A decided port mapping as callers see it. */
-export type PortInfo = Omit<PortMapping, "chosenFrom">;
+/**
+ * A decided port mapping as callers see it — or, with `requested: true` (a remote plugin's
+ * network, whose plugin chooses), the binding as asked, in libnetwork's terms: `hostIp` `""`
+ * and `hostPort` `0` when not given, `hostPortEnd` the end of an asked range.
+ */
+export type PortInfo = Omit<PortMapping, "chosenFrom"> & {
+  requested?: true;
+  hostPortEnd?: number;
+};
 
 /** A sandbox. */
 export interface SandboxInfo {
@@ -169,9 +177,23 @@ export function endpointInfo(state: string, c: EndpointContext): EndpointInfo {
           hostPort: m.hostPort,
         })),
       }
+      : c.portBindings?.length
+      ? { ports: c.portBindings.map(requestedPort) }
       : {}),
     created: c.createdAt,
     ...(c.error ? { error: c.error } : {}),
+  };
+}
+
+/** A binding as asked, for a network whose plugin decides (no `ports` in the intent). */
+function requestedPort(b: PortBinding): PortInfo {
+  return {
+    proto: b.proto ?? "tcp",
+    containerPort: b.containerPort,
+    hostIp: b.hostIp ?? "",
+    hostPort: b.hostPort ?? 0,
+    ...(b.hostPortEnd !== undefined ? { hostPortEnd: b.hostPortEnd } : {}),
+    requested: true,
   };
 }
 

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { DriverError } from "../../src/errors.ts";
+import { DriverError, InvalidArgumentError } from "../../src/errors.ts";
 import { type Kernel, VNI_EXISTS } from "../../src/kernel/mod.ts";
 import type { OverlayConfig, OverlayNames, OverlaySubnet } from "./_config.ts";
 
@@ -152,4 +152,24 @@ export async function ownedNamespaces(
     name,
     networkId12: name.slice(start.length),
   }));
+}
+
+/**
+ * Removes one of this controller's overlay namespaces (an orphan), VXLAN devices first.
+ *
+ * @throws {InvalidArgumentError} for a name that is not one of them.
+ */
+export async function removeOrphan(env: NamespaceEnv, name: string): Promise<void> {
+  const start = env.names.namespacePrefix(env.namePrefix);
+  const mine = (await ownedNamespaces(env)).find((n) => n.name === name);
+  if (!name.startsWith(start) || !mine) {
+    throw new InvalidArgumentError(
+      `${name} is not an overlay namespace of this controller (${start}*)`,
+    );
+  }
+  const path = `${NETNS_DIR}/${name}`;
+  for (const l of await env.kernel.listLinks(path)) {
+    if (l.kind === "vxlan") await env.kernel.deleteLink(l.name, path);
+  }
+  await env.kernel.deleteNetns(name);
 }

@@ -29,13 +29,7 @@
  * @module
  */
 
-import type {
-  Driver,
-  DriverEndpoint,
-  DriverNetwork,
-  EffectContext,
-  JoinResult,
-} from "../driver.ts";
+import type { DriverEndpoint, DriverNetwork, EffectContext, JoinResult } from "../driver.ts";
 import { InvalidArgumentError } from "../../src/errors.ts";
 import { addressOf } from "../../src/ipam/cidr.ts";
 import type { NeighborChange } from "../../src/kernel/types.ts";
@@ -55,6 +49,7 @@ import { checkAddress, detectVtep, isIPv4, macOf, vethOf } from "./_endpoint.ts"
 import { ipsecRefusal, probeIpsec } from "./_ipsec.ts";
 import {
   OVERLAY_NEW_NETWORKS_ONLY,
+  OVERLAY_NEXT_JOINS,
   OverlayConfigSchema,
   type OverlayDriverConfig,
 } from "./config.ts";
@@ -65,7 +60,10 @@ import {
   namespacePath,
   ownedNamespaces,
   removeNamespace,
+  removeOrphan,
 } from "./_namespace.ts";
+import { deviceDrift, removeStrayDevice, strayDevices } from "./_devices.ts";
+import type { OverlayDriver, OverlayDriverOptions, PeerContext, PeerSync } from "./_api.ts";
 import {
   desired,
   diff,
@@ -80,49 +78,8 @@ import {
 
 export { OverlayOptions, ownerId } from "./_config.ts";
 export type { OverlayPeer, PeerEntry, PeerState } from "./_peers.ts";
-
-/** Options of {@link createOverlayDriver}. */
-export interface OverlayDriverOptions {
-  /**
-   * This host's VTEP (underlay IPv4 address): put into join facts, and peers with it are this
-   * host's own and never programmed. Default: the first IPv4 address of the device holding
-   * the host namespace's default route.
-   */
-  advertiseAddress?: string;
-  /** Controller identity in ownership marks, e.g. `ownerId(stream, hostId)`. Default `ownerId("CNM", hostname)`. */
-  owner?: string;
-  /** VXLAN UDP port, 1024-49151. Default 4789. */
-  port?: number;
-}
-
-/** What peer operations need: the controller's kernel and name prefix. */
-export type PeerContext = Pick<EffectContext, "kernel" | "prefix">;
-
-/** What a peer operation did. */
-export interface PeerSync {
-  /** The network's namespace here, or null when there is none (entries kept for later). */
-  namespace: string | null;
-  /** Neighbour/FDB changes sent to the kernel. */
-  changes: number;
-}
-
-/** The overlay driver: the Driver contract plus the peer API the controller drives. */
-export interface OverlayDriver extends Driver {
-  /** Replaces the network's peer table and reconciles the kernel with it (missing, stale, learned). */
-  setPeers(network: DriverNetwork, peers: OverlayPeer[], ctx: PeerContext): Promise<PeerSync>;
-  /** Adds peers (a known IP with another VTEP or MAC moves), programmed with replace. */
-  addPeers(network: DriverNetwork, peers: OverlayPeer[], ctx: PeerContext): Promise<PeerSync>;
-  /** Removes peers (ignored when the table holds their IP at another location meanwhile). */
-  removePeers(network: DriverNetwork, peers: OverlayPeer[], ctx: PeerContext): Promise<PeerSync>;
-  /** Compares the kernel's entries with the peer table. Reads only. */
-  peerState(network: DriverNetwork, ctx: PeerContext): Promise<PeerState>;
-  /** The peer table of a network (empty when unknown). */
-  peers(networkId: string): OverlayPeer[];
-  /** This controller's overlay namespaces, with the network id prefix each carries. */
-  ownedNamespaces(ctx: PeerContext): Promise<{ name: string; networkId12: string }[]>;
-  /** Removes one of this controller's overlay namespaces (an orphan), VXLAN devices first. */
-  removeOrphan(name: string, ctx: PeerContext): Promise<void>;
-}
+export type { DeviceDrift, DeviceState, StrayDevice } from "./_devices.ts";
+export type { OverlayDriver, OverlayDriverOptions, PeerContext, PeerSync } from "./_api.ts";
 
 interface NetState {
   table: PeerTable;
@@ -233,6 +190,8 @@ export function createOverlayDriver(options: OverlayDriverOptions = {}): Overlay
       parsed: OverlayPeer[],
       local: LocalView,
     ) => NeighborChange[] | "reset",
+    /** Run first when the namespace exists (the devices' repair). */
+    ensure?: () => Promise<unknown>,
   ) => {
     const parsed = parsePeers(peers);
     const cfg = overlayConfig(network);
@@ -241,6 +200,7 @@ export function createOverlayDriver(options: OverlayDriverOptions = {}): Overlay
       const changes = apply(st, cfg, parsed, localView(st));
       const path = await existing(network, ctx);
       if (!path) return { namespace: null, changes: 0 };
+      await ensure?.();
       if (changes === "reset") {
         return { namespace: path, changes: await reconcile(st, cfg, path, ctx) };
       }
@@ -249,14 +209,22 @@ export function createOverlayDriver(options: OverlayDriverOptions = {}): Overlay
     });
   };
 
+  /** setPeers' change: the whole table replaced, then the kernel reconciled with it. */
+  const replaceTable = (st: NetState, _cfg: OverlayConfig, parsed: OverlayPeer[]) => {
+    st.table.reset(parsed);
+    st.complete = true;
+    return "reset" as const;
+  };
+
   return {
     name: "overlay",
     configSchema: OverlayConfigSchema,
     configNewNetworksOnly: OVERLAY_NEW_NETWORKS_ONLY,
+    configNextJoins: OVERLAY_NEXT_JOINS,
     configure(config) {
-      // This host's VTEP from the configuration in force (joins from now on record it).
-      const c = config as OverlayDriverConfig;
-      if (c.advertiseAddress !== undefined) vtep = c.advertiseAddress;
+      // This host's VTEP from the configuration in force (joins from now on record it); none
+      // configured: the factory's, else detected again at the next join.
+      vtep = (config as OverlayDriverConfig).advertiseAddress ?? options.advertiseAddress;
     },
     capabilities: () => ({
       dataScope: "global",
@@ -356,12 +324,7 @@ export function createOverlayDriver(options: OverlayDriverOptions = {}): Overlay
 
     leave: (network, ep, _sandbox, ctx) => detach(network, ep, ctx),
 
-    setPeers: (network, peers, ctx) =>
-      peerOp(network, peers, ctx, (st, _cfg, parsed) => {
-        st.table.reset(parsed);
-        st.complete = true;
-        return "reset";
-      }),
+    setPeers: (network, peers, ctx) => peerOp(network, peers, ctx, replaceTable),
     addPeers: (network, peers, ctx) =>
       peerOp(network, peers, ctx, (st, cfg, parsed, local) => st.table.add(cfg, parsed, local)),
     removePeers: (network, peers, ctx) =>
@@ -392,19 +355,17 @@ export function createOverlayDriver(options: OverlayDriverOptions = {}): Overlay
     },
     peers: (id) => nets.get(id)?.table.all() ?? [],
     ownedNamespaces: (ctx) => ownedNamespaces(env(ctx)),
-    async removeOrphan(name, ctx) {
-      const start = names.namespacePrefix(ctx.prefix);
-      const mine = (await ownedNamespaces(env(ctx))).find((n) => n.name === name);
-      if (!name.startsWith(start) || !mine) {
-        throw new InvalidArgumentError(
-          `${name} is not an overlay namespace of this controller (${start}*)`,
-        );
-      }
-      const path = `/var/run/netns/${name}`;
-      for (const l of await ctx.kernel.listLinks(path)) {
-        if (l.kind === "vxlan") await ctx.kernel.deleteLink(l.name, path);
-      }
-      await ctx.kernel.deleteNetns(name);
-    },
+    removeOrphan: (name, ctx) => removeOrphan(env(ctx), name),
+    deviceState: (network, ctx) => deviceDrift(env(ctx, network), overlayConfig(network)),
+    repairDevices: (network, peers, ctx) =>
+      peerOp(
+        network,
+        peers,
+        ctx,
+        replaceTable,
+        () => ensureNamespace(env(ctx, network), config(network)),
+      ),
+    strayDevices: (live, ctx) => strayDevices(env(ctx), live),
+    removeStrayDevice: (device, ctx) => removeStrayDevice(env(ctx), device),
   };
 }

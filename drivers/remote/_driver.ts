@@ -18,6 +18,8 @@ import type {
 } from "../driver.ts";
 import { DriverError, NotFoundError } from "../../src/errors.ts";
 import { parseIp } from "../../src/ipam/cidr.ts";
+import { macProblem } from "../../src/mac.ts";
+import { libnetworkPortOptions } from "../../src/ports/binding.ts";
 import {
   Empty,
   NotImplementedError,
@@ -122,6 +124,16 @@ function networkOptions(n: DriverNetwork): Record<string, unknown> {
   };
 }
 
+/**
+ * CreateEndpoint's `Options`: the endpoint's options and, when it asked for any, the port
+ * bindings as asked and its exposed ports (libnetwork's `CreateOptionPortMapping` /
+ * `CreateOptionExposedPorts`, which Docker's daemon always passes together).
+ */
+function endpointOptions(e: DriverEndpoint): Record<string, unknown> {
+  if (!e.portBindings?.length && !e.exposedPorts?.length) return e.options;
+  return { ...e.options, ...libnetworkPortOptions(e.portBindings ?? [], e.exposedPorts ?? []) };
+}
+
 async function ignoreNotImplemented(p: Promise<unknown>): Promise<void> {
   try {
     await p;
@@ -130,8 +142,12 @@ async function ignoreNotImplemented(p: Promise<unknown>): Promise<void> {
   }
 }
 
-/** Facts of CreateEndpoint: the addresses and MAC the plugin decided, if any. */
+/**
+ * Facts of CreateEndpoint: the addresses and MAC the plugin decided, if any. A MAC no
+ * interface can have (multicast, broadcast, zero) is refused as the user's is at create.
+ */
 function endpointFacts(
+  plugin: string,
   endpoint: DriverEndpoint,
   answer: z.infer<typeof CreateEndpoint>["Interface"],
 ): Record<string, string> {
@@ -149,6 +165,13 @@ function endpointFacts(
       throw new DriverError(
         `remote: NetworkDriver.CreateEndpoint: plugin answered Interface.${field} ${value}` +
           ` but ${given} was given`,
+      );
+    }
+    const problem = field === "MacAddress" && !given ? macProblem(value) : undefined;
+    if (problem) {
+      throw new DriverError(
+        `remote: NetworkDriver.CreateEndpoint: plugin ${JSON.stringify(plugin)} answered an ` +
+          `unusable Interface.MacAddress: ${problem}`,
       );
     }
     if (!given) facts[fact] = value;
@@ -197,14 +220,20 @@ function networkDriver(
     async createEndpoint(network, endpoint) {
       const res = await call("CreateEndpoint", {
         ...ids(network, endpoint),
-        Options: endpoint.options,
+        Options: endpointOptions(endpoint),
         Interface: {
           Address: endpoint.ipv4Address ?? "",
           AddressIPv6: endpoint.ipv6Address ?? "",
           MacAddress: endpoint.macAddress ?? "",
         },
       }, CreateEndpoint);
-      return endpointFacts(endpoint, res.Interface);
+      try {
+        return endpointFacts(name, endpoint, res.Interface);
+      } catch (err) {
+        // libnetwork's errorWithRollback: the plugin made an endpoint cnm will not use.
+        await call("DeleteEndpoint", ids(network, endpoint), Empty).catch(() => {});
+        throw err;
+      }
     },
     async deleteEndpoint(network, endpoint) {
       await call("DeleteEndpoint", ids(network, endpoint), Empty);
@@ -242,12 +271,6 @@ function networkDriver(
             staticRoutes: result.staticRoutes ?? [],
           });
         }
-        await ignoreNotImplemented(
-          call("ProgramExternalConnectivity", {
-            ...ids(network, endpoint),
-            Options: sandbox.labels,
-          }, Empty),
-        );
       } catch (err) {
         // Roll back so a failed join leaves nothing half-made; report the first failure.
         await driver.leave(network, endpoint, sandbox, ctx).catch(() => {});
@@ -264,9 +287,6 @@ function networkDriver(
           errors.push(err);
         }
       };
-      await step(() =>
-        ignoreNotImplemented(call("RevokeExternalConnectivity", ids(network, endpoint), Empty))
-      );
       await step(() => call("Leave", ids(network, endpoint), Empty));
       await step(() => detachFromSandbox(ctx, endpoint.id, sandbox));
       if (errors.length === 1) throw errors[0];
@@ -276,6 +296,22 @@ function networkDriver(
           `remote: leave of endpoint ${endpoint.id}: ${errors.length} failures`,
         );
       }
+    },
+    // Only on the sandbox's gateway endpoint, as libnetwork (the controller follows the
+    // gateway): the sandbox's labels with its bindings as asked; the plugin publishes.
+    async programGatewayConnectivity(network, endpoint, request) {
+      await ignoreNotImplemented(call("ProgramExternalConnectivity", {
+        ...ids(network, endpoint),
+        Options: {
+          ...request.labels,
+          ...libnetworkPortOptions(request.portBindings, request.exposedPorts),
+        },
+      }, Empty));
+    },
+    async revokeGatewayConnectivity(network, endpoint) {
+      await ignoreNotImplemented(
+        call("RevokeExternalConnectivity", ids(network, endpoint), Empty),
+      );
     },
     async endpointOperInfo(network, endpoint) {
       try {

@@ -1,5 +1,5 @@
 /**
- * Serves a controller over NATS request/reply (the API in `src/api.ts`). One subscription
+ * Serves a controller over NATS request/reply (the API in `src/api/client.ts`). One subscription
  * on `<prefix>-api.<hostId>.*` in a queue group, so a second server for the same host
  * never runs a command twice. Before subscribing it pings the host's API: when anything
  * answers (another controller for the host, on another stream, or an impostor) it refuses to

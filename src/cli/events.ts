@@ -9,6 +9,8 @@ import type { RecordedEvent } from "../journal/events.ts";
 import { replay } from "../journal/replay.ts";
 import { borrowConnection, readEvents, watch } from "../journal/watch.ts";
 import { resolveRef } from "../refs.ts";
+import { NotFoundError } from "../errors.ts";
+import { history } from "../journal/history.ts";
 import { parsePoint, UsageError } from "./_args.ts";
 import { type Ctx, expectArgs, progress, short, type Verb } from "./_context.ts";
 import { scoped, scopeHost } from "./_scope.ts";
@@ -168,7 +170,10 @@ export const events: Verb = {
   },
 };
 
-/** Resolves `--object` (id, id prefix or name) to an id, among the objects in view. */
+/**
+ * Resolves `--object` (id, id prefix or name) to an id, among the live objects in view, else
+ * among the deleted ones (as `history` does).
+ */
 async function resolveObject(ctx: Ctx, ref: string, kinds?: string[]) {
   if (/^[0-9a-f]{64}$/.test(ref)) {
     return { id: ref, kind: kinds?.length === 1 ? kinds[0] : undefined };
@@ -182,6 +187,28 @@ async function resolveObject(ctx: Ctx, ref: string, kinds?: string[]) {
     ...s.networks.map((o) => ({ kind: "network", id: o.id, name: o.name })),
     ...s.endpoints.map((o) => ({ kind: "endpoint", id: o.id, name: o.name })),
   ].filter((o) => !kinds || kinds.includes(o.kind));
-  const { hit } = resolveRef(items, ref, "object");
-  return { id: hit.id, kind: hit.kind as string | undefined };
+  try {
+    const { hit } = resolveRef(items, ref, "object");
+    return { id: hit.id, kind: hit.kind as string | undefined };
+  } catch (err) {
+    if (!(err instanceof NotFoundError)) throw err;
+    // Not live: a deleted object, found as `history` finds it (a scan of the stream).
+    const bar = progress(ctx.io, "scanning");
+    try {
+      const h = await history(ref, {
+        nats: ctx.nats,
+        stream: ctx.stream,
+        prefix: ctx.prefix,
+        ...(kinds?.length === 1 ? { kind: kinds[0] } : {}),
+        ...(scopeHost(ctx) !== undefined ? { host: ctx.host } : {}),
+        onProgress: bar.onProgress,
+      });
+      if (kinds && !kinds.includes(h.kind)) throw err;
+      return { id: h.id, kind: h.kind };
+    } catch (again) {
+      throw again instanceof NotFoundError ? err : again;
+    } finally {
+      bar.done();
+    }
+  }
 }

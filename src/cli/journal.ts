@@ -164,7 +164,8 @@ async function checkSnapshot(ctx: Ctx): Promise<void> {
   );
   for (const d of c.differences) ctx.io.out(`  ${d}`);
   if (c.result === "differs") {
-    throw new Error(`the snapshot differs from the journal in ${c.differences.length} places`);
+    const n = c.differences.length;
+    throw new Error(`the snapshot differs from the journal in ${n} place${n === 1 ? "" : "s"}`);
   }
 }
 

@@ -23,7 +23,9 @@ import {
 import { type Ctx, type Io, makeCtx, stdio, type Verb } from "./_context.ts";
 import { redact } from "./_nats.ts";
 import { isAuthFailure, NatsAuthError } from "./_nats_connect.ts";
-import { connectVerb, disconnectVerb, endpoint, network, sandbox } from "./objects.ts";
+import { network } from "./networks.ts";
+import { sandbox } from "./sandboxes.ts";
+import { connectVerb, disconnectVerb, endpoint } from "./endpoints.ts";
 import { diff, exportVerb, historyVerb, importVerb, state } from "./journal.ts";
 import { events } from "./events.ts";
 import { reconcileVerb, serveVerb } from "./serve.ts";

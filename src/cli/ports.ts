@@ -24,7 +24,10 @@ export const portVerb: Verb = {
     const sb = find(ctx, state.sandboxes, ref, "sandbox");
     const rows = state.endpoints
       .filter((e) => e.sandboxId === sb.id && e.state === "joined")
-      .flatMap((e) => (e.ports ?? []).map((m) => ({ ...m, endpoint: e.id })))
+      // A plugin's network: only the bindings as asked are known (the plugin chooses): none.
+      .flatMap((e) =>
+        (e.ports ?? []).filter((m) => !m.requested).map((m) => ({ ...m, endpoint: e.id }))
+      )
       .filter((m) => !want || (m.containerPort === want.port && m.proto === want.proto));
     if (ctx.json) return json(ctx.io, rows);
     const at = (ip: string, port: number) => ip.includes(":") ? `[${ip}]:${port}` : `${ip}:${port}`;

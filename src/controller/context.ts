@@ -16,9 +16,7 @@ import type { DriverRegistry } from "./drivers.ts";
 import type { EffectEnv } from "./effects.ts";
 import { networkContext, sandboxContext } from "./objects.ts";
 import type { Runtime } from "./runtime.ts";
-import type { SandboxProgrammer } from "./sandbox_program.ts";
-import type { SandboxPorts } from "./sandbox_ports.ts";
-import type { SandboxDns } from "./sandbox_dns.ts";
+import type { SandboxDns, SandboxPorts, SandboxProgrammer } from "./sandbox_types.ts";
 import type { World } from "./world.ts";
 
 /** Feeds global networks' drivers with peers. */

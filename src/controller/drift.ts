@@ -30,6 +30,7 @@ export interface Finding {
     | "address"
     | "firewall"
     | "peer"
+    | "vxlan"
     | "dns"
     | "port-rule"
     | "port-element"
@@ -220,6 +221,8 @@ export interface RepairDeps {
   ensureNetwork(c: NetworkContext, findings: Finding[]): Promise<void>;
   /** Removes an orphan namespace (default: the kernel's deleteNetns). */
   removeNamespace?(name: string): Promise<void>;
+  /** Removes an orphan VXLAN device, named as its finding names it. */
+  removeVxlan?(name: string): Promise<void>;
   /** Re-runs a joined endpoint's join effect (idempotent ensure). */
   ensureJoined(c: EndpointContext): Promise<void>;
   /** Repairs a sandbox's embedded DNS (`dns` findings: listener, DNAT table). */
@@ -263,6 +266,9 @@ export async function repairDrift(
           await (deps.removeNamespace ?? ((n) => deps.kernel.deleteNetns(n)))(f.name);
         } else if (f.resource === "firewall") {
           await deps.firewall.removeNetwork(f.name.replace(/^net-/, ""));
+        } else if (f.resource === "vxlan") {
+          if (!deps.removeVxlan) throw new Error(`no way to remove VXLAN device ${f.name}`);
+          await deps.removeVxlan(f.name);
         } else await deps.kernel.deleteLink(f.name);
       } else {
         await deps.withObject(kind, objectId, async (context) => {

@@ -1,9 +1,12 @@
 /**
  * Drift of global (overlay) networks on this host: the per-network namespaces this
  * controller made against the networks the journal knows (an orphan holds its VNIs and is
- * removed), and every neighbour/FDB entry against the peer table folded from the stream
- * (missing, stale or learned entries are repaired by handing the driver its whole table
- * again, which programs with replace).
+ * removed); in each live network's namespace its VXLAN devices (missing, or a different VNI,
+ * port, bridge or mark: re-created) and every neighbour/FDB entry against the peer table
+ * folded from the stream (missing, stale or learned entries are repaired by handing the
+ * driver its whole table again, which programs with replace); and VXLAN devices carrying an
+ * overlay mark where none belongs (the host namespace, another network's namespace): this
+ * controller's are orphans and removed, another controller's are `foreign`, only reported.
  *
  * @module
  */
@@ -15,6 +18,8 @@ import type { Finding } from "./drift.ts";
 import { driverNetwork } from "./effects.ts";
 import { isGlobal } from "./global.ts";
 import { peerTables } from "./peers.ts";
+
+const NETNS_DIR = "/var/run/netns/";
 
 /** The overlay driver, when it is one this controller has. */
 function overlayOf(ctx: ControllerContext): OverlayDriver | undefined {
@@ -33,6 +38,27 @@ export async function inspectOverlayDrift(ctx: ControllerContext): Promise<Findi
     .filter((n) => isGlobal(n.c) && n.c.driver === "overlay");
   const known = new Set(nets.filter((n) => n.state !== "deleted").map((n) => n.c.id.slice(0, 12)));
   const out: Finding[] = [];
+  for (const d of await overlay.strayDevices(known, peerCtx)) {
+    const name = d.netns ? `${d.name} in ${d.netns.slice(NETNS_DIR.length)}` : d.name;
+    const why = known.has(d.networkId12)
+      ? "not this namespace's"
+      : rt.known.has(d.networkId12)
+      ? "deleted"
+      : "unknown to this journal";
+    const of = `VNI ${d.vni}, mark of network ${d.networkId12} (${why})`;
+    out.push(
+      d.mine
+        ? { kind: "host", objectId: "", resource: "vxlan", name, problem: "unexpected", actual: of }
+        : {
+          kind: "host",
+          objectId: "",
+          resource: "vxlan",
+          name,
+          problem: "foreign",
+          actual: `made by controller ${d.owner}`,
+        },
+    );
+  }
   for (const ns of await overlay.ownedNamespaces(peerCtx)) {
     if (!known.has(ns.networkId12)) {
       out.push({
@@ -46,6 +72,17 @@ export async function inspectOverlayDrift(ctx: ControllerContext): Promise<Findi
   }
   for (const n of nets) {
     if (n.state !== "active") continue;
+    for (const d of (await overlay.deviceState(driverNetwork(n.c), peerCtx)).devices) {
+      out.push({
+        kind: "network",
+        objectId: n.c.id,
+        resource: "vxlan",
+        name: d.name,
+        problem: d.problem,
+        expected: d.expected,
+        ...(d.actual ? { actual: d.actual } : {}),
+      });
+    }
     const state = await overlay.peerState(driverNetwork(n.c), peerCtx);
     if (!state.namespace) continue;
     const entry = (e: { kind: string; dev: string; ip?: string; mac: string; vtep?: string }) =>
@@ -99,15 +136,36 @@ export function isOverlayNamespace(ctx: ControllerContext, name: string): boolea
   return name.startsWith(`${ctx.settings.namePrefix}ov-`);
 }
 
-/** Repairs a network's peer entries: its whole table, programmed with replace. */
-export async function repairPeers(ctx: ControllerContext, c: NetworkContext): Promise<void> {
+/** Whether reconcile repairs these findings of a network through {@link repairOverlay}. */
+export function isOverlayFinding(f: Finding): boolean {
+  return f.resource === "peer" || f.resource === "vxlan";
+}
+
+/**
+ * Repairs a network's data plane here: its VXLAN devices re-created when a finding says so,
+ * then its whole peer table programmed with replace (a re-created device has no entries).
+ */
+export async function repairOverlay(
+  ctx: ControllerContext,
+  c: NetworkContext,
+  findings: Finding[],
+): Promise<void> {
   const overlay = overlayOf(ctx);
   if (!overlay) return;
   const peers = [...(peerTables(ctx).get(c.id)?.values() ?? [])];
-  await overlay.setPeers(driverNetwork(c), peers, {
-    kernel: ctx.kernel,
-    prefix: ctx.settings.namePrefix,
-  });
+  const peerCtx = { kernel: ctx.kernel, prefix: ctx.settings.namePrefix };
+  if (findings.some((f) => f.resource === "vxlan")) {
+    await overlay.repairDevices(driverNetwork(c), peers, peerCtx);
+  } else await overlay.setPeers(driverNetwork(c), peers, peerCtx);
+}
+
+/** Removes an orphan VXLAN device of this controller, named as its finding names it. */
+export async function removeOverlayDevice(ctx: ControllerContext, name: string): Promise<void> {
+  const [dev, ns] = name.split(" in ");
+  await overlayOf(ctx)!.removeStrayDevice(
+    { name: dev, ...(ns ? { netns: `${NETNS_DIR}${ns}` } : {}) },
+    { kernel: ctx.kernel, prefix: ctx.settings.namePrefix },
+  );
 }
 
 /**

@@ -225,18 +225,25 @@ async function commit(ctx: ControllerContext, p: Plan): Promise<ConfigureDriverR
     return { ...base, changed: {}, warnings: [], journaled: false, seq: stored?.seq ?? 0 };
   }
   const later = new Set(driver.configNewNetworksOnly ?? []);
+  const joins = new Set(driver.configNextJoins ?? []);
   const effective = configChanges(current, config);
   const changed = stored ? effective : configChanges(null, config);
   const warnings: string[] = [];
   for (const key of Object.keys(effective)) {
     changed[key] ??= effective[key];
-    changed[key].appliesTo = later.has(key) ? "new networks" : "all networks";
     if (later.has(key)) {
+      changed[key].appliesTo = "new networks";
       warnings.push(
         `${key} applies to new networks only: existing ${driver.name} networks keep the ` +
           "configuration they were created under",
       );
-    }
+    } else if (joins.has(key)) {
+      changed[key].appliesTo = "next joins";
+      warnings.push(
+        `${key} applies to the next joins, of existing ${driver.name} networks too: ` +
+          "endpoints joined before keep what they joined with until they join again",
+      );
+    } else changed[key].appliesTo = "all networks";
   }
   const data = { driver: driver.name, config, changed, ...(warnings.length ? { warnings } : {}) };
   const objectId = driverObjectId(ctx.settings.hostId, driver.name);

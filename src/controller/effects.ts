@@ -100,6 +100,8 @@ export function driverEndpoint(c: EndpointContext): DriverEndpoint {
     ...(c.ipv4Address ? { ipv4Address: c.ipv4Address } : {}),
     ...(c.ipv6Address ? { ipv6Address: c.ipv6Address } : {}),
     ...(c.macAddress ? { macAddress: c.macAddress } : {}),
+    ...(c.portBindings?.length ? { portBindings: c.portBindings } : {}),
+    ...(c.exposedPorts?.length ? { exposedPorts: c.exposedPorts } : {}),
     facts: c.facts,
   };
 }

@@ -3,6 +3,9 @@
  * input, the refusals (internal networks, drivers that publish nothing, bridges without a
  * firewall), and the host ports decided by the allocator under the network lock — before
  * anything is journaled, so a refused command writes nothing and replay never decides again.
+ * Drivers that publish ports themselves (remote plugins, `programGatewayConnectivity`) get
+ * the bindings as asked, journaled the same way, and no decision: as in libnetwork, the
+ * plugin chooses its host ports (and refuses its own conflicts).
  * The decisions go into the create intent (`ports`); they are given back when the endpoint
  * is deleted or its create fails, and rebuilt from the journal at start, in journal order.
  *
@@ -63,7 +66,8 @@ export interface PortDecision {
  *
  * @throws {InvalidArgumentError} a malformed binding, an internal network
  *   (`network X is internal: it publishes no ports`), a driver that publishes nothing.
- * @throws {ConflictError} `Bind for 0.0.0.0:8080 failed: port is already allocated`.
+ * @throws {ConflictError} `Bind for 0.0.0.0:8080 failed: port is already allocated` (not
+ *   for a plugin's network: its plugin decides).
  * @throws {UnavailableError} `all ports are allocated`.
  */
 export function decidePorts(
@@ -80,7 +84,11 @@ export function decidePorts(
   if (nc.internal) {
     throw new InvalidArgumentError(`network ${nc.name} is internal: it publishes no ports`);
   }
-  if (!ctx.drivers.driver(nc.driver)?.programExternalConnectivity) {
+  const driver = ctx.drivers.driver(nc.driver);
+  if (!driver?.programExternalConnectivity && driver?.programGatewayConnectivity) {
+    return { data: { ...base, portBindings: bindings }, release: () => {} };
+  }
+  if (!driver?.programExternalConnectivity) {
     throw new InvalidArgumentError(
       `network ${nc.name} (driver ${nc.driver}) publishes no ports: its driver cannot`,
     );

@@ -1,6 +1,7 @@
 /**
  * Command inputs, parsed once at the API edge with zod. Unknown fields, empty names and
- * wrong types are refused with an error naming the field; nothing is journaled.
+ * wrong types are refused with an error naming the field; nothing is journaled. Also the
+ * check of the controller options' names (host id, stream, prefix) at `createController`.
  *
  * @module
  */
@@ -8,6 +9,7 @@
 import { z } from "zod";
 import { formatIssues } from "../journal/events.ts";
 import { InvalidArgumentError } from "../errors.ts";
+import { macProblem } from "../mac.ts";
 import { LIMITS } from "./limits.ts";
 import {
   AliasInput,
@@ -45,20 +47,6 @@ export const CreateNetworkInput = z.strictObject({
 });
 /** Parsed {@link CreateNetworkInput}. */
 export type CreateNetworkOptions = z.input<typeof CreateNetworkInput>;
-
-/**
- * What is wrong with a MAC address for an interface, if anything: the kernel refuses (with
- * EADDRNOTAVAIL, at join) multicast addresses — the broadcast address among them — and zero.
- */
-function macProblem(mac: string): string | undefined {
-  if (!/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/.test(mac)) {
-    return "must be a MAC address like 02:42:ac:11:00:02";
-  }
-  if (/^(ff:){5}ff$/i.test(mac)) return `${mac} is the broadcast address`;
-  if (parseInt(mac.slice(0, 2), 16) & 1) return `${mac} is a multicast address`;
-  if (/^(00:){5}00$/.test(mac)) return `${mac} is the zero address`;
-  return undefined;
-}
 
 /** Input of `createEndpoint`. */
 export const CreateEndpointInput = z.strictObject({
@@ -119,4 +107,31 @@ export function parseRef(value: unknown, what: string): string {
   const r = Ref.safeParse(value);
   if (!r.success) throw new InvalidArgumentError(`invalid ${what}: ${formatIssues(r.error)}`);
   return r.data;
+}
+
+/**
+ * Names that become subject tokens and KV keys: refused at the edge with the option named,
+ * rather than as a raw NATS error (`invalid key: cnm.a b`). A host id may hold dots (a
+ * machine's hostname does); the CLI's `--host` takes one token only.
+ */
+export function checkControllerNames(
+  o: { hostId?: string; stream?: string; prefix?: string },
+): void {
+  const bad = (what: string, value: string, rule: string) =>
+    new InvalidArgumentError(
+      `invalid controller options: ${what}: ${JSON.stringify(value)} is not ${rule}`,
+    );
+  const host = o.hostId ?? Deno.hostname();
+  if (!/^[A-Za-z0-9]([A-Za-z0-9_-]|\.(?=[A-Za-z0-9]))*$/.test(host) || host.length > 128) {
+    throw bad("hostId", host, 'letters, digits, "-", "_" and single inner dots (at most 128)');
+  }
+  if (o.stream !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_-]{0,56}$/.test(o.stream)) {
+    throw bad("stream", o.stream, 'letters, digits, "-" and "_" (1 to 57)');
+  }
+  if (
+    o.prefix !== undefined && (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(o.prefix) ||
+      o.prefix.length > 64)
+  ) {
+    throw bad("prefix", o.prefix, 'subject tokens of letters, digits, "-" and "_" (at most 64)');
+  }
 }

@@ -31,11 +31,17 @@ export function peerOf(facts: Record<string, unknown> | undefined): Peer | undef
     : undefined;
 }
 
-/** The peers of every global network, from the world's fold. */
+/**
+ * The remote peers of every global network, from the world's fold. This host's own endpoints
+ * are left out by host id, not by VTEP: one joined under an earlier advertise address (the
+ * option changed, or the host restarted with another `--advertise-addr`) is still local, and
+ * programming it as a remote peer would send its traffic out to an address nobody serves.
+ */
 export function peerTables(ctx: ControllerContext): Map<string, Map<string, Peer>> {
   const out = new Map<string, Map<string, Peer>>();
   for (const o of ctx.world.fold.objects.values()) {
     if (o.kind !== "endpoint" || stateOf(o.snapshot) !== "joined") continue;
+    if (o.host === ctx.settings.hostId) continue;
     const c = o.snapshot.context as EndpointContext;
     const peer = peerOf(c.joinFacts);
     if (!peer) continue;
@@ -96,7 +102,7 @@ export function createPeerProgrammer(ctx: ControllerContext): PeerProgrammer {
   };
 
   function onChange({ event, object }: WorldChange): void {
-    if (!object || object.kind !== "endpoint") return;
+    if (!object || object.kind !== "endpoint" || object.host === ctx.settings.hostId) return;
     const c = object.snapshot.context as EndpointContext;
     if (event.type === "endpoint.joined") {
       const peer = peerOf(c.joinFacts);

@@ -22,9 +22,11 @@ import {
 import { ensureJoined, ensureNetwork } from "./effects.ts";
 import {
   inspectOverlayDrift,
+  isOverlayFinding,
   isOverlayNamespace,
+  removeOverlayDevice,
   removeOverlayOrphan,
-  repairPeers,
+  repairOverlay,
 } from "./drift_overlay.ts";
 import { endpointsOfSandbox } from "./objects.ts";
 import { inspectPortsDrift, isPortFinding, repairPortDrift } from "./drift_ports.ts";
@@ -85,13 +87,14 @@ export async function reconcile(
             .filter((r) => rt.state(r) === "joined")
             .map((r) => rt.context<EndpointContext>(r)),
         ensureNetwork: (c, found) =>
-          found.some((f) => f.resource === "peer")
-            ? repairPeers(ctx, c)
+          found.some(isOverlayFinding)
+            ? repairOverlay(ctx, c, found)
             : ensureNetwork(env, c, newEventId()),
         removeNamespace: (name) =>
           isOverlayNamespace(ctx, name)
             ? removeOverlayOrphan(ctx, name)
             : ctx.kernel.deleteNetns(name),
+        removeVxlan: (name) => removeOverlayDevice(ctx, name),
         ensureJoined: (c) => ensureJoined(env, c, newEventId()),
         repairDns: (sandboxId, found) => ctx.dns.repair(sandboxId, found),
         record: (kind, objectId, group, error) =>

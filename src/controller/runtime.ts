@@ -4,6 +4,8 @@
  * runs the effect → the outcome is appended → the actor applies it → the command settles.
  * Also: the actor registry, intents whose append timed out (settled before the object is used
  * again), reload of an object another writer changed, and fencing once the lease is lost.
+ * The effect half (effect → outcome durable → settle) is outcomes.ts; the registry,
+ * the waiters and the uncertain intents have their own files too.
  *
  * The runtime knows the machines (actors/mod.ts) and the journal, nothing about networks,
  * endpoints or sandboxes: what an effect does is the `runEffect` it is given.
@@ -11,29 +13,23 @@
  * @module
  */
 
-import { fromCallback } from "xstate";
 import { type Observable, Subject } from "rxjs";
-import { MACHINES, outcomeTarget, verbOf } from "../../actors/mod.ts";
-import type { EffectInput } from "../../actors/_common.ts";
+import { MACHINES } from "../../actors/mod.ts";
 import { type CnmEvent, EVENT_VERSION, type Kind, type RecordedEvent } from "../journal/events.ts";
 import type { Journal } from "../journal/journal.ts";
 import { stateOf } from "../journal/fold.ts";
-import { ConflictError, fromErrorRecord, toErrorRecord, UnavailableError } from "../errors.ts";
+import { ConflictError, fromErrorRecord, type toErrorRecord, UnavailableError } from "../errors.ts";
 import { newEventId } from "../ids.ts";
 import { KeyedMutex } from "./locks.ts";
 import { createUncertainIntents } from "./uncertain.ts";
 import { createWaiters } from "./waiters.ts";
 import { type ChangeListener, createRegistry, type Rec } from "./registry.ts";
+import { createEffectMachines, type Outcome } from "./outcomes.ts";
 
 /** Where {@link RuntimeOptions.hook} is called (crash tests kill the process there). */
 export type CrashPoint = "intent-appended" | "effect-done" | "outcome-appended";
 
-/** What an effect produced: the outcome event's type and data. */
-export interface Outcome {
-  type: string;
-  data: Record<string, unknown>;
-}
-
+export type { Outcome } from "./outcomes.ts";
 export type { ChangeListener, Rec } from "./registry.ts";
 
 /** Options of {@link createRuntime}. */
@@ -189,109 +185,17 @@ export function createRuntime(options: RuntimeOptions): Runtime {
     if (fenced) throw new ConflictError(`controller stopped writing: ${fenced}`);
   };
 
-  /** Runs a transient state's effect and journals its outcome; returns the outcome. */
-  async function runEffect(
-    kind: Kind,
-    input: EffectInput<unknown>,
-    cancelled: () => boolean,
-  ): Promise<CnmEvent | undefined> {
-    const ctx = input.context as {
-      id: string;
-      resume?: string;
-      pending?: { eventId: string; effectId: string };
-    };
-    const pending = ctx.pending!;
-    const started = performance.now();
-    let outcome: Outcome;
-    try {
-      const intentSeq = objects[kind].get(ctx.id)?.lastSeq ?? 0;
-      outcome = await options.runEffect(
-        kind,
-        input.state,
-        input.context,
-        pending.effectId,
-        intentSeq,
-      );
-    } catch (err) {
-      outcome = {
-        type: `${kind}.${verbOf(input.state)}.failed`,
-        data: { error: toErrorRecord(err) },
-      };
-    }
-    outcome.data.elapsedMs = Math.round((performance.now() - started) * 1000) / 1000;
-    const e = event(
-      kind,
-      ctx.id,
-      outcome.type,
-      input.state,
-      outcomeTarget(outcome.type, input.state, ctx.resume),
-      outcome.data,
-      { effectId: pending.effectId, cause: pending.eventId },
-    );
-    const rec = objects[kind].get(ctx.id);
-    if (!rec) return undefined;
-    hook("effect-done", e);
-    // The outcome must be durable before the actor applies it: retry until it is.
-    for (let attempt = 0; !closed && !cancelled(); attempt++) {
-      try {
-        const { seq } = await appendOutcome(e, rec.lastSeq, attempt);
-        rec.lastSeq = seq;
-        emit(e, seq);
-        hook("outcome-appended", e);
-        options.onOutcome?.(kind, input.context, e);
-        waiters.settle(pending.eventId, e);
-        return e;
-      } catch (err) {
-        if (err instanceof ConflictError) {
-          waiters.fail(pending.eventId, err);
-          return undefined;
-        }
-        await sleep(Math.min(2000, 100 * 2 ** Math.min(attempt, 5)));
-      }
-    }
-    waiters.fail(
-      pending.eventId,
-      new UnavailableError("controller closed before the outcome was journaled"),
-    );
-    return undefined;
-  }
-
-  /**
-   * Appends an outcome. A retry after a lost answer may find the subject moved on: when the
-   * journal's last event there is this very outcome (the earlier attempt was stored; a
-   * cluster's leader change can forget the dedup answer), it is durable — not a conflict.
-   */
-  async function appendOutcome(e: CnmEvent, expectSeq: number, attempt: number) {
-    try {
-      return await journal.append(e, expectSeq);
-    } catch (err) {
-      if (!(err instanceof ConflictError) || attempt === 0) throw err;
-      const last = await journal.last(e.kind, e.objectId);
-      if (last?.eventId === e.eventId) return { seq: last.seq, duplicate: true };
-      throw err;
-    }
-  }
-
-  /**
-   * The machine of `kind` with the effect actor that runs {@link runEffect}: built once per
-   * kind (a machine is a tree of state nodes; one per actor would cost CPU and memory).
-   */
-  const machines = new Map<Kind, ReturnType<typeof buildMachine>>();
-  const provided = (kind: Kind) => {
-    let m = machines.get(kind);
-    if (!m) machines.set(kind, m = buildMachine(kind));
-    return m;
-  };
-  const buildMachine = (kind: Kind) => {
-    const effect = fromCallback<CnmEvent, EffectInput<unknown>>(({ input, sendBack }) => {
-      let cancelled = false;
-      runEffect(kind, input, () => cancelled).then((outcome) => {
-        if (outcome && !cancelled) sendBack(outcome);
-      });
-      return () => (cancelled = true);
-    });
-    return MACHINES[kind].provide({ actors: { effect } });
-  };
+  const provided = createEffectMachines({
+    journal,
+    waiters,
+    object: (kind, id) => objects[kind].get(id),
+    runEffect: options.runEffect,
+    onOutcome: options.onOutcome,
+    hook,
+    event,
+    emit,
+    closed: () => closed,
+  });
 
   const registry = createRegistry({
     journal,
@@ -441,8 +345,4 @@ export function createRuntime(options: RuntimeOptions): Runtime {
       events.complete();
     },
   };
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }

@@ -18,16 +18,18 @@
 import type { EndpointContext } from "../../actors/endpoint.ts";
 import type { SandboxContext } from "../../actors/sandbox.ts";
 import { errText } from "../errors.ts";
-import { createResolver, type Resolver } from "../dns/resolver.ts";
+import { createResolver } from "../dns/resolver.ts";
 import { networkHasDns } from "../dns/records.ts";
 import { dnsNetworkOf } from "../dns/records_fold.ts";
 import { readDnat, removeDnat } from "../dns/dnat.ts";
 import { readHostResolvConf, RESOLVER_ADDRESS } from "../dns/resolv_conf.ts";
 import type { ControllerContext } from "./context.ts";
 import type { Finding } from "./drift.ts";
-import { createDnsFeed, type DnsFeed } from "./dns_feed.ts";
-import { endpointsOf, networkContext } from "./objects.ts";
+import { createDnsFeed } from "./dns_feed.ts";
+import { endpointsOfSandbox, networkContext } from "./objects.ts";
 import { resolvConf, writeIfChanged } from "./sandbox_config.ts";
+import type { SandboxDns } from "./sandbox_types.ts";
+export type { SandboxDns } from "./sandbox_types.ts";
 
 /** Options of {@link createSandboxDns}. */
 export interface SandboxDnsOptions {
@@ -37,30 +39,6 @@ export interface SandboxDnsOptions {
   parallel?: number;
   /** Where problems are said (default stderr). */
   log?(line: string): void;
-}
-
-/** The controller's embedded DNS. */
-export interface SandboxDns {
-  readonly resolver: Resolver;
-  readonly feed: DnsFeed;
-  /** Whether a sandbox whose members are these endpoints needs the resolver. */
-  needs(endpointIds: Iterable<string>): boolean;
-  /**
-   * Starts or stops the sandbox's listener for its members (endpoints joined or joining);
-   * returns the resolv.conf to write now, or undefined to leave the file alone. `initial`:
-   * the sandbox was just made (or its files are remade): a file is always returned.
-   */
-  program(sb: SandboxContext, endpointIds: string[], initial: boolean): Promise<string | undefined>;
-  /** Stops the listener of a sandbox being deleted (before its namespace goes). */
-  deleting(sandboxId: string): Promise<void>;
-  /** Starts the listener of every ready sandbox that needs one (restart); never throws. */
-  restartAll(): Promise<{ started: number; failed: string[] }>;
-  /** What reconcile finds about listeners and DNAT tables. Reads only. */
-  inspect(): Promise<Finding[]>;
-  /** Repairs a sandbox's `dns` findings. */
-  repair(sandboxId: string, findings: Finding[]): Promise<void>;
-  /** Closes the listeners (their DNAT tables stay, like the rest of the kernel). */
-  close(): Promise<void>;
 }
 
 /** The inode of a namespace file, to tell a re-made namespace from the one listened in. */
@@ -107,7 +85,7 @@ export function createSandboxDns(
     return false;
   };
   const joinedTo = (sandboxId: string) =>
-    endpointsOf(rt, (e) => e.sandboxId === sandboxId)
+    endpointsOfSandbox(rt, sandboxId)
       .filter((r) => rt.state(r) === "joined")
       .map((r) => r.id);
   const start = async (sb: SandboxContext, replacing = false) => {
@@ -162,6 +140,7 @@ export function createSandboxDns(
       );
     },
     async restartAll() {
+      if (!ctx.settings.embeddedDns) return { started: 0, failed: [] };
       const queue = readySandboxes().filter((sb) => needs(joinedTo(sb.id)));
       const failed: string[] = [];
       let started = 0;

@@ -21,6 +21,10 @@
  *   sandbox's publication from its joined members — re-binding the held host sockets, which
  *   died with the old process — before interrupted effects run again and before reconcile.
  *
+ * A gateway endpoint whose driver publishes ports itself (a remote plugin) is told the
+ * sandbox's bindings as asked instead, at the same points: sandbox_plugin_ports.ts. Revokes
+ * of either kind run before programs, so a host port one gives up is free for the other.
+ *
  * @module
  */
 
@@ -30,7 +34,6 @@ import type { SandboxContext } from "../../actors/sandbox.ts";
 import type { EffectContext } from "../../drivers/driver.ts";
 import type { PublishedRules } from "../../drivers/bridge/mod.ts";
 import { CnmError, DriverError, errText } from "../errors.ts";
-import type { FoldWarning } from "../journal/fold.ts";
 import type { PortAllocator, PortMapping } from "../ports/mod.ts";
 import { familyOf } from "../ports/binding.ts";
 import { newEventId } from "../ids.ts";
@@ -39,50 +42,9 @@ import { hasFirewall } from "./drift.ts";
 import { driverEndpoint, driverNetwork } from "./effects.ts";
 import { networkContext } from "./objects.ts";
 import { chooseGateway, type SandboxMember } from "./sandbox_config.ts";
-
-/** What one sandbox publishes, and on which endpoint. */
-export interface Publication {
-  sandboxId: string;
-  /** The publishing (gateway) endpoint. */
-  endpointId: string;
-  networkId: string;
-  /** The union of the members' ports, less those of a family the gateway has no address of. */
-  mappings: PortMapping[];
-}
-
-/** Options of {@link SandboxPorts.sync}. */
-export interface SyncOptions {
-  /** Rethrow a failure (a join, a repair); otherwise it is logged and left to reconcile. */
-  strict?: boolean;
-  /** Program even when nothing changed (a rebuilt interface lost its hairpin mode). */
-  force?: boolean;
-}
-
-/** The controller's port publishing state. */
-export interface SandboxPorts {
-  /** Host port decisions (endpoint_ports.ts). */
-  readonly allocator: PortAllocator;
-  /**
-   * Makes the sandbox publish what `members` ask, on their gateway.
-   *
-   * @throws the wrapped driver error, when `strict`.
-   */
-  sync(sandboxId: string, members: SandboxMember[], options?: SyncOptions): Promise<void>;
-  /** Revokes the sandbox's publication when `endpointId`, about to leave, publishes it. */
-  beforeLeave(sandboxId: string, endpointId: string): Promise<void>;
-  /** What every ready sandbox should publish now (reconcile's expectation). */
-  expected(): Publication[];
-  /** What this process last programmed for a sandbox. */
-  published(sandboxId: string): Publication | undefined;
-  /**
-   * At start, before interrupted effects and reconcile (see the module doc). `resuming`: ids
-   * of objects whose interrupted effect runs again next (their actors still show the state
-   * before it): they are no members, their effect publishes or revokes for them.
-   */
-  republish(warnings: FoldWarning[], resuming: ReadonlySet<string>): Promise<void>;
-  /** Removes what an endpoint publishes (or published before a crash), through its driver. */
-  revokeEndpoint(networkId: string, endpointId: string, mappings?: PortMapping[]): Promise<void>;
-}
+import { createPluginPorts } from "./sandbox_plugin_ports.ts";
+import type { Publication, SandboxPorts, SyncOptions } from "./sandbox_types.ts";
+export type { Publication, SandboxPorts, SyncOptions } from "./sandbox_types.ts";
 
 const keyOf = (p: Publication | undefined) =>
   p ? `${p.endpointId} ${p.mappings.map((m) => JSON.stringify(m)).join(",")}` : "";
@@ -121,6 +83,7 @@ export function createSandboxPorts(
     prefix: ctx().settings.namePrefix,
     owner: ctx().settings.owner,
   });
+  const plugins = createPluginPorts(ctx, effectContext);
 
   /** The publication `members` ask for, or undefined when nothing is to be published. */
   function desired(sandboxId: string, members: SandboxMember[]): Publication | undefined {
@@ -201,32 +164,49 @@ export function createSandboxPorts(
   ): Promise<void> {
     const want = desired(sandboxId, members);
     const have = records.get(sandboxId);
-    if (!options.force && keyOf(want) === keyOf(have)) return;
+    const toPlugin = plugins.desired(sandboxId, members);
     try {
-      if (have && have.endpointId !== want?.endpointId) {
-        records.delete(sandboxId); // also when revoking fails: what is left is unknown
-        await revokeEndpoint(have.networkId, have.endpointId, have.mappings);
-      }
-      if (!want) return void records.delete(sandboxId);
+      await plugins.revokeStale(sandboxId, toPlugin);
+      if (options.force || keyOf(want) !== keyOf(have)) await syncBridge(sandboxId, want, have);
       try {
-        await program(want);
+        await plugins.program(toPlugin);
       } catch (err) {
-        records.delete(sandboxId); // the driver publishes all or nothing: now nothing
-        throw err;
+        const ec = toPlugin && endpointOf(toPlugin.endpointId);
+        throw ec ? programmingError(err, ec) : err;
       }
-      records.set(sandboxId, want);
     } catch (err) {
       if (options.strict) throw err;
       console.error(`cnm: sandbox ${sandboxId}: publishing its ports: ${errText(err)}`);
     }
   }
 
+  async function syncBridge(
+    sandboxId: string,
+    want: Publication | undefined,
+    have: Publication | undefined,
+  ): Promise<void> {
+    if (have && have.endpointId !== want?.endpointId) {
+      records.delete(sandboxId); // also when revoking fails: what is left is unknown
+      await revokeEndpoint(have.networkId, have.endpointId, have.mappings);
+    }
+    if (!want) return void records.delete(sandboxId);
+    try {
+      await program(want);
+    } catch (err) {
+      records.delete(sandboxId); // the driver publishes all or nothing: now nothing
+      throw err;
+    }
+    records.set(sandboxId, want);
+  }
+
   return {
     allocator,
+    plugins,
     sync: (sandboxId, members, options = {}) =>
       ctx().runtime.locks.with(lock(sandboxId), () => syncLocked(sandboxId, members, options)),
     beforeLeave: (sandboxId, endpointId) =>
       ctx().runtime.locks.with(lock(sandboxId), async () => {
+        await plugins.beforeLeave(sandboxId, endpointId);
         const have = records.get(sandboxId);
         if (have?.endpointId !== endpointId) return;
         // A failure fails the leave (the interface stays: no DNAT to a dead address).
@@ -240,6 +220,7 @@ export function createSandboxPorts(
       const c = ctx();
       const warn = (objectId: string, err: unknown) =>
         warnings.push({ seq: 0, objectId, type: "ports", reason: errText(err) });
+      plugins.restore(); // what plugins were told follows from the journal: no calls
       const want = expected(resuming);
       const firewalled = [...c.runtime.objects.network.values()]
         .some((r) => hasFirewall(c.runtime.context<NetworkContext>(r)));

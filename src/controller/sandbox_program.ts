@@ -23,6 +23,8 @@ import {
   type SandboxMember,
   writeIfChanged,
 } from "./sandbox_config.ts";
+import type { SandboxProgrammer } from "./sandbox_types.ts";
+export type { SandboxProgrammer } from "./sandbox_types.ts";
 
 /** Options of {@link createSandboxProgrammer}. */
 export interface SandboxProgrammerOptions {
@@ -40,18 +42,6 @@ export interface SandboxProgrammerOptions {
    * change of its members. Default: the legacy file, written when the sandbox is made.
    */
   dns?: () => Pick<SandboxDns, "program">;
-}
-
-/** Sandbox-level programming. */
-export interface SandboxProgrammer {
-  /** Directory of a sandbox's files. */
-  dir(sandboxId: string): string;
-  /** Reprograms a sandbox after a change of its members (serialised per sandbox). */
-  changed(sandboxId: string, change: SandboxChange): Promise<void>;
-  /** Forgets an endpoint's pending join facts once its outcome is applied. */
-  settled(endpointId: string): void;
-  /** The sandbox's members now: joined endpoints, and joining ones whose driver join is done. */
-  members(sandboxId: string): SandboxMember[];
 }
 
 /** Creates the programmer. */

@@ -2,7 +2,7 @@
  * Feeding the records from CNM objects: mappers from actor contexts (what the controller
  * has in memory) and a pure fold of journal events (what any subscriber — a remote host
  * learning overlay endpoints, a restart — reads from the stream). The fold runs the same
- * machines as the controller's recovery (`src/fold.ts`), so "what resolves" follows exactly
+ * machines as the controller's recovery (`src/journal/fold.ts`), so "what resolves" follows exactly
  * the states the journal says: an endpoint's names appear with `endpoint.joined` and go
  * with `endpoint.leave.requested`.
  *

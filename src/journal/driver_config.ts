@@ -40,8 +40,12 @@ export function driverObjectId(hostId: string, driver: string): string {
 export interface ConfigChange {
   from: unknown;
   to: unknown;
-  /** Set when the key cannot reach existing networks: `"new networks"`. */
-  appliesTo?: "all networks" | "new networks";
+  /**
+   * What the change reaches: `"new networks"` (existing ones keep the configuration they were
+   * created under), `"next joins"` (every network's next joins; endpoints joined before keep
+   * what they joined with) or `"all networks"`.
+   */
+  appliesTo?: "all networks" | "new networks" | "next joins";
 }
 
 /** `data` of a `driver.configured` event. */

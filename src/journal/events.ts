@@ -203,7 +203,7 @@ export const DataSchemas: Record<string, z.ZodType> = {
       z.object({
         from: z.unknown(),
         to: z.unknown(),
-        appliesTo: z.enum(["all networks", "new networks"]).optional(),
+        appliesTo: z.enum(["all networks", "new networks", "next joins"]).optional(),
       }).loose(),
     ),
     /** Human-readable notes, e.g. that existing networks keep their value. */

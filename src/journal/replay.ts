@@ -1,7 +1,7 @@
 /**
  * Time travel: the whole CNM state (networks, endpoints, sandboxes, IPAM allocations, driver
  * configurations) as it was at a stream sequence or a time, computed purely from the journal with the same fold
- * the controller recovers with (`src/fold.ts`). No kernel access, no driver calls.
+ * the controller recovers with (`src/journal/fold.ts`). No kernel access, no driver calls.
  *
  * @module
  */

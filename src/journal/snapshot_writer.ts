@@ -5,7 +5,8 @@
  * writer per stream at a time, by a lease in the bucket: every controller runs one, the
  * others stand by and take over when the holder's lease lapses. Every record and the
  * watermark are written with compare-and-set on their KV revision, so a writer that lost
- * its lease can never overwrite a newer record with an older one.
+ * its lease can never overwrite a newer record with an older one. The lease itself is
+ * snapshot_lease.ts.
  *
  * Asynchronous by design: commands never wait for it. Readers stay exact whatever its lag,
  * because they fold the events after the watermark themselves (current.ts).
@@ -32,8 +33,8 @@ import {
   recordOf,
   snapshotBucketOf,
   snapshotStreamOf,
-  WRITER_KEY,
 } from "./snapshot.ts";
+import { createWriterLease } from "./snapshot_lease.ts";
 import { errText } from "../errors.ts";
 import { isWrongLastSequence } from "./journal.ts";
 import { createPublisher } from "./publisher.ts";
@@ -76,16 +77,6 @@ export interface SnapshotWriter {
   close(): Promise<void>;
 }
 
-const enc = new TextEncoder();
-const dec = new TextDecoder();
-
-interface LeaseValue {
-  instance: string;
-  host: string;
-  pid: number;
-  expiresAt: string;
-}
-
 /**
  * Starts a writer for `options.stream`. With `initial` (what recovery just loaded, kept by
  * reference: its objects become the writer's) it needs no second read when it gets the lease.
@@ -99,7 +90,6 @@ export async function startSnapshotWriter(
   const flushMs = options.flushMs ?? 50;
   const ttl = options.leaseTtlMs ?? 10_000;
   const onError = options.onError ?? (() => {});
-  const instance = crypto.randomUUID();
   const writer = `${options.hostId} pid ${Deno.pid}`;
   const kv: KV = await new Kvm(nc).create(snapshotBucketOf(stream), {
     history: 1,
@@ -108,10 +98,10 @@ export async function startSnapshotWriter(
   const jsm = await jetstreamManager(nc);
   const js = jetstream(nc);
   const publisher = createPublisher(nc, 10_000);
+  const lease = createWriterLease(kv, { hostId: options.hostId, ttlMs: ttl });
 
   let closed = false;
   let writing = false;
-  let leaseRev = 0;
   let state: {
     fold: FoldState;
     revisions: Map<string, number>;
@@ -128,33 +118,6 @@ export async function startSnapshotWriter(
   let flushing: Promise<void> | undefined;
   const counters = { flushes: 0, written: 0, purged: 0 };
   let pending = initial;
-
-  const leaseValue = (): Uint8Array =>
-    enc.encode(JSON.stringify(
-      {
-        instance,
-        host: options.hostId,
-        pid: Deno.pid,
-        expiresAt: new Date(Date.now() + ttl).toISOString(),
-      } satisfies LeaseValue,
-    ));
-
-  /** Takes the lease if free or expired; true when held. */
-  async function tryLease(): Promise<boolean> {
-    try {
-      const e = await kv.get(WRITER_KEY);
-      const cur = e?.operation === "PUT" && e.value.length
-        ? JSON.parse(dec.decode(e.value)) as LeaseValue
-        : undefined;
-      if (!e) leaseRev = await kv.create(WRITER_KEY, leaseValue());
-      else if (!cur || cur.instance === instance || Date.parse(cur.expiresAt) < Date.now()) {
-        leaseRev = await kv.update(WRITER_KEY, leaseValue(), e.revision);
-      } else return false;
-      return true;
-    } catch {
-      return false; // lost a race, or NATS is away: try again later
-    }
-  }
 
   async function begin(): Promise<void> {
     const cur = pending ?? await loadCurrent(nc, { stream, prefix });
@@ -323,7 +286,7 @@ export async function startSnapshotWriter(
 
   async function acquire(): Promise<void> {
     if (closed || writing) return;
-    if (!await tryLease()) return;
+    if (!await lease.take()) return;
     writing = true;
     try {
       await begin();
@@ -336,14 +299,7 @@ export async function startSnapshotWriter(
   const leaseTimer = setInterval(async () => {
     if (closed) return;
     if (!writing) return void acquire();
-    try {
-      leaseRev = await kv.update(WRITER_KEY, leaseValue(), leaseRev);
-    } catch {
-      const e = await kv.get(WRITER_KEY).catch(() => undefined);
-      const cur = e?.value.length ? JSON.parse(dec.decode(e.value)) as LeaseValue : undefined;
-      if (cur && cur.instance !== instance) stop();
-      else if (e && cur?.instance === instance) leaseRev = e.revision;
-    }
+    if (!await lease.refresh()) stop();
   }, Math.max(100, Math.floor(ttl / 3)));
 
   await acquire();
@@ -384,7 +340,7 @@ export async function startSnapshotWriter(
       if (writing) {
         await flushing;
         await flush().catch(() => {});
-        await kv.delete(WRITER_KEY, { previousSeq: leaseRev }).catch(() => {});
+        await lease.release();
       }
       closed = true;
       stop();

@@ -11,23 +11,20 @@ import type { Request } from "./_netlink.ts";
 import type { NsHandle } from "./_netns.ts";
 import { describeRoute, devIndex, getLink, routeTarget } from "./_routes.ts";
 import {
-  addAddrRequest,
   createLinkRequest,
   createVethRequest,
   deleteLinkRequest,
-  dumpAddrsMessage,
   dumpLinksMessage,
   EEXIST,
   ENODEV,
   type LinkChanges,
-  parseAddr,
   parseLink,
   type RawLink,
-  replaceRouteRequest,
   setHairpinRequest,
   setLinkRequest,
   setRouteLocalnetRequest,
 } from "./_rtnl.ts";
+import { addAddrRequest, dumpAddrsMessage, parseAddr, replaceRouteRequest } from "./_rtnl_ip.ts";
 import type { AddrInfo, BridgeSpec, LinkInfo, LinkOptions, VethSpec } from "./types.ts";
 
 /** Resolves a namespace path (undefined = the host namespace) to its handle. */

@@ -8,15 +8,14 @@
 import { DriverError, InvalidArgumentError } from "../errors.ts";
 import { AF_INET, checkIfName, parseCidr, parseIp } from "./_addr.ts";
 import type { NsHandle } from "./_netns.ts";
+import { getLinkRequest, type RawLink } from "./_rtnl.ts";
 import {
   deleteRouteRequest,
   dumpRoutesMessage,
-  getLinkRequest,
   parseRoute,
-  type RawLink,
   replaceRouteRequest,
   type RouteTarget,
-} from "./_rtnl.ts";
+} from "./_rtnl_ip.ts";
 import type { RouteInfo, RouteSpec } from "./types.ts";
 
 /** Looks a link up by name in one namespace; undefined when there is none. */

@@ -284,45 +284,71 @@ export function parsePortSpec(spec: string): PortBinding[] {
 /** libnetwork's `types.PortBinding` as remote plugins receive it (`Proto`: 6 tcp, 17 udp). */
 export interface LibnetworkPortBinding {
   Proto: number;
+  /** The container's address: always `""` (libnetwork's daemon never sets it). */
   IP: string;
   Port: number;
+  /** `""` when none was asked (Go's nil `net.IP`). */
   HostIP: string;
+  /** `0` when none was asked: the plugin chooses. */
   HostPort: number;
+  /** The end of the asked range; `HostPort` for one port, `0` when none was asked. */
   HostPortEnd: number;
+}
+
+/** libnetwork's `types.TransportPort` on the wire. */
+export interface LibnetworkTransportPort {
+  Proto: number;
+  Port: number;
+}
+
+/** The two port options of libnetwork, as remote plugins receive them. */
+export interface LibnetworkPortOptions {
+  "com.docker.network.portmap": LibnetworkPortBinding[];
+  "com.docker.network.endpoint.exposedports": LibnetworkTransportPort[];
 }
 
 const protoNumber = { tcp: 6, udp: 17 } as const;
 
 /**
- * The options libnetwork hands a driver's ProgramExternalConnectivity:
- * `com.docker.network.portmap` (the decided mappings) and
- * `com.docker.network.endpoint.exposedports` (`[{ Proto, Port }]`), for remote plugins.
+ * The options through which libnetwork hands port bindings to a remote plugin (in
+ * `CreateEndpoint`'s and `ProgramExternalConnectivity`'s `Options`):
+ * `com.docker.network.portmap` — the bindings **as asked**, no host port decided (Docker's
+ * daemon builds them from the container's `PortBindings`: `HostPort`–`HostPortEnd` the asked
+ * range, both `0` when none was asked, `HostIP` `""` when none was asked, `IP` always `""`) —
+ * and `com.docker.network.endpoint.exposedports` (`[{ Proto, Port }]`). The plugin publishes
+ * and chooses host ports itself.
  *
  * @example
  * ```ts
  * import { libnetworkPortOptions } from "./binding.ts";
  * import assert from "node:assert/strict";
- * const m = { proto: "udp" as const, containerPort: 53, hostIp: "0.0.0.0", hostPort: 5353 };
- * assert.deepEqual(libnetworkPortOptions([m], [{ port: 53, proto: "udp" }]), {
+ * const asked = [
+ *   { containerPort: 53, proto: "udp" as const, hostPort: 5353 },
+ *   { containerPort: 80, hostIp: "127.0.0.1", hostPort: 8000, hostPortEnd: 8010 },
+ *   { containerPort: 443 },
+ * ];
+ * assert.deepEqual(libnetworkPortOptions(asked, [{ port: 53, proto: "udp" }]), {
  *   "com.docker.network.portmap": [
- *     { Proto: 17, IP: "", Port: 53, HostIP: "0.0.0.0", HostPort: 5353, HostPortEnd: 5353 },
+ *     { Proto: 17, IP: "", Port: 53, HostIP: "", HostPort: 5353, HostPortEnd: 5353 },
+ *     { Proto: 6, IP: "", Port: 80, HostIP: "127.0.0.1", HostPort: 8000, HostPortEnd: 8010 },
+ *     { Proto: 6, IP: "", Port: 443, HostIP: "", HostPort: 0, HostPortEnd: 0 },
  *   ],
  *   "com.docker.network.endpoint.exposedports": [{ Proto: 17, Port: 53 }],
  * });
  * ```
  */
-export function libnetworkPortOptions(mappings: PortMapping[], exposed: ExposedPort[] = []): {
-  "com.docker.network.portmap": LibnetworkPortBinding[];
-  "com.docker.network.endpoint.exposedports": { Proto: number; Port: number }[];
-} {
+export function libnetworkPortOptions(
+  bindings: PortBinding[],
+  exposed: ExposedPort[] = [],
+): LibnetworkPortOptions {
   return {
-    "com.docker.network.portmap": mappings.map((m) => ({
-      Proto: protoNumber[m.proto],
+    "com.docker.network.portmap": bindings.map((b) => ({
+      Proto: protoNumber[b.proto ?? "tcp"],
       IP: "",
-      Port: m.containerPort,
-      HostIP: m.hostIp,
-      HostPort: m.hostPort,
-      HostPortEnd: m.hostPort,
+      Port: b.containerPort,
+      HostIP: b.hostIp ?? "",
+      HostPort: b.hostPort ?? 0,
+      HostPortEnd: b.hostPortEnd ?? b.hostPort ?? 0,
     })),
     "com.docker.network.endpoint.exposedports": exposed.map((e) => ({
       Proto: protoNumber[e.proto ?? "tcp"],

@@ -55,6 +55,11 @@ export interface OverlayLabOptions {
   stream?: string;
   /** Extra `cnm serve` flags (`--replicas 3`). */
   serveArgs?: string[];
+  /**
+   * Start each controller with `--advertise-addr <its VTEP>`. Default true; false leaves the
+   * VTEP to auto-detection (the host namespace then needs a default route on `ul0`).
+   */
+  advertise?: boolean;
 }
 
 /** Builds the lab, starts NATS (unless given) and every host's controller. */
@@ -103,7 +108,11 @@ export async function createOverlayLab(options: OverlayLabOptions = {}): Promise
           hostNamespace: lab.hosts[i].path,
           namePrefix: h.namePrefix,
           stateDir: `${stateDir}/${h.hostId}`,
-          args: ["-q", "--advertise-addr", h.vtep, ...(options.serveArgs ?? [])],
+          args: [
+            "-q",
+            ...(options.advertise === false ? [] : ["--advertise-addr", h.vtep]),
+            ...(options.serveArgs ?? []),
+          ],
         });
       },
       async kill(i) {

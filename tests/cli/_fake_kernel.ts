@@ -23,6 +23,7 @@ export function fakeKernel(): Kernel {
     ensureVeth: none,
     deleteLink: none,
     listLinks: empty,
+    listVxlans: empty,
     listAddrs: empty,
     listRoutes: empty,
     ensureRoute: none,

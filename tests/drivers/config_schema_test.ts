@@ -73,7 +73,7 @@ Deno.test("bridge configuration schema: defaults, and refusals that name the key
   });
 });
 
-Deno.test("overlay configuration schema: VXLAN port range with libnetwork's message", () => {
+Deno.test("overlay configuration schema: VXLAN port range with libnetwork's message, IPv4 VTEP only", () => {
   assert.deepEqual(OverlayConfigSchema.parse({}), { vxlanPort: 4789 });
   assert.deepEqual(OverlayConfigSchema.parse({ vxlanPort: 0 }), { vxlanPort: 4789 });
   assert.deepEqual(
@@ -90,7 +90,16 @@ Deno.test("overlay configuration schema: VXLAN port range with libnetwork's mess
   }
   assert.equal(
     refusal(OverlayConfigSchema, { advertiseAddress: "10.0.0.1/24" }),
-    "advertiseAddress: must be an IP address (no prefix)",
+    "advertiseAddress: must be an IPv4 address (no prefix)",
+  );
+  // As --advertise-addr and createOverlayDriver: the underlay of an overlay is IPv4.
+  assert.equal(
+    refusal(OverlayConfigSchema, { advertiseAddress: "2001:db8::1" }),
+    'advertiseAddress: must be an IPv4 address (overlay networks are IPv4 only), got "2001:db8::1"',
+  );
+  assert.equal(
+    refusal(OverlayConfigSchema, { advertiseAddress: 7 }),
+    "advertiseAddress: must be an IPv4 address (no prefix)",
   );
   assert.equal(refusal(OverlayConfigSchema, { vni: 5 }), "vni: unknown field");
 });

@@ -4,7 +4,8 @@
  * bridge networks, sandboxes and joined endpoints; then each is restarted and reconciled
  * several times. What one made must stay byte-identical through the other's restarts and
  * reconciles: bridges, veths, addresses, namespaces (and the addresses inside them) and
- * nftables chains, rules and map elements. Needs root and nats-server.
+ * nftables chains, rules and map elements. The same again with one stream, one subject
+ * prefix and one name prefix, the host ids alone differing. Needs root and nats-server.
  *
  * @module
  */
@@ -74,20 +75,18 @@ async function dump(env: TestEnv, m: Made): Promise<string> {
   return JSON.stringify({ links, namespaces, nft }, (k, v) => k === "tentative" ? undefined : v, 1);
 }
 
-Deno.test("ownership (root, nats-server) two controllers on one kernel namespace never touch each other's networking", async (t) => {
-  const env = await startEnv("own");
-  const dirs = [await Deno.makeTempDir(), await Deno.makeTempDir()];
-  const p = env.host.prefix;
-  const opts: ControllerOptions[] = [
-    env.options({ hostId: "ha", stream: `${env.stream}_A`, prefix: `${p}a`, stateDir: dirs[0] }),
-    env.options({
-      hostId: "hb",
-      stream: `${env.stream}_B`,
-      prefix: `${p}b`,
-      namePrefix: `${p}-x-`, // starts with A's `${p}-`
-      stateDir: dirs[1],
-    }),
-  ].map((o) => ({ ...o, defaultBridge: false, predefined: false }));
+/**
+ * Makes networks, sandboxes and joined endpoints with both controllers, then restarts and
+ * reconciles each in turn: the other's kernel objects must stay byte-identical, be reported
+ * as foreign and never repaired, and no event may say anything was repaired.
+ */
+async function neverTouchEachOther(
+  t: Deno.TestContext,
+  env: TestEnv,
+  opts: ControllerOptions[],
+  /** Which controllers see the other's namespaces (their name starts with its prefix). */
+  seesOthersNamespaces: number[],
+) {
   const open: (Controller | undefined)[] = [undefined, undefined];
   try {
     for (const i of [0, 1]) {
@@ -113,6 +112,7 @@ Deno.test("ownership (root, nats-server) two controllers on one kernel namespace
         assert.equal(made[i].veths.length, 4);
         assert.doesNotMatch(before[i], /"missing"/);
       }
+      assert.equal(new Set([...made[0].bridges, ...made[1].bridges]).size, 4, "4 bridges");
     });
     for (let round = 1; round <= 3; round++) {
       for (const i of [0, 1]) {
@@ -133,7 +133,7 @@ Deno.test("ownership (root, nats-server) two controllers on one kernel namespace
             for (const name of [...made[other].bridges, ...made[other].veths]) {
               assert.ok(foreign.includes(name), `${name} not reported: ${JSON.stringify(found)}`);
             }
-            if (i === 0) {
+            if (seesOthersNamespaces.includes(i)) {
               for (const ns of made[other].namespaces) assert.ok(foreign.includes(ns), ns);
             }
           },
@@ -156,6 +156,45 @@ Deno.test("ownership (root, nats-server) two controllers on one kernel namespace
     });
   } finally {
     for (const c of open) await c?.close().catch(() => {});
+  }
+}
+
+Deno.test("ownership (root, nats-server) two controllers on one kernel namespace never touch each other's networking", async (t) => {
+  const env = await startEnv("own");
+  const dirs = [await Deno.makeTempDir(), await Deno.makeTempDir()];
+  const p = env.host.prefix;
+  const opts: ControllerOptions[] = [
+    env.options({ hostId: "ha", stream: `${env.stream}_A`, prefix: `${p}a`, stateDir: dirs[0] }),
+    env.options({
+      hostId: "hb",
+      stream: `${env.stream}_B`,
+      prefix: `${p}b`,
+      namePrefix: `${p}-x-`, // starts with A's `${p}-`
+      stateDir: dirs[1],
+    }),
+  ].map((o) => ({ ...o, defaultBridge: false, predefined: false }));
+  try {
+    // Only A sees B's namespaces: B's names start with A's prefix, not the other way round.
+    await neverTouchEachOther(t, env, opts, [0]);
+  } finally {
+    await env.cleanup();
+    for (const d of dirs) await Deno.remove(d, { recursive: true }).catch(() => {});
+  }
+});
+
+Deno.test("ownership (root, nats-server) one stream, two host ids on one kernel namespace: neither touches the other's", async (t) => {
+  // Same stream, subject prefix and name prefix: only the host id (and so the ownership
+  // mark) tells them apart, and each folds the other's events too.
+  const env = await startEnv("own1");
+  const dirs = [await Deno.makeTempDir(), await Deno.makeTempDir()];
+  const opts: ControllerOptions[] = ["ha", "hb"].map((hostId, i) => ({
+    ...env.options({ hostId, stateDir: dirs[i] }),
+    defaultBridge: false,
+    predefined: false,
+  }));
+  try {
+    await neverTouchEachOther(t, env, opts, [0, 1]);
+  } finally {
     await env.cleanup();
     for (const d of dirs) await Deno.remove(d, { recursive: true }).catch(() => {});
   }

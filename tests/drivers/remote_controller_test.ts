@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { NotFoundError } from "../../mod.ts";
+import { DriverError, NotFoundError } from "../../mod.ts";
 import { sh, startEnv } from "../_harness/env.ts";
 import { startPlugin } from "./_plugin/start.ts";
 
@@ -161,6 +161,40 @@ Deno.test("remote plugin (root, nats-server) chooses the MAC when none is given,
       ).at(-1)!;
       assert.equal((sent.body.Interface as { MacAddress: string }).MacAddress, "02:00:00:00:00:07");
     });
+    await t.step(
+      "a multicast, broadcast or zero MAC from the plugin is refused, naming its answer",
+      async () => {
+        const refused = [
+          ["01:00:5e:00:00:01", "a multicast address"],
+          ["ff:ff:ff:ff:ff:ff", "the broadcast address"],
+          ["00:00:00:00:00:00", "the zero address"],
+        ];
+        for (const [i, [mac, what]] of refused.entries()) {
+          await cnm.createNetwork({
+            name: `badmac${i}`,
+            driver: "tp",
+            ipam: { driver: "tp" },
+            options: { "test.mac": mac },
+          });
+          await plugin.clearLog();
+          const message = 'remote: NetworkDriver.CreateEndpoint: plugin "tp" answered an ' +
+            `unusable Interface.MacAddress: ${mac} is ${what}`;
+          await assert.rejects(
+            () => cnm.createEndpoint(`badmac${i}`, { name: `m${i}` }),
+            (e: Error) => e instanceof DriverError && e.message === message,
+          );
+          const failed = cnm.endpoints({ network: `badmac${i}` }).find((e) => e.name === `m${i}`)!;
+          assert.equal(failed.state, "failed");
+          assert.equal(failed.error?.message, message);
+          assert.equal(failed.macAddress, undefined, "the plugin's answer is not the endpoint's");
+          // Rolled back as libnetwork does: the plugin forgets the endpoint it made.
+          assert.deepEqual(
+            (await plugin.methods()).filter((m) => m.endsWith("Endpoint")),
+            ["NetworkDriver.CreateEndpoint", "NetworkDriver.DeleteEndpoint"],
+          );
+        }
+      },
+    );
     await t.step("a restart keeps the plugin's MAC (it is journaled)", async () => {
       await cnm.close();
       const again = await env.open(options);

@@ -323,26 +323,22 @@ Deno.test("remote driver join moves the plugin's link into the sandbox (needs ro
     await driver.deleteEndpoint(n1, e1, ctx);
     assert.deepEqual(await hostLinks(), ["lo"]);
 
+    // External connectivity is the gateway's, told by the controller (remote_ports_test.ts):
+    // join and leave alone send none of it.
     const ids = { NetworkID: "n1", EndpointID: "e1aaaaaaaaaa" };
     const labels = { "com.example.app": "web" };
     const join = ["NetworkDriver.Join", { ...ids, SandboxKey: key, Options: labels }];
-    const ext = ["NetworkDriver.ProgramExternalConnectivity", { ...ids, Options: labels }];
-    const leave = [
-      ["NetworkDriver.RevokeExternalConnectivity", ids],
-      ["NetworkDriver.Leave", ids],
-    ];
+    const leave = ["NetworkDriver.Leave", ids];
     assert.deepEqual((await plugin.requests()).map((r) => [r.method, r.body]), [
       join,
-      ext,
       join,
-      ext,
-      ...leave,
-      ...leave,
+      leave,
+      leave,
       ["NetworkDriver.DeleteEndpoint", ids],
     ]);
 
-    // DstName wins over the controller's choice; optional calls answered 404 are fine.
-    const n2 = net("n2", { "test.dstname": "ext0", "test.noext": "true" });
+    // DstName wins over the controller's choice.
+    const n2 = net("n2", { "test.dstname": "ext0" });
     await driver.createNetwork(n2, ctx);
     const e2 = ep("e2bbbbbbbbbb", { networkId: "n2", ipv4Address: "10.200.0.6/24" });
     await driver.createEndpoint(n2, e2, ctx);
@@ -369,11 +365,7 @@ Deno.test("remote driver join moves the plugin's link into the sandbox (needs ro
     await plugin.clearLog();
     const gone = { ...sandbox, key: `/var/run/netns/${host.prefix}-nosuch` };
     await assert.rejects(driver.join(n1, e1, gone, ctx), DriverError);
-    assert.deepEqual(await plugin.methods(), [
-      "NetworkDriver.Join",
-      "NetworkDriver.RevokeExternalConnectivity",
-      "NetworkDriver.Leave",
-    ]);
+    assert.deepEqual(await plugin.methods(), ["NetworkDriver.Join", "NetworkDriver.Leave"]);
     await driver.deleteEndpoint(n1, e1, ctx);
   } finally {
     driver?.close();

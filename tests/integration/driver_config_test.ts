@@ -143,6 +143,11 @@ Deno.test("configureDriver (needs nats-server) journals each change and refuses 
           'invalid configuration of driver "overlay": vxlanPort: VXLAN UDP port number is not in valid range (1024-49151): 80',
         );
         await rejectsWith(
+          cnm.configureDriver("overlay", { advertiseAddress: "2001:db8::1" }),
+          InvalidArgumentError,
+          'invalid configuration of driver "overlay": advertiseAddress: must be an IPv4 address (overlay networks are IPv4 only), got "2001:db8::1"',
+        );
+        await rejectsWith(
           cnm.configureDriver("null", { mtu: 1400 }),
           InvalidArgumentError,
           'invalid configuration of driver "null": mtu: unknown field',

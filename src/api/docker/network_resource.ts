@@ -70,10 +70,19 @@ export interface ResourceContext {
  * `2026-12-01T07:25:26.713Z`, `2026-12-01T07:25:26Z`.
  */
 export function rfc3339Nano(iso: string): string {
+  // Memoised: a list formats every network's creation time on each request, and parsing a
+  // date was half the time of `GET /networks` (a CPU profile of 100 networks).
+  let out = formatted.get(iso);
+  if (out !== undefined) return out;
   const t = new Date(iso);
-  if (Number.isNaN(t.getTime())) return "0001-01-01T00:00:00Z";
-  return t.toISOString().replace(/\.(\d*?)0*Z$/, (_, f: string) => (f ? `.${f}Z` : "Z"));
+  out = Number.isNaN(t.getTime())
+    ? "0001-01-01T00:00:00Z"
+    : t.toISOString().replace(/\.(\d*?)0*Z$/, (_, f: string) => (f ? `.${f}Z` : "Z"));
+  if (formatted.size >= 4096) formatted.clear();
+  formatted.set(iso, out);
+  return out;
 }
+const formatted = new Map<string, string>();
 
 /**
  * Whether a network is one of the predefined `none`, `host` and `bridge` (cnm makes them

@@ -61,7 +61,9 @@ async function normal(method: string, b: Body): Promise<Body | undefined> {
       const iface: Body = {};
       if (!b.Interface?.Address) iface.Address = "10.200.0.50/24";
       if (!b.Interface?.MacAddress) {
-        iface.MacAddress = `02:42:0a:c8:00:${(++macs + 0x30).toString(16)}`;
+        // A network made with `-o test.mac=M` gets M for every endpoint (unusable ones too).
+        const generic = networks.get(b.NetworkID)?.["com.docker.network.generic"] ?? {};
+        iface.MacAddress = generic["test.mac"] ?? `02:42:0a:c8:00:${(++macs + 0x30).toString(16)}`;
       }
       return Object.keys(iface).length ? { Interface: iface } : {};
     }
@@ -89,9 +91,14 @@ async function normal(method: string, b: Body): Promise<Body | undefined> {
     }
     case "NetworkDriver.ProgramExternalConnectivity":
     case "NetworkDriver.RevokeExternalConnectivity": {
-      // A network made with `-o test.noext=true` behaves like a plugin without these calls.
+      // A network made with `-o test.noext=true` behaves like a plugin without these calls;
+      // with `-o test.pecerr=true` it refuses to publish (a host port it cannot have).
       const generic = networks.get(b.NetworkID)?.["com.docker.network.generic"] ?? {};
-      return generic["test.noext"] === "true" ? undefined : {};
+      if (generic["test.noext"] === "true") return undefined;
+      if (generic["test.pecerr"] === "true" && method.endsWith("ProgramExternalConnectivity")) {
+        return { Err: "port 8080 is taken on this plugin's host" };
+      }
+      return {};
     }
     case "NetworkDriver.Leave":
       return {};
