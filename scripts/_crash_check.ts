@@ -7,8 +7,9 @@
  */
 
 import type { Controller, EndpointInfo, NetworkInfo, SandboxInfo } from "../mod.ts";
-import { ipOf, userNetworks, type Verdict } from "./_crash_model.ts";
-import { base, ipAddrs } from "./_crash_kernel.ts";
+import { ipOf, type Verdict } from "./_crash_model.ts";
+import { userEndpoints, userNetworks } from "./_crash_workload.ts";
+import { base, ipAddrs } from "./_crash_probe.ts";
 import { heldSockets } from "./_crash_ports.ts";
 import { parsePortSpec } from "../mod.ts";
 
@@ -55,12 +56,15 @@ export async function probe(
   v: Verdict,
   hostNs?: string,
 ): Promise<void> {
-  const nets = userNetworks(cnm).filter((n) => n.state === "active");
+  // Bridge networks: the overlay has its own probe (_crash_traffic.ts). The gwbridge holds a
+  // default pool too.
+  const bridges = cnm.networks().filter((n) => n.driver === "bridge" && n.state === "active");
+  const nets = userNetworks(cnm).filter((n) => n.driver === "bridge" && n.state === "active");
   let net: NetworkInfo | undefined;
   let sb: SandboxInfo | undefined;
   let ep: EndpointInfo | undefined;
   try {
-    const pool = expectedPool(nets);
+    const pool = expectedPool(bridges);
     net = await cnm.createNetwork({ name: `probe${tag}` });
     if (pool && net.ipam.config[0]?.subnet !== pool) {
       v.leaks.push(`IPAM: probe network got ${net.ipam.config[0]?.subnet}, first free is ${pool}`);
@@ -115,8 +119,15 @@ export async function probe(
   }
 }
 
-/** Deletes the given old objects: sandboxes (with their endpoints), endpoints, networks. */
-export async function cleanupOld(cnm: Controller, old: Set<string>): Promise<string[]> {
+/**
+ * Deletes the given old objects: sandboxes (with their endpoints), endpoints, networks
+ * without endpoints (`empty` says so for a global network: its endpoints are on every host).
+ */
+export async function cleanupOld(
+  cnm: Controller,
+  old: Set<string>,
+  empty: (n: NetworkInfo) => boolean = (n) => !cnm.endpoints({ network: n.id }).length,
+): Promise<string[]> {
   const errors: string[] = [];
   const attempt = async (f: () => Promise<void>) => {
     try {
@@ -126,11 +137,11 @@ export async function cleanupOld(cnm: Controller, old: Set<string>): Promise<str
     }
   };
   for (const s of cnm.sandboxes()) if (old.has(s.id)) await attempt(() => cnm.deleteSandbox(s.id));
-  for (const e of cnm.endpoints()) {
+  for (const e of userEndpoints(cnm)) {
     if (old.has(e.id)) await attempt(() => cnm.deleteEndpoint(e.id, { force: true }));
   }
   for (const n of userNetworks(cnm)) {
-    if (old.has(n.id) && !cnm.endpoints({ network: n.id }).length) {
+    if (old.has(n.id) && empty(n)) {
       await attempt(() => cnm.deleteNetwork(n.id));
     }
   }

@@ -8,85 +8,18 @@
 
 import type { Controller } from "../mod.ts";
 import { hostVethName } from "../drivers/bridge/mod.ts";
-import { ipOf, userNetworks, type Verdict } from "./_crash_model.ts";
+import { ipOf, type Verdict } from "./_crash_model.ts";
 import { comparePorts } from "./_crash_ports.ts";
-
-// ------------------------------------------------------------------ kernel
-
-async function run(cmd: string, args: string[]): Promise<string> {
-  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
-  if (!out.success) {
-    throw new Error(`${cmd} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr).trim()}`);
-  }
-  return new TextDecoder().decode(out.stdout);
-}
-
-interface IpAddrLink {
-  ifname: string;
-  address?: string;
-  master?: string;
-  ifalias?: string;
-  linkinfo?: { info_kind?: string };
-  addr_info?: { family: string; local: string; prefixlen: number; scope: string }[];
-}
-
-/** `ip -n <ns> -d -j addr show`. */
-export async function ipAddrs(ns: string): Promise<IpAddrLink[]> {
-  return JSON.parse(await run("ip", ["-n", ns, "-d", "-j", "addr", "show"]) || "[]");
-}
-
-/** Default IPv4 routes' gateways in `ns`. */
-export async function defaultGateways(ns: string): Promise<string[]> {
-  const routes = JSON.parse(await run("ip", ["-n", ns, "-j", "route", "show"]) || "[]") as {
-    dst: string;
-    gateway?: string;
-  }[];
-  return routes.filter((r) => r.dst === "default").map((r) => r.gateway ?? "");
-}
-
-/** `nft -j list ruleset` inside `ns`, parsed. */
-export async function nftRuleset(ns: string): Promise<Record<string, any>[]> {
-  const out = await run("ip", ["netns", "exec", ns, "nft", "-j", "list", "ruleset"]);
-  return (JSON.parse(out).nftables ?? []) as Record<string, any>[];
-}
-
-/** Our tables' chains and rules (`inet cnm`, `bridge cnm`), with handles stripped. */
-export function cnmFirewall(ruleset: Record<string, any>[]): {
-  chains: string[];
-  rules: { chain: string; key: string }[];
-} {
-  const ours = (o: { family: string; table: string }) =>
-    o.table === "cnm" && (o.family === "inet" || o.family === "bridge");
-  const chains = ruleset.filter((x) => x.chain && ours(x.chain)).map((x) =>
-    `${x.chain.family} ${x.chain.name}`
-  );
-  const rules = ruleset.filter((x) => x.rule && ours(x.rule)).map((x) => ({
-    chain: `${x.rule.family} ${x.rule.chain}`,
-    key: JSON.stringify([x.rule.expr, x.rule.comment ?? null]),
-  }));
-  return { chains: chains.sort(), rules };
-}
-
-/** Namespaces in /var/run/netns starting with `prefix`. */
-export async function netnsWithPrefix(prefix: string): Promise<string[]> {
-  const names: string[] = [];
-  for await (const e of Deno.readDir("/var/run/netns")) {
-    if (e.name.startsWith(prefix)) names.push(e.name);
-  }
-  return names.sort();
-}
-
-export const base = (key: string) => key.slice(key.lastIndexOf("/") + 1);
-
-/** Where the controller under test lives. */
-export interface Site {
-  /** Name of the throwaway host namespace. */
-  hostNs: string;
-  /** Name prefix of the sandboxes' namespaces (the host's name excluded). */
-  namePrefix: string;
-  /** The controller's `stateDir` (per-sandbox files), when they should be checked too. */
-  stateDir?: string;
-}
+import {
+  base,
+  cnmFirewall,
+  defaultGateways,
+  ipAddrs,
+  netnsWithPrefix,
+  nftRuleset,
+  overlayNsPrefix,
+  type Site,
+} from "./_crash_probe.ts";
 
 /**
  * Compares the controller's networks, endpoints and sandboxes with the kernel, without the
@@ -94,14 +27,20 @@ export interface Site {
  * and default routes inside sandboxes, firewall chains and duplicated rules.
  */
 export async function compareKernel(cnm: Controller, site: Site, v: Verdict): Promise<void> {
-  const nets = userNetworks(cnm).filter((n) => n.state === "active");
+  // Bridge networks (the gwbridge too): overlay networks live in their own namespaces
+  // (_crash_overlay.ts).
+  const nets = cnm.networks().filter((n) => n.driver === "bridge" && n.state === "active");
   const eps = cnm.endpoints();
   const sbs = cnm.sandboxes();
   const joined = eps.filter((e) => e.state === "joined");
+  const netById = new Map(nets.map((n) => [n.id, n]));
+  const onBridge = joined.filter((e) => netById.has(e.networkId));
 
   // Namespaces.
   const have = new Set(
-    (await netnsWithPrefix(site.namePrefix)).filter((n) => n !== site.hostNs),
+    (await netnsWithPrefix(site.namePrefix)).filter((n) =>
+      n !== site.hostNs && !n.startsWith(overlayNsPrefix(site))
+    ),
   );
   const want = new Set(sbs.map((s) => base(s.key)));
   for (const n of want) if (!have.has(n)) v.divergences.push(`namespace ${n} missing`);
@@ -112,8 +51,7 @@ export async function compareKernel(cnm: Controller, site: Site, v: Verdict): Pr
   const byName = new Map(links.map((l) => [l.ifname, l]));
   const wantLinks = new Map<string, string>();
   for (const n of nets) wantLinks.set(String(n.driverInfo.bridge), "bridge");
-  const netById = new Map(nets.map((n) => [n.id, n]));
-  for (const e of joined) wantLinks.set(hostVethName(e.id), "veth");
+  for (const e of onBridge) wantLinks.set(hostVethName(e.id), "veth");
   for (const [name, kind] of wantLinks) {
     const l = byName.get(name);
     if (!l) v.divergences.push(`${kind} ${name} missing in the host namespace`);
@@ -122,7 +60,7 @@ export async function compareKernel(cnm: Controller, site: Site, v: Verdict): Pr
     }
   }
   for (const l of links) {
-    if (l.ifname !== "lo" && !wantLinks.has(l.ifname)) {
+    if (l.ifname !== "lo" && !wantLinks.has(l.ifname) && !site.ignoreLinks?.includes(l.ifname)) {
       v.leaks.push(
         `link ${l.ifname} (${l.linkinfo?.info_kind}, ${l.ifalias ?? "no alias"}) leaked`,
       );
@@ -137,7 +75,7 @@ export async function compareKernel(cnm: Controller, site: Site, v: Verdict): Pr
       }
     }
   }
-  for (const e of joined) {
+  for (const e of onBridge) {
     const l = byName.get(hostVethName(e.id));
     const bridge = String(netById.get(e.networkId)?.driverInfo.bridge);
     if (l && l.master !== bridge) {

@@ -12,7 +12,7 @@
  */
 
 import type { Controller, EndpointInfo, PortInfo } from "../mod.ts";
-import { nftRuleset, type Site } from "./_crash_kernel.ts";
+import { nftRuleset, type Site } from "./_crash_probe.ts";
 import type { Verdict } from "./_crash_model.ts";
 
 const ipOf = (cidr?: string) => cidr?.split("/")[0];
@@ -154,8 +154,9 @@ export async function comparePorts(cnm: Controller, site: Site, v: Verdict): Pro
     if (!wantElements.has(k)) v.leaks.push(`element ${k} leaked (no owner)`);
   }
 
-  // Held host sockets: exactly the published mappings' (the host namespace runs nothing else).
-  const held = new Set(await heldSockets(site.hostNs));
+  // Held host sockets: exactly the published mappings' (the host namespace runs nothing else
+  // but the kernel's VXLAN sockets of overlay networks).
+  const held = new Set((await heldSockets(site.hostNs)).filter((h) => !/^udp \S+:4789$/.test(h)));
   const wantHeld = new Set(
     [...want.values()].flatMap((w) =>
       w.mappings.map((m) => `${m.proto} ${hostPort(m.hostIp, m.hostPort)}`)

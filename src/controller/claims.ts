@@ -15,6 +15,7 @@
 
 import type { NatsConnection } from "@nats-io/transport-node";
 import { type KV, Kvm } from "@nats-io/kv";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { errText, UnavailableError } from "../errors.ts";
 
 /** Who holds a claim. */
@@ -43,10 +44,16 @@ export interface Claims {
    * answers (a claim must not outlive its object because a release met an election).
    */
   releaseSoon(key: string, objectId: string): void;
-  /** Stops the background releases. */
-  close(): void;
+  /**
+   * Stops the background releases, after waiting (at most `waitMs`, default 2000) for the
+   * ones under way or due: a clean stop right after a delete must not leave its claims held
+   * (the next start would sweep them, but other hosts may want the value before that).
+   */
+  close(waitMs?: number): Promise<void>;
   /** The holder of `key`, if any. */
   holder(key: string): Promise<ClaimHolder | undefined>;
+  /** Every claim whose key starts with `<prefix>.`, with its holder. */
+  list(prefix: string): Promise<{ key: string; holder: ClaimHolder }[]>;
 }
 
 /** Claim keys. */
@@ -57,6 +64,11 @@ export const claimKey = {
   address: (prefix: string, networkId: string, ip: string) =>
     `${prefix}.ip.${networkId.slice(0, 12)}.${b64(ip.split("/")[0])}`,
 };
+
+/** The kind of object a claim's holder is: an address's is an endpoint, the others' a network. */
+export function claimKindOf(prefix: string, key: string): "endpoint" | "network" {
+  return key.startsWith(`${prefix}.ip.`) ? "endpoint" : "network";
+}
 
 /** The KV bucket holding a stream's claims. */
 export function claimBucketOf(stream: string): string {
@@ -105,17 +117,23 @@ export async function openClaims(
   };
   const later = new Map<string, string>();
   let timer: ReturnType<typeof setInterval> | undefined;
-  const retry = async () => {
-    for (const [key, objectId] of [...later]) {
-      try {
-        await release(key, objectId);
-        later.delete(key);
-      } catch { /* still unavailable: next round */ }
-    }
-    if (!later.size && timer !== undefined) {
-      clearInterval(timer);
-      timer = undefined;
-    }
+  const running = new Set<Promise<void>>();
+  const retry = (): Promise<void> => {
+    const run = (async () => {
+      for (const [key, objectId] of [...later]) {
+        try {
+          await release(key, objectId);
+          later.delete(key);
+        } catch { /* still unavailable: next round */ }
+      }
+      if (!later.size && timer !== undefined) {
+        clearInterval(timer);
+        timer = undefined;
+      }
+    })();
+    running.add(run);
+    run.finally(() => running.delete(run));
+    return run;
   };
   return {
     async claim(key, objectId, isStale) {
@@ -154,12 +172,41 @@ export async function openClaims(
         Deno.unrefTimer(timer as unknown as number);
       }
     },
-    close() {
+    async close(waitMs = 2000) {
       if (timer !== undefined) clearInterval(timer);
       timer = undefined;
+      if (!later.size && !running.size) return;
+      let bound: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        Promise.all([...running, ...(later.size ? [retry()] : [])]),
+        new Promise<void>((r) => (bound = setTimeout(r, waitMs))),
+      ]);
+      clearTimeout(bound);
     },
     async holder(key) {
       return (await read(key))?.holder;
+    },
+    async list(prefix) {
+      const out: { key: string; holder: ClaimHolder }[] = [];
+      try {
+        // The keys from the bucket stream's per-subject state, not `kv.keys()`: its consumer
+        // can wait forever for the end of a listing while other hosts write claims (seen here
+        // under the crash test), and a controller's start must not.
+        const bucket = claimBucketOf(options.stream);
+        const subject = `$KV.${bucket}.`;
+        const jsm = await jetstreamManager(nc);
+        const info = await jsm.streams.info(`KV_${bucket}`, {
+          subjects_filter: `${subject}${prefix}.>`,
+        });
+        const keys = Object.keys(info.state.subjects ?? {}).map((s) => s.slice(subject.length));
+        for (const key of keys.sort()) {
+          const now = await read(key);
+          if (now) out.push({ key, holder: now.holder });
+        }
+      } catch (err) {
+        throw unavailable("list claims", err);
+      }
+      return out;
     },
   };
 }

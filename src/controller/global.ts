@@ -16,7 +16,7 @@
  */
 
 import type { EndpointContext } from "../../actors/endpoint.ts";
-import type { NetworkContext } from "../../actors/network.ts";
+import type { NetworkContext, NetworkIpamEntry } from "../../actors/network.ts";
 import { TRANSIENT_STATES } from "../../actors/mod.ts";
 import type { DriverCapabilities } from "../../drivers/driver.ts";
 import type { CnmEvent, Kind } from "../journal/events.ts";
@@ -28,8 +28,10 @@ import {
   UnavailableError,
 } from "../errors.ts";
 import { shortId } from "../ids.ts";
+import { addressOf } from "../ipam/cidr.ts";
 import { GlobalDefault } from "../ipam/mod.ts";
-import { type ClaimHolder, claimKey } from "./claims.ts";
+import { claimKey } from "./claims.ts";
+import { staleIn } from "./claims_sweep.ts";
 import type { ControllerContext } from "./context.ts";
 import {
   allocateEndpoint,
@@ -43,7 +45,8 @@ import {
   restoreEndpoint,
   restoreNetwork,
 } from "./network_ipam.ts";
-import { endpointsOf, networkContext } from "./objects.ts";
+import { addressesInUse, endpointsOnNetwork, poolsInUse, vnisInUse } from "./global_view.ts";
+import { networkContext } from "./objects.ts";
 import type { WorldChange } from "./world.ts";
 
 /** libnetwork's first VXLAN id. */
@@ -51,17 +54,6 @@ export const FIRST_VNI = 4096;
 /** The largest VXLAN id (24 bits). */
 export const MAX_VNI = (1 << 24) - 1;
 const ATTEMPTS = 64;
-/**
- * A claim whose object has not reached the journal this long after it was made is dead (its
- * host failed between the claim and the intent, or during an election) and may be taken.
- */
-const STALE_CLAIM_MS = 60_000;
-
-/** Claims whose object never reached the journal (see {@link STALE_CLAIM_MS}). */
-function staleIn(ctx: ControllerContext): (holder: ClaimHolder) => boolean {
-  return (h) =>
-    !ctx.world.fold.objects.has(h.objectId) && Date.now() - Date.parse(h.at) > STALE_CLAIM_MS;
-}
 
 /**
  * Claims for one object: every key tried is remembered, so giving them back also covers a
@@ -121,6 +113,8 @@ export async function decideGlobalNetwork(
     return Promise.resolve();
   };
   const claim = (key: string) => mine.claim(key);
+  // Pools kept allocated here while deciding because another claim held them.
+  const kept: NetworkIpamEntry[] = [];
   try {
     if (!(await claim(claimKey.networkName(prefix, input.name)))) {
       throw new ConflictError(`network with name ${input.name} already exists`);
@@ -138,9 +132,11 @@ export async function decideGlobalNetwork(
         if (explicit || attempt >= ATTEMPTS) {
           throw new ForbiddenError("Pool overlaps with other one on this address space");
         }
-        // Keep the taken pools allocated here (they are someone's), give back the rest.
+        // Keep the taken pools allocated while deciding (they are someone's), give back the
+        // rest.
         const decided = ipam;
         const keep = (e: { pool: string }) => taken.includes(e.pool);
+        kept.push(...[...decided.ipv4, ...decided.ipv6].filter(keep));
         releaseNetwork(ctx.ipam, {
           ipv4: decided.ipv4.filter((e) => !keep(e)),
           ipv6: decided.ipv6.filter((e) => !keep(e)),
@@ -160,6 +156,16 @@ export async function decideGlobalNetwork(
   } catch (err) {
     await release();
     throw err;
+  } finally {
+    // A kept pool stays allocated here only while a live network known here has it: the
+    // holder may be dead (a create killed between its claims and its intent) or deleted
+    // with its release not landed yet, and its event would never free the pool here.
+    const used = poolsInUse(ctx);
+    const free = kept.filter((e) => !used.has(e.pool));
+    releaseNetwork(ctx.ipam, {
+      ipv4: free.filter((e) => !e.pool.includes(":")),
+      ipv6: free.filter((e) => e.pool.includes(":")),
+    });
   }
 }
 
@@ -210,23 +216,10 @@ async function decideVnis(
   return out;
 }
 
-/** VNIs of every live global network the world knows (but `except`). */
-function vnisInUse(ctx: ControllerContext, except: string): Set<number> {
-  const used = new Set<number>();
-  for (const o of ctx.world.live("network")) {
-    const c = o.snapshot.context as NetworkContext;
-    if (o.id === except || !isGlobal(c)) continue;
-    for (const [key, value] of Object.entries(c.options)) {
-      if (!/vxlanid_list$/.test(key)) continue;
-      for (const v of value.split(",")) if (/^\d+$/.test(v.trim())) used.add(Number(v));
-    }
-  }
-  return used;
-}
-
 /**
  * Decides an endpoint's addresses in a global network: the IPAM's first free, claimed in
- * KV; one taken by another host meanwhile stays marked here and the next is tried.
+ * KV; one another claim holds stays marked here while the next is tried, and afterwards only
+ * if a live endpoint known here has it.
  *
  * @throws {ForbiddenError} `Address already in use` for a requested address held elsewhere.
  */
@@ -243,25 +236,41 @@ export async function decideGlobalAddresses(
     mine.dropAll();
     return Promise.resolve();
   };
-  for (let attempt = 0;; attempt++) {
-    const addresses = allocateEndpoint(ctx.ipam, facts, req);
-    let taken = false;
-    try {
-      for (const a of [addresses.ipv4Address, addresses.ipv6Address]) {
-        if (a && !(await mine.claim(claimKey.address(prefix, network.id, a)))) taken = true;
+  // Addresses kept allocated here while deciding because another claim held them (or one of
+  // their pair): afterwards only those a live endpoint known here has stay allocated (see the
+  // kept pools of decideGlobalNetwork).
+  const kept: EndpointAddresses[] = [];
+  try {
+    for (let attempt = 0;; attempt++) {
+      const addresses = allocateEndpoint(ctx.ipam, facts, req);
+      let taken = false;
+      try {
+        for (const a of [addresses.ipv4Address, addresses.ipv6Address]) {
+          if (a && !(await mine.claim(claimKey.address(prefix, network.id, a)))) taken = true;
+        }
+      } catch (err) {
+        releaseEndpoint(ctx.ipam, facts, addresses);
+        mine.dropAll();
+        throw err;
       }
-    } catch (err) {
-      releaseEndpoint(ctx.ipam, facts, addresses);
+      if (!taken) return { addresses, release };
       mine.dropAll();
-      throw err;
+      if (req.ipv4Address || req.ipv6Address || attempt >= ATTEMPTS) {
+        releaseEndpoint(ctx.ipam, facts, addresses);
+        throw new ForbiddenError("Address already in use");
+      }
+      // The taken addresses stay allocated while deciding (another host's); try the next.
+      kept.push(addresses);
     }
-    if (!taken) return { addresses, release };
-    mine.dropAll();
-    if (req.ipv4Address || req.ipv6Address || attempt >= ATTEMPTS) {
-      releaseEndpoint(ctx.ipam, facts, addresses);
-      throw new ForbiddenError("Address already in use");
+  } finally {
+    const used = addressesInUse(ctx, network.id);
+    const free = (a?: string) => a && !used.has(addressOf(a)) ? a : undefined;
+    for (const k of kept) {
+      releaseEndpoint(ctx.ipam, facts, {
+        ipv4Address: free(k.ipv4Address),
+        ipv6Address: free(k.ipv6Address),
+      });
     }
-    // The taken addresses stay allocated (another host's); try the next ones.
   }
 }
 
@@ -331,25 +340,6 @@ export function applyRemote(ctx: ControllerContext, change: WorldChange): void {
       releaseEndpoint(ctx.ipam, facts, c);
     }
   }
-}
-
-/** Live endpoints of a network on every host (this host's registry and the world). */
-export function endpointsOnNetwork(
-  ctx: ControllerContext,
-  networkId: string,
-): { id: string; name: string; host: string }[] {
-  const rt = ctx.runtime;
-  const out = new Map<string, { id: string; name: string; host: string }>();
-  for (const r of endpointsOf(rt, (e) => e.networkId === networkId)) {
-    out.set(r.id, { id: r.id, name: rt.context<EndpointContext>(r).name, host: rt.hostId });
-  }
-  for (const o of ctx.world.live("endpoint")) {
-    const c = o.snapshot.context as EndpointContext;
-    if (c.networkId === networkId && !out.has(o.id)) {
-      out.set(o.id, { id: o.id, name: c.name, host: o.host });
-    }
-  }
-  return [...out.values()];
 }
 
 /**

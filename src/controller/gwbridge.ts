@@ -28,20 +28,25 @@ export const GWBRIDGE = "cnm_gwbridge";
 
 const nameOf = (sandboxId: string) => `gateway_${shortId(sandboxId)}`;
 
-/** What a sandbox has: global endpoints, endpoints with a gateway, its gwbridge endpoint. */
+/**
+ * What a sandbox has: global endpoints, endpoints with a gateway, its gwbridge endpoint —
+ * found by its name, joined or not (one left or made but not joined when a crash came between
+ * two steps has no sandbox id; a failed create holds no name).
+ */
 function survey(ctx: ControllerContext, sandboxId: string) {
   const rt = ctx.runtime;
   let global = 0;
   let gateway = 0;
   let bridgeEp: string | undefined;
-  for (const r of endpointsOf(rt, (e) => e.sandboxId === sandboxId)) {
+  const name = nameOf(sandboxId);
+  for (const r of endpointsOf(rt, (e) => e.sandboxId === sandboxId || e.name === name)) {
     const e = rt.context<EndpointContext>(r);
     const net = networkContext(rt, e.networkId);
-    if (net?.name === GWBRIDGE && e.name === nameOf(sandboxId)) {
-      bridgeEp = r.id;
+    if (net?.name === GWBRIDGE && e.name === name) {
+      if (rt.state(r) !== "failed") bridgeEp = r.id;
       continue;
     }
-    if (rt.state(r) !== "joined") continue;
+    if (e.sandboxId !== sandboxId || rt.state(r) !== "joined") continue;
     if (isGlobal(net)) global++;
     if (typeof e.joinFacts.gateway === "string" && !net?.internal) gateway++;
   }
@@ -105,10 +110,23 @@ export async function ensureGatewayBridge(
   }
 }
 
-/** After a restart: every ready sandbox gets what its networks require. */
+/**
+ * After a restart: every ready sandbox gets what its networks require, and a gwbridge
+ * endpoint whose sandbox is gone (a crash in the middle of a sandbox delete) is deleted.
+ */
 export async function sweepGatewayBridges(ctx: ControllerContext): Promise<void> {
   const rt = ctx.runtime;
-  for (const r of [...rt.objects.sandbox.values()]) {
+  const sandboxes = [...rt.objects.sandbox.values()];
+  for (const r of sandboxes) {
     if (rt.state(r) === "ready") await ensureGatewayBridge(ctx, r.id);
+  }
+  const names = new Set(sandboxes.map((r) => nameOf(r.id)));
+  for (const r of endpointsOf(rt, (e) => e.name.startsWith("gateway_") && !names.has(e.name))) {
+    const e = rt.context<EndpointContext>(r);
+    if (networkContext(rt, e.networkId)?.name !== GWBRIDGE || e.sandboxId) continue;
+    if (rt.state(r) !== "created") continue;
+    await deleteEndpoint(ctx, r.id, { force: true }).catch((err) =>
+      console.error(`cnm: gateway bridge endpoint ${e.name} without sandbox: ${errText(err)}`)
+    );
   }
 }

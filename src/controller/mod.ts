@@ -246,9 +246,14 @@ async function start(
     sandbox: (ref) => sandboxes.sandbox(ctx, ref),
     sandboxes: () => sandboxes.sandboxes(ctx),
     createEndpoint: (net, o) => endpoints.createEndpoint(ctx, net, o),
-    deleteEndpoint: (id, o) => endpoints.deleteEndpoint(ctx, id, o),
-    // A sandbox whose networks are all global gets (or loses) the gateway bridge after; its
-    // endpoint there publishes the sandbox's ports, or the join fails.
+    // A sandbox whose networks are all global gets (or loses) the gateway bridge after a
+    // join, a leave, and a forced delete of a joined endpoint (a leave too); its endpoint
+    // there publishes the sandbox's ports, or the join fails.
+    deleteEndpoint: async (id, o) => {
+      const sandboxId = endpoints.endpoint(ctx, id)?.sandboxId;
+      await endpoints.deleteEndpoint(ctx, id, o);
+      if (sandboxId) await ensureGatewayBridge(ctx, sandboxId);
+    },
     join: async (id, sb) => {
       const ep = await endpoints.join(ctx, id, sb);
       if (ep.sandboxId) {
@@ -276,7 +281,8 @@ async function start(
       closed = true;
       ctx.peers.close();
       ctx.world.close();
-      claims.close();
+      // Claims given back by the last deletes are released before the connection goes.
+      await claims.close();
       runtime.close();
       const errors: unknown[] = [];
       // The listeners stop answering; their DNAT tables stay, like the rest of the kernel.

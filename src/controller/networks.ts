@@ -35,12 +35,8 @@ import {
   type Reservation,
   reserve,
 } from "./objects.ts";
-import {
-  decideGlobalNetwork,
-  endpointsOnNetwork,
-  type GlobalDecision,
-  isGlobal,
-} from "./global.ts";
+import { decideGlobalNetwork, type GlobalDecision, isGlobal } from "./global.ts";
+import { endpointsOnNetwork } from "./global_view.ts";
 
 /**
  * Creates a network (`predefined` marks `none`, `host` and `bridge` made at first start).

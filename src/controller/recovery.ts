@@ -31,6 +31,7 @@ import { endpointsOfNetwork, isLive, networkContext } from "./objects.ts";
 import { reconcile } from "./reconcile.ts";
 import { replayRemoteIpam } from "./remote_ipam.ts";
 import { restorePorts } from "./endpoint_ports.ts";
+import { sweepDeadClaims } from "./claims_sweep.ts";
 import type { Rec } from "./runtime.ts";
 
 /** Result of the start-up recovery. */
@@ -61,6 +62,11 @@ export interface RecoveryReport {
   driverConfig: ConfigureDriverResult[];
   /** The embedded DNS listeners started again (sandbox ids that failed), and how long it took. */
   dns: { started: number; failed: string[]; ms: number };
+  /**
+   * Keys of cluster-wide claims given back because their holder is dead (claims_sweep.ts):
+   * a controller died between a global object's durable delete and the release.
+   */
+  claimsReleased: string[];
 }
 
 interface Resumed {
@@ -132,6 +138,7 @@ export async function recover(
     }
   }
   rebuildIpam(ctx, fold.warnings);
+  const claimsReleased = await sweepDeadClaims(ctx, (line) => console.error(`cnm: ${line}`));
   restorePorts(ctx.ports.allocator, fold, hostId, fold.warnings);
   await replayRemote(ctx, fold.warnings);
   // Global networks' drivers get their whole peer tables before any join runs again.
@@ -177,6 +184,7 @@ export async function recover(
     driverConfig: [],
     leaseWaitMs: 0,
     dns,
+    claimsReleased,
   };
   // Before the predefined networks: the `bridge` network is made under this configuration.
   report.driverConfig = await applyStartConfig(ctx, ctx.settings.driverConfig);

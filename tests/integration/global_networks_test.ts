@@ -87,7 +87,11 @@ Deno.test("global networks across hosts (needs root and nats-server)", async (t)
     await t.step("a network made on h1 is found on h2 at once, by name and id", async () => {
       const t0 = performance.now();
       const net = await h1.createNetwork({ name: "ov", driver: "gtest" });
-      const seen = await until(() => h2.network("ov"), 1000);
+      // Its intent may be folded on h2 before its outcome: found once it is active there.
+      const seen = await until(() => {
+        const n = h2.network("ov");
+        return n?.state === "active" ? n : undefined;
+      }, 1000);
       const ms = performance.now() - t0;
       assert.equal(seen.id, net.id);
       assert.equal(seen.scope, "global");
@@ -179,6 +183,35 @@ Deno.test("global networks across hosts (needs root and nats-server)", async (t)
       }
       await until(() => h1.network("ov") === undefined || undefined);
     });
+
+    await t.step(
+      "a network deletes right after its host deleted its last endpoint (the world may lag)",
+      async () => {
+        // h2 keeps the stream busy meanwhile, so h1's world folds behind h1's own commands.
+        const busy = await h2.createNetwork({ name: "busy", driver: "gtest" });
+        let stop = false;
+        const noise = Promise.all(Array.from({ length: 4 }, async (_, k) => {
+          for (let j = 0; !stop; j++) {
+            const e = await h2.createEndpoint(busy.id, { name: `b${k}-${j}` });
+            await h2.deleteEndpoint(e.id);
+          }
+        }));
+        try {
+          for (let i = 0; i < 50; i++) {
+            const net = await h1.createNetwork({ name: `quick${i}`, driver: "gtest" });
+            const ep = await h1.createEndpoint(net.id, { name: "a" });
+            await h1.deleteEndpoint(ep.id);
+            await h1.deleteNetwork(net.id);
+            assert.equal(h1.network(`quick${i}`), undefined);
+          }
+        } finally {
+          stop = true;
+          await noise;
+        }
+        await until(() => h1.endpoints({ network: busy.id }).length === 0 || undefined);
+        await h2.deleteNetwork(busy.id);
+      },
+    );
 
     await t.step("a restarted host rebuilds the global view and the IPAM", async () => {
       const e1 = await h1.createEndpoint("race", { name: "a" });
