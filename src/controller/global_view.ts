@@ -12,7 +12,7 @@ import type { EndpointContext } from "../../actors/endpoint.ts";
 import type { NetworkContext } from "../../actors/network.ts";
 import { addressOf } from "../ipam/cidr.ts";
 import type { ControllerContext } from "./context.ts";
-import { endpointsOf } from "./objects.ts";
+import { endpointsOfNetwork } from "./objects.ts";
 
 /**
  * Live endpoints of a network on every host: this host's from its registry, the others' from
@@ -24,7 +24,7 @@ export function endpointsOnNetwork(
 ): { id: string; name: string; host: string }[] {
   const rt = ctx.runtime;
   const out = new Map<string, { id: string; name: string; host: string }>();
-  for (const r of endpointsOf(rt, (e) => e.networkId === networkId)) {
+  for (const r of endpointsOfNetwork(rt, networkId)) {
     out.set(r.id, { id: r.id, name: rt.context<EndpointContext>(r).name, host: rt.hostId });
   }
   for (const o of ctx.world.live("endpoint")) {
@@ -73,7 +73,7 @@ export function poolsInUse(ctx: ControllerContext): Set<string> {
 export function addressesInUse(ctx: ControllerContext, networkId: string): Set<string> {
   const rt = ctx.runtime;
   const contexts = [
-    ...endpointsOf(rt, (e) => e.networkId === networkId).filter((r) => rt.state(r) !== "failed")
+    ...endpointsOfNetwork(rt, networkId).filter((r) => rt.state(r) !== "failed")
       .map((r) => rt.context<EndpointContext>(r)),
     ...ctx.world.live("endpoint").filter((o) => o.host !== rt.hostId)
       .map((o) => o.snapshot.context as EndpointContext)

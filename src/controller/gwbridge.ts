@@ -21,7 +21,13 @@ import type { ControllerContext } from "./context.ts";
 import { createEndpoint, deleteEndpoint, join, leave } from "./endpoints.ts";
 import { isGlobal } from "./global.ts";
 import { createNetwork } from "./networks.ts";
-import { endpointsOf, networkContext } from "./objects.ts";
+import {
+  endpointsNamed,
+  endpointsOfNetwork,
+  endpointsOfSandbox,
+  namedObjects,
+  networkContext,
+} from "./objects.ts";
 
 /** The gateway bridge network's name (and its device's). */
 export const GWBRIDGE = "cnm_gwbridge";
@@ -39,7 +45,13 @@ function survey(ctx: ControllerContext, sandboxId: string) {
   let gateway = 0;
   let bridgeEp: string | undefined;
   const name = nameOf(sandboxId);
-  for (const r of endpointsOf(rt, (e) => e.sandboxId === sandboxId || e.name === name)) {
+  // From the indexes (this runs after every join and leave): the sandbox's endpoints, and
+  // the one of its name on the gateway bridge network.
+  const found = new Set(endpointsOfSandbox(rt, sandboxId));
+  for (const net of namedObjects(rt, "network", GWBRIDGE)) {
+    for (const r of endpointsNamed(rt, net.id, name)) found.add(r);
+  }
+  for (const r of found) {
     const e = rt.context<EndpointContext>(r);
     const net = networkContext(rt, e.networkId);
     if (net?.name === GWBRIDGE && e.name === name) {
@@ -121,9 +133,12 @@ export async function sweepGatewayBridges(ctx: ControllerContext): Promise<void>
     if (rt.state(r) === "ready") await ensureGatewayBridge(ctx, r.id);
   }
   const names = new Set(sandboxes.map((r) => nameOf(r.id)));
-  for (const r of endpointsOf(rt, (e) => e.name.startsWith("gateway_") && !names.has(e.name))) {
+  const orphans = namedObjects(rt, "network", GWBRIDGE).flatMap((net) =>
+    endpointsOfNetwork(rt, net.id)
+  );
+  for (const r of orphans) {
     const e = rt.context<EndpointContext>(r);
-    if (networkContext(rt, e.networkId)?.name !== GWBRIDGE || e.sandboxId) continue;
+    if (!e.name.startsWith("gateway_") || names.has(e.name) || e.sandboxId) continue;
     if (rt.state(r) !== "created") continue;
     await deleteEndpoint(ctx, r.id, { force: true }).catch((err) =>
       console.error(`cnm: gateway bridge endpoint ${e.name} without sandbox: ${errText(err)}`)

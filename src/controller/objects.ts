@@ -209,6 +209,16 @@ export function namedObject(rt: Runtime, kind: "network" | "sandbox", name: stri
   return indexOf(rt).recs(kind, indexOf(rt).names[kind].get(name))[0];
 }
 
+/** Every network or sandbox holding `name` (a failed create holds none). */
+export function namedObjects(rt: Runtime, kind: "network" | "sandbox", name: string): Rec[] {
+  return indexOf(rt).recs(kind, indexOf(rt).names[kind].get(name));
+}
+
+/** The endpoints of a network holding `name` (a failed create holds none). */
+export function endpointsNamed(rt: Runtime, networkId: string, name: string): Rec[] {
+  return indexOf(rt).recs("endpoint", indexOf(rt).endpointNames.get(`${networkId}/${name}`));
+}
+
 /** Networks of a driver. */
 export function networksOfDriver(rt: Runtime, driver: string): Rec[] {
   return indexOf(rt).recs("network", indexOf(rt).drivers.get(driver));
