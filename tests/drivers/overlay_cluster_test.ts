@@ -88,7 +88,14 @@ Deno.test("overlay on a 3-node NATS cluster survives the stream leader's death (
     let killed = -1;
 
     await t.step("an overlay network on the clustered stream", async () => {
-      await hosts[0].api.createNetwork({ name: "ov", driver: "overlay" });
+      // A /20: the hosts join as fast as they can until every one took a join after the
+      // election; on a loaded machine that outgrew a default /24 (the last step then got
+      // "no available IPv4 addresses").
+      await hosts[0].api.createNetwork({
+        name: "ov",
+        driver: "overlay",
+        ipam: { config: [{ subnet: "10.80.0.0/20" }] },
+      });
       for (const h of hosts) {
         for (let i = 0; i < 100 && !(await h.api.network("ov")); i++) await sleep(10);
         assert.ok(await h.api.network("ov"), `${h.hostId} sees ov`);
