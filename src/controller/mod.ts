@@ -48,8 +48,8 @@ import { applyRemote, checkGlobalOrder, releaseGlobalClaims } from "./global.ts"
 import { createWorld } from "./world.ts";
 import { createPeerProgrammer } from "./peers.ts";
 import { networkPeers } from "./drift_overlay.ts";
-import { ensureGatewayBridge, sweepGatewayBridges } from "./gwbridge.ts";
-import { requireGatewayPublication } from "./gwbridge_ports.ts";
+import { sweepGatewayBridges } from "./gwbridge.ts";
+import * as membership from "./membership.ts";
 import { createSandboxDns, type SandboxDns } from "./sandbox_dns.ts";
 import { emptyFold, forkFold } from "../journal/fold.ts";
 import * as sandboxes from "./sandboxes.ts";
@@ -246,27 +246,10 @@ async function start(
     sandbox: (ref) => sandboxes.sandbox(ctx, ref),
     sandboxes: () => sandboxes.sandboxes(ctx),
     createEndpoint: (net, o) => endpoints.createEndpoint(ctx, net, o),
-    // A sandbox whose networks are all global gets (or loses) the gateway bridge after a
-    // join, a leave, and a forced delete of a joined endpoint (a leave too); its endpoint
-    // there publishes the sandbox's ports, or the join fails.
-    deleteEndpoint: async (id, o) => {
-      const sandboxId = endpoints.endpoint(ctx, id)?.sandboxId;
-      await endpoints.deleteEndpoint(ctx, id, o);
-      if (sandboxId) await ensureGatewayBridge(ctx, sandboxId);
-    },
-    join: async (id, sb) => {
-      const ep = await endpoints.join(ctx, id, sb);
-      if (ep.sandboxId) {
-        await ensureGatewayBridge(ctx, ep.sandboxId);
-        await requireGatewayPublication(ctx, ep.id, ep.sandboxId);
-      }
-      return ctx.runtime.objects.endpoint.has(ep.id) ? endpoints.endpoint(ctx, ep.id)! : ep;
-    },
-    leave: async (id, sb) => {
-      const sandboxId = sandboxes.sandbox(ctx, sb)?.id;
-      await endpoints.leave(ctx, id, sb);
-      if (sandboxId) await ensureGatewayBridge(ctx, sandboxId);
-    },
+    // Each followed by the gateway bridge the sandbox then needs (membership.ts).
+    deleteEndpoint: (id, o) => membership.deleteEndpoint(ctx, id, o),
+    join: (id, sb) => membership.join(ctx, id, sb),
+    leave: (id, sb) => membership.leave(ctx, id, sb),
     configureDriver: (name, o) => configureDriver(ctx, name, o),
     endpoint: (id) => endpoints.endpoint(ctx, id),
     endpoints: (filter) => endpoints.endpoints(ctx, filter),
