@@ -186,8 +186,9 @@ for (const brNetfilter of [false, true]) {
             drift.findings.map((f) => `${f.kind} ${f.resource} ${f.name} ${f.problem}`),
             [`host port-rule ${chain} unexpected`],
           );
-          await p.cnm.reconcile();
-          assert.ok(!(await p.portRules()).some((r) => r.includes("8999")));
+          const fixed = await p.cnm.reconcile();
+          const left = (await p.portRules()).filter((r) => r.includes("8999"));
+          assert.deepEqual(left, [], `reconcile said ${JSON.stringify(fixed.findings)}`);
           assert.deepEqual((await p.cnm.reconcile({ dryRun: true })).findings, []);
         });
       } finally {
