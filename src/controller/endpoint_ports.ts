@@ -36,14 +36,7 @@ import {
 import type { ControllerContext } from "./context.ts";
 import { hasFirewall } from "./drift.ts";
 import { isGlobal } from "./global.ts";
-import type { Runtime } from "./runtime.ts";
-
-/**
- * The gateway bridge network's name: gwbridge.ts's `GWBRIDGE` (importing it here would close
- * an import cycle through endpoints.ts; tests/integration/overlay_ports_test.ts checks that
- * the two agree).
- */
-export const GATEWAY_BRIDGE_NAME = "cnm_gwbridge";
+import { gatewayBridgeNetwork, GWBRIDGE } from "./gwbridge_names.ts";
 
 /** Most bindings (and exposed ports) one endpoint may ask for (`-p 8000-8999:8000-8999`). */
 export const MAX_PORT_BINDINGS = 1024;
@@ -128,14 +121,6 @@ export function decidePorts(
   };
 }
 
-/** The gateway bridge network of this host, if made. */
-export function gatewayBridgeNetwork(rt: Runtime): NetworkContext | undefined {
-  for (const r of rt.objects.network.values()) {
-    const c = rt.context<NetworkContext>(r);
-    if (c.name === GATEWAY_BRIDGE_NAME && !isGlobal(c)) return c;
-  }
-}
-
 /** What a decision needs of the network that publishes an endpoint's ports. */
 interface Publisher {
   name: string;
@@ -165,7 +150,7 @@ function viaGatewayBridge(ctx: ControllerContext, nc: NetworkContext): Publisher
   const gw = gatewayBridgeNetwork(ctx.runtime);
   if (gw) return publisherOf(gw);
   return {
-    name: `${GATEWAY_BRIDGE_NAME} (the gateway bridge of network ${nc.name})`,
+    name: `${GWBRIDGE} (the gateway bridge of network ${nc.name})`,
     firewall: ctx.driverConfigs.get("bridge")?.config.firewallBackend !== "none",
     ipv6: false,
   };

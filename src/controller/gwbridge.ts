@@ -16,10 +16,10 @@ import type { EndpointContext } from "../../actors/endpoint.ts";
 import type { NetworkContext } from "../../actors/network.ts";
 import { BridgeOptions } from "../../drivers/bridge/mod.ts";
 import { errText } from "../errors.ts";
-import { shortId } from "../ids.ts";
 import type { ControllerContext } from "./context.ts";
 import { createEndpoint, deleteEndpoint, join, leave } from "./endpoints.ts";
 import { isGlobal } from "./global.ts";
+import { gatewayBridgeNetwork, gatewayEndpointName, GWBRIDGE } from "./gwbridge_names.ts";
 import { createNetwork } from "./networks.ts";
 import {
   endpointsNamed,
@@ -29,10 +29,8 @@ import {
   networkContext,
 } from "./objects.ts";
 
-/** The gateway bridge network's name (and its device's). */
-export const GWBRIDGE = "cnm_gwbridge";
-
-const nameOf = (sandboxId: string) => `gateway_${shortId(sandboxId)}`;
+export { GWBRIDGE } from "./gwbridge_names.ts";
+const nameOf = gatewayEndpointName;
 
 /**
  * What a sandbox has: global endpoints, endpoints with a gateway, its gwbridge endpoint —
@@ -68,9 +66,7 @@ function survey(ctx: ControllerContext, sandboxId: string) {
 /** The gwbridge network, made on first need. */
 async function gwbridge(ctx: ControllerContext): Promise<NetworkContext> {
   const rt = ctx.runtime;
-  const find = () =>
-    [...rt.objects.network.values()].map((r) => rt.context<NetworkContext>(r))
-      .find((c) => c.name === GWBRIDGE && !isGlobal(c));
+  const find = () => gatewayBridgeNetwork(rt);
   const have = find();
   if (have) return have;
   await createNetwork(ctx, {

@@ -19,9 +19,8 @@
 
 import type { EndpointContext } from "../../actors/endpoint.ts";
 import { CnmError, errText, UnavailableError } from "../errors.ts";
-import { shortId } from "../ids.ts";
 import type { ControllerContext } from "./context.ts";
-import { gatewayBridgeNetwork } from "./endpoint_ports.ts";
+import { gatewayBridgeNetwork, gatewayEndpointName } from "./gwbridge_names.ts";
 import { deleteEndpoint, join, leave } from "./endpoints.ts";
 import { isGlobal } from "./global.ts";
 import { ensureGatewayBridge } from "./gwbridge.ts";
@@ -63,8 +62,7 @@ export async function requireGatewayPublication(
 
   let cause: unknown;
   const gwNet = gatewayBridgeNetwork(rt);
-  // gwbridge.ts's name of the sandbox's endpoint there.
-  const name = `gateway_${shortId(sandboxId)}`;
+  const name = gatewayEndpointName(sandboxId);
   const gwEp = gwNet && endpointsOfNetwork(rt, gwNet.id)
     .find((r) => rt.context<EndpointContext>(r).name === name);
   if (gwEp && rt.state(gwEp) === "created") {

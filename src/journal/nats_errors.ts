@@ -6,7 +6,7 @@
  * @module
  */
 
-import { UnavailableError } from "../errors.ts";
+import { NotFoundError, UnavailableError } from "../errors.ts";
 
 /** NATS refused our credentials, or TLS failed (the CLI exits with 5). */
 export class NatsAuthError extends UnavailableError {
@@ -60,4 +60,23 @@ export async function guardedConnect<T>(connect: () => Promise<T>): Promise<T> {
     Deno.unrefTimer(setTimeout(() => guards--, 3000) as unknown as number);
     throw err;
   }
+}
+
+/**
+ * Rethrows a consumer/stream failure as a typed error.
+ *
+ * @throws {NotFoundError} when the stream does not exist; else {@link UnavailableError}.
+ */
+export function streamError(err: unknown, stream: string): never {
+  if (/stream not found/i.test((err as Error).message)) {
+    throw new NotFoundError(
+      `stream ${stream} not found (nothing journaled yet, or wrong --stream)`,
+      {
+        cause: err,
+      },
+    );
+  }
+  throw new UnavailableError(`cannot read stream ${stream}: ${(err as Error).message}`, {
+    cause: err,
+  });
 }

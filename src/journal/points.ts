@@ -8,21 +8,8 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { decodeEvent } from "./events.ts";
-import { InvalidArgumentError, NotFoundError, UnavailableError } from "../errors.ts";
-
-function streamError(err: unknown, stream: string): never {
-  if (/stream not found/i.test((err as Error).message)) {
-    throw new NotFoundError(
-      `stream ${stream} not found (nothing journaled yet, or wrong --stream)`,
-      {
-        cause: err,
-      },
-    );
-  }
-  throw new UnavailableError(`cannot read stream ${stream}: ${(err as Error).message}`, {
-    cause: err,
-  });
-}
+import { InvalidArgumentError } from "../errors.ts";
+import { streamError } from "./nats_errors.ts";
 
 /** A stream sequence (number) or a time (ISO-8601 string or Date). */
 export type Point = number | string | Date;

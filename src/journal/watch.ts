@@ -6,7 +6,8 @@
  * @module
  */
 
-import { guardedConnect, isAuthFailure, NatsAuthError } from "./nats_errors.ts";
+import { guardedConnect, isAuthFailure, NatsAuthError, streamError } from "./nats_errors.ts";
+export { streamError } from "./nats_errors.ts";
 import { connect, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node";
 import {
   type ConsumerMessages,
@@ -18,7 +19,7 @@ import {
 import { resolvePoint } from "./points.ts";
 import { Observable } from "rxjs";
 import { decodeEvent, type RecordedEvent } from "./events.ts";
-import { NotFoundError, UnavailableError } from "../errors.ts";
+import { UnavailableError } from "../errors.ts";
 
 /** Connect options for a connection of our own, or a connection to borrow (never closed). */
 export type NatsTarget = ConnectionOptions | NatsConnection;
@@ -145,25 +146,6 @@ async function openConsumer(
   } catch (err) {
     streamError(err, stream);
   }
-}
-
-/**
- * Rethrows a consumer/stream failure as a typed error.
- *
- * @throws {NotFoundError} when the stream does not exist; else {@link UnavailableError}.
- */
-export function streamError(err: unknown, stream: string): never {
-  if (/stream not found/i.test((err as Error).message)) {
-    throw new NotFoundError(
-      `stream ${stream} not found (nothing journaled yet, or wrong --stream)`,
-      {
-        cause: err,
-      },
-    );
-  }
-  throw new UnavailableError(`cannot read stream ${stream}: ${(err as Error).message}`, {
-    cause: err,
-  });
 }
 
 /** Options of {@link watch}. */

@@ -12,7 +12,6 @@
 import assert from "node:assert/strict";
 import { ConflictError, InvalidArgumentError, parsePortSpec } from "../../mod.ts";
 import type { Controller, EndpointInfo } from "../../mod.ts";
-import { GATEWAY_BRIDGE_NAME } from "../../src/controller/endpoint_ports.ts";
 import { GWBRIDGE } from "../../src/controller/gwbridge.ts";
 import { connectTcp, serveTcp, type TcpServer } from "../_harness/tcp.ts";
 import { requestUdp, serveUdp } from "../_harness/udp.ts";
@@ -48,10 +47,6 @@ async function publishers(p: PortsEnv): Promise<string[]> {
   const ids = (await p.portRules()).map((l) => /comment "cnm:([0-9a-f]{12}) /.exec(l)![1]);
   return [...new Set(ids)].sort();
 }
-
-Deno.test("overlay ports: the gateway bridge's name is gwbridge.ts's", () => {
-  assert.equal(GATEWAY_BRIDGE_NAME, GWBRIDGE);
-});
 
 for (const brNetfilter of [false, true]) {
   const mode = `br_netfilter ${brNetfilter ? "on" : "off"}`;
