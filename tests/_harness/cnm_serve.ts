@@ -33,6 +33,31 @@ export interface ServeSetup {
   args?: string[];
 }
 
+/** What {@link serveSetup} reads of a test environment (tests/_harness/env.ts's TestEnv). */
+export interface ServeEnv {
+  nats: { url: string };
+  host: { path: string; prefix: string };
+  stream: string;
+  prefix: string;
+  stateDir: string;
+}
+
+/** The setup of `cnm serve` for host `h1` on a test environment, with extra flags. */
+export function serveSetup(env: ServeEnv, args: string[] = []): ServeSetup {
+  return {
+    env: {
+      CNM_NATS_URL: env.nats.url,
+      CNM_STREAM: env.stream,
+      CNM_PREFIX: env.prefix,
+      CNM_HOST_ID: "h1",
+    },
+    hostNamespace: env.host.path,
+    namePrefix: `${env.host.prefix}-`,
+    stateDir: env.stateDir,
+    args,
+  };
+}
+
 /** Spawns `cnm serve` and waits until it answers (`answering on …` in its log). */
 export async function startServe(setup: ServeSetup): Promise<ServeProcess> {
   const child = new Deno.Command(CNM, {

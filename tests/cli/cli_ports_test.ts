@@ -8,25 +8,14 @@
 
 import assert from "node:assert/strict";
 import { startEnv } from "../_harness/env.ts";
-import { CNM, startServe } from "../_harness/cnm_serve.ts";
+import { CNM, serveSetup, startServe } from "../_harness/cnm_serve.ts";
 import { sh } from "../_harness/command.ts";
 
 const dec = new TextDecoder();
 
 Deno.test("cnm connect -p and cnm port (needs root, nats-server): published, listed, held again after kill -9 of cnm serve", async (t) => {
   const env = await startEnv("clp");
-  const setup = {
-    env: {
-      CNM_NATS_URL: env.nats.url,
-      CNM_STREAM: env.stream,
-      CNM_PREFIX: env.prefix,
-      CNM_HOST_ID: "h1",
-    },
-    hostNamespace: env.host.path,
-    namePrefix: `${env.host.prefix}-`,
-    stateDir: env.stateDir,
-    args: ["-q"],
-  };
+  const setup = serveSetup(env, ["-q"]);
   const run = async (...args: string[]) => {
     const o = await new Deno.Command(CNM, { args, env: setup.env }).output();
     return { code: o.code, out: dec.decode(o.stdout), err: dec.decode(o.stderr) };

@@ -7,23 +7,13 @@
 import assert from "node:assert/strict";
 import { sh, startEnv } from "../_harness/env.ts";
 import { listPrefixed } from "../_harness/netns.ts";
-import { CNM, type ServeProcess, startServe } from "../_harness/cnm_serve.ts";
+import { CNM, type ServeProcess, serveSetup, startServe } from "../_harness/cnm_serve.ts";
 import { output } from "../_harness/command.ts";
 import { ownerId } from "../../src/ids.ts";
 
 Deno.test("cnm serve (needs root, nats-server) logs what its start-up reconcile repaired, removed and left", async (t) => {
   const env = await startEnv("crec");
-  const setup = {
-    env: {
-      CNM_NATS_URL: env.nats.url,
-      CNM_STREAM: env.stream,
-      CNM_PREFIX: env.prefix,
-      CNM_HOST_ID: "h1",
-    },
-    hostNamespace: env.host.path,
-    namePrefix: `${env.host.prefix}-`,
-    stateDir: env.stateDir,
-  };
+  const setup = serveSetup(env);
   const cnm = async (...args: string[]) => {
     const o = await output([CNM, ...args], { env: setup.env });
     return { code: o.code, out: o.stdout, err: o.stderr };

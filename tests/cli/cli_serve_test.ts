@@ -4,27 +4,14 @@
  * with `--docker-socket` the real `docker` CLI manages its networks.
  */
 import assert from "node:assert/strict";
-import { sh, startEnv, type TestEnv } from "../_harness/env.ts";
+import { sh, startEnv } from "../_harness/env.ts";
 import { startNats } from "../_harness/nats.ts";
 import { createTestHost } from "../_harness/netns.ts";
 import { dockerCli } from "../_harness/docker.ts";
-import { CNM, startServe } from "../_harness/cnm_serve.ts";
+import { CNM, serveSetup, startServe } from "../_harness/cnm_serve.ts";
 import { ownerId } from "../../src/ids.ts";
 
 const dec = new TextDecoder();
-
-const serveSetup = (env: TestEnv, args: string[]) => ({
-  env: {
-    CNM_NATS_URL: env.nats.url,
-    CNM_STREAM: env.stream,
-    CNM_PREFIX: env.prefix,
-    CNM_HOST_ID: "h1",
-  },
-  hostNamespace: env.host.path,
-  namePrefix: `${env.host.prefix}-`,
-  stateDir: env.stateDir,
-  args,
-});
 
 Deno.test("cnm serve (needs root, nats-server) answers commands, logs what matters, reconciles, stops on SIGTERM", async () => {
   const env = await startEnv("cli");

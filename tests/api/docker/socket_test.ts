@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { InvalidArgumentError } from "../../../mod.ts";
 import { serveDocker } from "../../../src/api/docker/mod.ts";
 import { output } from "../../_harness/command.ts";
-import { CNM, startServe } from "../../_harness/cnm_serve.ts";
+import { CNM, serveSetup, startServe } from "../../_harness/cnm_serve.ts";
 import { rawExchange, startDockerEnv } from "../../_harness/docker.ts";
 import { startEnv } from "../../_harness/env.ts";
 
@@ -142,18 +142,7 @@ Deno.test("cnm serve --docker-group (root, nats-server) gives the Docker socket 
   const env = await startEnv("dksg");
   const dir = await Deno.makeTempDir({ prefix: "cnm-docker-sock-" });
   const sock = `${dir}/docker.sock`;
-  const setup = (args: string[]) => ({
-    env: {
-      CNM_NATS_URL: env.nats.url,
-      CNM_STREAM: env.stream,
-      CNM_PREFIX: env.prefix,
-      CNM_HOST_ID: "h1",
-    },
-    hostNamespace: env.host.path,
-    namePrefix: `${env.host.prefix}-`,
-    stateDir: env.stateDir,
-    args,
-  });
+  const setup = (args: string[]) => serveSetup(env, args);
   try {
     await t.step(
       "--docker-socket PATH --docker-group GID: the socket's group, mode 0660",
