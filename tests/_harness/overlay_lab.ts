@@ -27,6 +27,21 @@ export interface OverlayHost {
   serve?: ServeProcess;
 }
 
+/** The address of a CIDR (`10.0.0.2/24` → `10.0.0.2`). */
+export const ipOf = (cidr?: string): string => cidr!.split("/")[0];
+/** A namespace's name from its path (a sandbox key). */
+export const nsOf = (key: string): string => key.slice(key.lastIndexOf("/") + 1);
+
+/** Polls `f` every 10 ms until it holds; throws naming `what` after `ms`. Returns the ms taken. */
+export async function until(what: string, f: () => Promise<boolean>, ms = 3000): Promise<number> {
+  const t0 = performance.now();
+  while (!(await f())) {
+    if (performance.now() - t0 > ms) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return performance.now() - t0;
+}
+
 /** A running overlay lab. */
 export interface OverlayLab {
   lab: Lab;

@@ -12,18 +12,7 @@ import assert from "node:assert/strict";
 import { output } from "../_harness/command.ts";
 import { CNM } from "../_harness/cnm_serve.ts";
 import { ping } from "../_harness/multihost.ts";
-import { createOverlayLab, type OverlayLab } from "../_harness/overlay_lab.ts";
-
-const ipOf = (cidr?: string) => cidr!.split("/")[0];
-const nsOf = (key: string) => key.slice(key.lastIndexOf("/") + 1);
-
-async function until(what: string, f: () => Promise<boolean>, ms = 3000): Promise<void> {
-  const t0 = performance.now();
-  while (!(await f())) {
-    if (performance.now() - t0 > ms) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+import { createOverlayLab, ipOf, nsOf, type OverlayLab, until } from "../_harness/overlay_lab.ts";
 
 /** Runs `./cnm --host <host> ARGS` against the lab's NATS and stream. */
 function cnmOn(lab: OverlayLab) {

@@ -13,18 +13,7 @@ import { history } from "../../mod.ts";
 import { ownerId } from "../../src/ids.ts";
 import { sh } from "../_harness/command.ts";
 import { ping } from "../_harness/multihost.ts";
-import { createOverlayLab, type OverlayLab } from "../_harness/overlay_lab.ts";
-
-const ipOf = (cidr?: string) => cidr!.split("/")[0];
-const nsOf = (key: string) => key.slice(key.lastIndexOf("/") + 1);
-
-async function until(what: string, f: () => Promise<boolean>, ms = 3000): Promise<void> {
-  const t0 = performance.now();
-  while (!(await f())) {
-    if (performance.now() - t0 > ms) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+import { createOverlayLab, ipOf, nsOf, type OverlayLab, until } from "../_harness/overlay_lab.ts";
 
 /** The overlay namespace of `net` on host i. */
 const overlayNs = (lab: OverlayLab, i: number, net: NetworkInfo) => {
