@@ -15,6 +15,45 @@ import { startEnv, type TestEnv } from "./env.ts";
 /** Addresses of the lab. */
 export const HOST4 = "198.51.100.1", REMOTE4 = "198.51.100.53";
 export const HOST6 = "2001:db8:100::1", REMOTE6 = "2001:db8:100::53";
+
+/**
+ * A "remote client" namespace `remote` on the host's LAN: a veth `veth` (host side in
+ * namespace `host`, HOST4/HOST6) to its `eth0` (REMOTE4/REMOTE6), with routes to the
+ * container subnets via the host.
+ */
+export async function addRemote(
+  ip: (...args: string[]) => Promise<unknown>,
+  host: string,
+  remote: string,
+  veth: string,
+  subnet4: string,
+  subnet6: string,
+): Promise<void> {
+  await ip("netns", "add", remote);
+  await ip("-n", remote, "link", "set", "lo", "up");
+  await ip(
+    "-n",
+    host,
+    "link",
+    "add",
+    veth,
+    "type",
+    "veth",
+    "peer",
+    "name",
+    "eth0",
+    "netns",
+    remote,
+  );
+  await ip("-n", host, "addr", "add", `${HOST4}/24`, "dev", veth);
+  await ip("-n", host, "addr", "add", `${HOST6}/64`, "dev", veth, "nodad");
+  await ip("-n", host, "link", "set", veth, "up");
+  await ip("-n", remote, "addr", "add", `${REMOTE4}/24`, "dev", "eth0");
+  await ip("-n", remote, "addr", "add", `${REMOTE6}/64`, "dev", "eth0", "nodad");
+  await ip("-n", remote, "link", "set", "eth0", "up");
+  await ip("-n", remote, "route", "add", subnet4, "via", HOST4);
+  await ip("-n", remote, "-6", "route", "add", subnet6, "via", HOST6);
+}
 export const GW4 = "172.30.0.1", GW6 = "fd30::1";
 export const SUBNET4 = "172.30.0.0/24", SUBNET6 = "fd30::/64";
 
@@ -93,30 +132,7 @@ export async function withPortsEnv(
       await inHost(["sysctl", "-qw", `net.ipv4.ip_local_port_range=${options.portRange}`]);
     }
     const remote = `${env.host.prefix}rm`, veth = `${env.host.prefix}rv`;
-    await ip("netns", "add", remote);
-    await ip("-n", remote, "link", "set", "lo", "up");
-    await ip(
-      "-n",
-      host,
-      "link",
-      "add",
-      veth,
-      "type",
-      "veth",
-      "peer",
-      "name",
-      "eth0",
-      "netns",
-      remote,
-    );
-    await ip("-n", host, "addr", "add", `${HOST4}/24`, "dev", veth);
-    await ip("-n", host, "addr", "add", `${HOST6}/64`, "dev", veth, "nodad");
-    await ip("-n", host, "link", "set", veth, "up");
-    await ip("-n", remote, "addr", "add", `${REMOTE4}/24`, "dev", "eth0");
-    await ip("-n", remote, "addr", "add", `${REMOTE6}/64`, "dev", "eth0", "nodad");
-    await ip("-n", remote, "link", "set", "eth0", "up");
-    await ip("-n", remote, "route", "add", SUBNET4, "via", HOST4);
-    await ip("-n", remote, "-6", "route", "add", SUBNET6, "via", HOST6);
+    await addRemote(ip, host, remote, veth, SUBNET4, SUBNET6);
 
     let cnm = await env.open({ defaultBridge: false });
     await cnm.createNetwork({

@@ -18,10 +18,10 @@ import type {
 } from "../../drivers/driver.ts";
 import { createKernel, type Kernel } from "../../src/kernel/mod.ts";
 import { type Lab, run, withLab } from "./_fw_netns.ts";
+import { addRemote } from "../_harness/ports_env.ts";
 
 /** Addresses of the lab. */
-export const HOST4 = "198.51.100.1", REMOTE4 = "198.51.100.53";
-export const HOST6 = "2001:db8:100::1", REMOTE6 = "2001:db8:100::53";
+export { HOST4, HOST6, REMOTE4, REMOTE6 } from "../_harness/ports_env.ts";
 export const GW4 = "172.30.0.1", GW6 = "fd30::1";
 
 const hex = (n: number) =>
@@ -87,30 +87,7 @@ export async function withPortsLab(
       `net.bridge.bridge-nf-call-ip6tables=${v}`,
     ]);
     const remote = `${lab.prefix}-r`, veth = `${lab.prefix}rv`;
-    await ip("netns", "add", remote);
-    await ip("-n", remote, "link", "set", "lo", "up");
-    await ip(
-      "-n",
-      host,
-      "link",
-      "add",
-      veth,
-      "type",
-      "veth",
-      "peer",
-      "name",
-      "eth0",
-      "netns",
-      remote,
-    );
-    await ip("-n", host, "addr", "add", `${HOST4}/24`, "dev", veth);
-    await ip("-n", host, "addr", "add", `${HOST6}/64`, "dev", veth, "nodad");
-    await ip("-n", host, "link", "set", veth, "up");
-    await ip("-n", remote, "addr", "add", `${REMOTE4}/24`, "dev", "eth0");
-    await ip("-n", remote, "addr", "add", `${REMOTE6}/64`, "dev", "eth0", "nodad");
-    await ip("-n", remote, "link", "set", "eth0", "up");
-    await ip("-n", remote, "route", "add", "172.30.0.0/24", "via", HOST4);
-    await ip("-n", remote, "-6", "route", "add", "fd30::/64", "via", HOST6);
+    await addRemote(ip, host, remote, veth, "172.30.0.0/24", "fd30::/64");
 
     const kernel = await createKernel({ hostNamespace: `/var/run/netns/${host}` });
     try {
