@@ -23,6 +23,29 @@ export interface Outcome {
   data: Record<string, unknown>;
 }
 
+/**
+ * Runs the effect of `kind` in transient `state`; throws on failure. `intentSeq` is the
+ * stream sequence of the intent it carries out.
+ */
+export type RunEffect = (
+  kind: Kind,
+  state: string,
+  context: unknown,
+  effectId: string,
+  intentSeq: number,
+) => Promise<Outcome>;
+
+/** Builds an event of this host. */
+export type BuildEvent = (
+  kind: string,
+  objectId: string,
+  type: string,
+  from: string | null,
+  to: string,
+  data: Record<string, unknown>,
+  extra?: { effectId?: string; cause?: string },
+) => CnmEvent;
+
 /** Options of {@link createEffectMachines}: the runtime's parts the effect half uses. */
 export interface EffectMachinesOptions {
   journal: Journal;
@@ -30,27 +53,13 @@ export interface EffectMachinesOptions {
   /** The live object `kind`/`id`, if it is still registered. */
   object(kind: Kind, id: string): Rec | undefined;
   /** Runs the effect of `kind` in transient `state` (RuntimeOptions.runEffect). */
-  runEffect(
-    kind: Kind,
-    state: string,
-    context: unknown,
-    effectId: string,
-    intentSeq: number,
-  ): Promise<Outcome>;
+  runEffect: RunEffect;
   /** Called once an outcome is durable, before its command settles. */
   onOutcome?(kind: Kind, context: unknown, outcome: CnmEvent): void;
   /** Fault-injection points (crash tests). */
   hook(point: "effect-done" | "outcome-appended", event: CnmEvent): void;
   /** Builds an event of this host (Runtime.event). */
-  event(
-    kind: string,
-    objectId: string,
-    type: string,
-    from: string | null,
-    to: string,
-    data: Record<string, unknown>,
-    extra?: { effectId?: string; cause?: string },
-  ): CnmEvent;
+  event: BuildEvent;
   /** Tells a durable event to the runtime's listeners. */
   emit(event: CnmEvent, seq: number): void;
   /** Whether the runtime is closed (an outcome append stops retrying). */

@@ -24,7 +24,7 @@ import { KeyedMutex } from "./locks.ts";
 import { createUncertainIntents } from "./uncertain.ts";
 import { createWaiters } from "./waiters.ts";
 import { type ChangeListener, createRegistry, type Rec } from "./registry.ts";
-import { createEffectMachines, type Outcome } from "./outcomes.ts";
+import { type BuildEvent, createEffectMachines, type RunEffect } from "./outcomes.ts";
 
 /** Where {@link RuntimeOptions.hook} is called (crash tests kill the process there). */
 export type CrashPoint = "intent-appended" | "effect-done" | "outcome-appended";
@@ -39,17 +39,8 @@ export interface RuntimeOptions {
   hostId: string;
   /** Milliseconds a command waits for its outcome. */
   commandTimeoutMs: number;
-  /**
-   * Runs the effect of `kind` in transient `state`; throws on failure. `intentSeq` is the
-   * stream sequence of the intent it carries out.
-   */
-  runEffect(
-    kind: Kind,
-    state: string,
-    context: unknown,
-    effectId: string,
-    intentSeq: number,
-  ): Promise<Outcome>;
+  /** Runs the effect of `kind` in transient `state`; throws on failure. */
+  runEffect: RunEffect;
   /** Called once an outcome is durable, before its command settles. */
   onOutcome?(kind: Kind, context: unknown, outcome: CnmEvent): void;
   /** Fault-injection points (crash tests). */
@@ -124,15 +115,7 @@ export interface Runtime {
    */
   append(event: CnmEvent, expectSeq?: number): Promise<number>;
   /** Builds an event of this host. */
-  event(
-    kind: string,
-    objectId: string,
-    type: string,
-    from: string | null,
-    to: string,
-    data: Record<string, unknown>,
-    extra?: { effectId?: string; cause?: string },
-  ): CnmEvent;
+  event: BuildEvent;
   /** Rebuilds one object's actor from its events in the journal. */
   reload(kind: Kind, id: string): Promise<void>;
   /** Throws when closed or fenced. */
