@@ -13,25 +13,11 @@ import type { Controller, ControllerOptions, Driver, SandboxInfo } from "../mod.
 import { listenUdpIn } from "../src/dns/netns_sockets.ts";
 import { asBuffer, decode, encode, FLAG } from "../src/dns/_packet.ts";
 import { startServe } from "../tests/_harness/cnm_serve.ts";
+import { globalNoopDriver } from "../tests/cli/_fake_kernel.ts";
 import type { DnsLab } from "../tests/_harness/dns_lab.ts";
 
 /** A global driver with no data plane. */
-export function namesOnlyDriver(): Driver {
-  return {
-    name: "gnames",
-    capabilities: () => ({
-      dataScope: "global",
-      connectivityScope: "global",
-      vniOption: "com.docker.network.driver.overlay.vxlanid_list",
-    }),
-    createNetwork: () => Promise.resolve({}),
-    deleteNetwork: () => Promise.resolve(),
-    createEndpoint: () => Promise.resolve({}),
-    deleteEndpoint: () => Promise.resolve(),
-    join: () => Promise.resolve({}),
-    leave: () => Promise.resolve(),
-  };
-}
+export const namesOnlyDriver = (): Driver => globalNoopDriver("gnames");
 
 /** Controller options on the lab, for host `hostId` in namespace `nsPath`. */
 export function labOptions(

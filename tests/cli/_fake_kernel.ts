@@ -71,3 +71,24 @@ export function noopDriver(name = "noop"): Driver {
     leave: () => Promise.resolve(),
   };
 }
+
+/**
+ * A global driver that programs nothing: the cluster semantics (global scope, VNIs through
+ * `vniOption`) without a data plane.
+ */
+export function globalNoopDriver(name: string): Driver {
+  return {
+    name,
+    capabilities: () => ({
+      dataScope: "global",
+      connectivityScope: "global",
+      vniOption: "com.docker.network.driver.overlay.vxlanid_list",
+    }),
+    createNetwork: () => Promise.resolve({}),
+    deleteNetwork: () => Promise.resolve(),
+    createEndpoint: () => Promise.resolve({}),
+    deleteEndpoint: () => Promise.resolve(),
+    join: () => Promise.resolve({}),
+    leave: () => Promise.resolve(),
+  };
+}

@@ -10,30 +10,15 @@
 import assert from "node:assert/strict";
 import { connect } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
-import type { Controller, Driver } from "../../mod.ts";
+import type { Controller } from "../../mod.ts";
 import { claimBucketOf, claimKey } from "../../src/controller/claims.ts";
 import { newObjectId } from "../../src/ids.ts";
 import { startEnv, type TestEnv } from "../_harness/env.ts";
+import { globalNoopDriver } from "../cli/_fake_kernel.ts";
 
 const VNI_OPTION = "com.docker.network.driver.overlay.vxlanid_list";
 
-/** A global driver that programs nothing: the cluster semantics without a data plane. */
-function globalDriver(): Driver {
-  return {
-    name: "gtest",
-    capabilities: () => ({
-      dataScope: "global",
-      connectivityScope: "global",
-      vniOption: VNI_OPTION,
-    }),
-    createNetwork: () => Promise.resolve({}),
-    deleteNetwork: () => Promise.resolve(),
-    createEndpoint: () => Promise.resolve({}),
-    deleteEndpoint: () => Promise.resolve(),
-    join: () => Promise.resolve({}),
-    leave: () => Promise.resolve(),
-  };
-}
+const globalDriver = () => globalNoopDriver("gtest");
 
 const open = (env: TestEnv, hostId = "h1"): Promise<Controller> =>
   env.open({ hostId, predefined: false, drivers: [globalDriver()] });

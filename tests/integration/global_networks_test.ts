@@ -7,29 +7,14 @@
 
 import assert from "node:assert/strict";
 import { ConflictError, ForbiddenError } from "../../mod.ts";
-import type { Controller, Driver } from "../../mod.ts";
+import type { Controller } from "../../mod.ts";
 import { startEnv, type TestEnv } from "../_harness/env.ts";
 import { createTestHost, type TestHost } from "../_harness/netns.ts";
+import { globalNoopDriver } from "../cli/_fake_kernel.ts";
 
 const VNI_OPTION = "com.docker.network.driver.overlay.vxlanid_list";
 
-/** A global driver that programs nothing: the cluster semantics without a data plane. */
-function globalDriver(): Driver {
-  return {
-    name: "gtest",
-    capabilities: () => ({
-      dataScope: "global",
-      connectivityScope: "global",
-      vniOption: VNI_OPTION,
-    }),
-    createNetwork: () => Promise.resolve({}),
-    deleteNetwork: () => Promise.resolve(),
-    createEndpoint: () => Promise.resolve({}),
-    deleteEndpoint: () => Promise.resolve(),
-    join: () => Promise.resolve({}),
-    leave: () => Promise.resolve(),
-  };
-}
+const globalDriver = () => globalNoopDriver("gtest");
 
 interface Cluster {
   env: TestEnv;
