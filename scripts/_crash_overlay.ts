@@ -29,6 +29,27 @@ export interface OverlaySite extends Site {
   stream: string;
 }
 
+/**
+ * The sites of a lab's hosts, `hostIds[i]` on `hosts[i]` (their controllers come later):
+ * each host's namespace, name prefix, state directory under `stateDir`, VTEP and stream.
+ */
+export function labSites(
+  hosts: readonly { name: string; namePrefix: string; address: string }[],
+  hostIds: readonly string[],
+  stateDir: string,
+  stream: string,
+): (Omit<OverlaySite, "ctl"> & { stateDir: string })[] {
+  return hosts.map((h, i) => ({
+    hostNs: h.name,
+    namePrefix: h.namePrefix,
+    stateDir: `${stateDir}/${hostIds[i]}`,
+    ignoreLinks: ["ul0"],
+    hostId: hostIds[i],
+    vtep: h.address,
+    stream,
+  }));
+}
+
 const hex6 = (vni: number) => vni.toString(16).padStart(6, "0");
 /** libnetwork's MAC for an IPv4 address: `02:42:` + its octets. */
 export const macOf = (ip: string) =>

@@ -44,7 +44,7 @@ import {
   type Stamped,
   type Verdict,
 } from "./_crash_model.ts";
-import { compareOverlay, globalNets, type OverlaySite } from "./_crash_overlay.ts";
+import { compareOverlay, globalNets, labSites, type OverlaySite } from "./_crash_overlay.ts";
 import { compareClaims } from "./_crash_claims.ts";
 import { probeOverlay } from "./_crash_traffic.ts";
 import { createSurvivor, type Survivor } from "./_crash_survivor.ts";
@@ -88,15 +88,7 @@ async function main(): Promise<number> {
     stateDir = await Deno.makeTempDir({ prefix: `cnm-${lab.prefix}-` });
     const stream = `CRASH_${lab.prefix}`.toUpperCase();
     const prefix = lab.prefix;
-    const sites = lab.hosts.map((h, i) => ({
-      hostNs: h.name,
-      namePrefix: h.namePrefix,
-      stateDir: `${stateDir}/${HOSTS[i]}`,
-      ignoreLinks: ["ul0"],
-      hostId: HOSTS[i],
-      vtep: h.address,
-      stream,
-    }));
+    const sites = labSites(lab.hosts, HOSTS, stateDir, stream);
     const optionsOf = (i: number): ControllerOptions => ({
       nats: { servers: nats!.url },
       stream,

@@ -23,7 +23,7 @@ import type { ChildConfig, KillTarget, Op } from "../../scripts/_crash_child.ts"
 import { spawnChild } from "../../scripts/_crash_process.ts";
 import { compareKernel } from "../../scripts/_crash_kernel.ts";
 import type { Verdict } from "../../scripts/_crash_model.ts";
-import { compareOverlay, macOf, type OverlaySite } from "../../scripts/_crash_overlay.ts";
+import { compareOverlay, labSites, macOf, type OverlaySite } from "../../scripts/_crash_overlay.ts";
 import { ipAddrs, netnsWithPrefix, overlayNsPrefix } from "../../scripts/_crash_probe.ts";
 import { compareClaims } from "../../scripts/_crash_claims.ts";
 import { probeOverlay } from "../../scripts/_crash_traffic.ts";
@@ -60,15 +60,7 @@ async function withEnv(label: string, f: (env: Env) => Promise<void>): Promise<v
     nc = await connect({ servers: nats.url });
     const stream = `T_${lab.prefix}`.toUpperCase();
     const prefix = lab.prefix;
-    const sites = lab.hosts.map((h, i) => ({
-      hostNs: h.name,
-      namePrefix: h.namePrefix,
-      stateDir: `${stateDir}/${HOSTS[i]}`,
-      ignoreLinks: ["ul0"],
-      hostId: HOSTS[i],
-      vtep: h.address,
-      stream,
-    }));
+    const sites = labSites(lab.hosts, HOSTS, stateDir, stream);
     const url = nats.url;
     const options = (i: number): ControllerOptions => ({
       nats: { servers: url },
